@@ -1,0 +1,4 @@
+"""``python -m agn`` runs the command line."""
+from agn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The ``agn`` command line: one subcommand per module in this package."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module exposes ``add_parser(subparsers)`` which registers its subcommand and sets
+# ``func(args) -> int`` as the handler. Modules are imported lazily per subcommand.
+SUBCOMMANDS: dict[str, str] = {
+    "multipliers": "agn.cli.multipliers",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; with ``only`` set, import just that subcommand's module."""
+    parser = argparse.ArgumentParser(
+        prog="agn", description="Approximate multipliers for neural networks: train, match, "
+        "search, deploy.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=f"(run 'agn {name} -h')")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``agn`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first if first in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""deploy: integer network IR, bit-exact NumPy reference, PULP C emitter and host validation."""

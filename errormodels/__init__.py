@@ -1,0 +1,1 @@
+"""errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier matching."""

@@ -1,0 +1,13 @@
+"""Exceptions raised by hwlib: every message names the bad value and what was expected."""
+
+
+class SpecError(ValueError):
+    """A multiplier spec string that cannot be parsed or names an unknown multiplier."""
+
+
+class DomainError(ValueError):
+    """An operand outside the domain a multiplier declares."""
+
+
+class TableError(ValueError):
+    """A multiplier table (file or array) of the wrong shape, dtype or content."""
