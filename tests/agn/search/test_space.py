@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+import hwlib
+from agn.search import Encoding, SearchSpace, SearchSpaceError
+
+
+def test_sorted_encoding_orders_by_decreasing_power(space):
+    powers = np.array(space.relative_power)
+    assert np.all(np.diff(powers) <= 0)
+    assert space.candidates[0] == "marlin:0" and space.candidates[-1] == "marlin:255"
+    assert space.upper == 255
+
+
+def test_decode_encode_round_trip_and_energy(space):
+    g = np.array([0, 10, 255, 3])
+    asg = space.decode(g)
+    np.testing.assert_array_equal(space.encode(asg), g)
+    c = np.array([4000, 8000, 2000, 500], float)
+    p = np.array([hwlib.get(asg[n]).relative_power for n in space.layers])
+    assert space.energy(g) == pytest.approx((c * p).sum() / c.sum(), rel=1e-12)
+    assert space.energy(space.uniform(0)) == 1.0
+
+
+def test_raw_encoding_is_the_marlin_level():
+    sp = SearchSpace.build(["a", "b"], [1, 1], "marlin:*", Encoding.RAW)
+    assert sp.decode([127, 128]) == {"a": "marlin:127", "b": "marlin:128"}
+
+
+def test_bad_genomes_and_catalogs_are_refused(space):
+    with pytest.raises(SearchSpaceError, match="expected 4 genes"):
+        space.decode([0, 1, 2])
+    with pytest.raises(SearchSpaceError, match=r"0\.\.255"):
+        space.decode([0, 1, 2, 256])
+    with pytest.raises(SearchSpaceError, match="missing \\['fc'\\]"):
+        space.encode({"conv1": "exact", "conv2": "exact", "conv3": "exact"})
+    with pytest.raises(SearchSpaceError, match="family .nosuch."):
+        SearchSpace.build(["a"], [1], "nosuch:*")
+    with pytest.raises(SearchSpaceError, match="needs the catalog 'marlin:\\*'"):
+        SearchSpace.build(["a"], [1], "marlin:1,marlin:2", Encoding.RAW)
