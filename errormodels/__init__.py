@@ -1,1 +1,22 @@
 """errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier matching."""
+from errormodels.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment,
+                                    read_assignment, write_assignment)
+from errormodels.catalog import ErrorCatalog, error_grid
+from errormodels.energy import energy, power_source
+from errormodels.errors import AssignmentError, SigmasError, StatsError
+from errormodels.match import Metric, Rule, match, select, tolerances
+from errormodels.predict import (Method, Prediction, error_moments, feasibility,
+                                 moments_to_prediction, predict)
+from errormodels.sigmas import (SIGMAS_FILE, LayerSigma, pair_with_stats, parse_sigmas,
+                                read_sigmas)
+from errormodels.stats import (ACT_DOMAIN, STATS_FILE, WEIGHT_DOMAIN, OperandStats, align,
+                               histogram, load_stats, save_stats)
+
+__all__ = [
+    "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "ErrorCatalog",
+    "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
+    "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "WEIGHT_DOMAIN", "align", "energy",
+    "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
+    "moments_to_prediction", "pair_with_stats", "parse_sigmas", "power_source", "predict",
+    "read_assignment", "read_sigmas", "save_stats", "select", "tolerances", "write_assignment",
+]

@@ -1,0 +1,148 @@
+"""Predicted mean and std of a layer's output error under each multiplier of a catalog.
+
+Notation (multipliers.md): ``e(x, w)`` the error table, ``q`` the layer's weight distribution,
+``p_k`` the activation distribution of sampled receptive field ``k``, ``n`` the fan-in, and
+``A(x) = sum_w q(w) e(x, w)``, ``E2(x) = sum_w q(w) e(x, w)^2``. Every formula gives the mean
+``n * mean_k mu_k`` with ``mu_k = sum_x p_k(x) A(x)``; they differ in the std:
+
+- ``IID``: operand pairs i.i.d. from the pooled activations: ``sqrt(n * Var_e)``.
+- ``POPULATION``: law of total variance over the fields, drawing x from ``p_k`` and w from ``q``:
+  ``sqrt(n * mean_k v_k + n^2 * Var_k mu_k)`` with ``v_k = sum_x p_k(x) E2(x) - mu_k^2``.
+- ``FIXED_FIELD``: the field's activations held fixed, only the weights drawn:
+  the same combination with ``v_k = sum_x p_k(x) (E2(x) - A(x)^2)``.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from errormodels.catalog import ErrorCatalog
+from errormodels.errors import StatsError
+from errormodels.stats import OperandStats
+
+_CHUNK = 16  # multipliers per GEMM block in error_moments (bounds the float64 temporaries)
+
+
+class Method(str, enum.Enum):
+    """Which error-model formula to use."""
+
+    IID = "iid"
+    POPULATION = "population"
+    FIXED_FIELD = "fixed_field"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted output error of L layers under M multipliers.
+
+    Attributes:
+        mean: float64 (L, M), predicted mean of the output error (NaN where infeasible).
+        std: float64 (L, M), predicted std of the output error (inf where infeasible).
+        feasible: bool (L, M), False where the layer's operands fall outside a multiplier's
+            declared domains (e.g. activations above 127 for a signed EvoApprox circuit).
+        method: the formula used.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    feasible: np.ndarray
+    method: Method
+
+    @property
+    def rms(self) -> np.ndarray:
+        """Root mean square output error ``sqrt(std^2 + mean^2)``, (L, M)."""
+        return np.where(self.feasible, np.hypot(self.std, np.nan_to_num(self.mean)), np.inf)
+
+
+def error_moments(errors: np.ndarray, weight_pmfs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A`` and ``E2`` of every multiplier for every weight distribution.
+
+    Args:
+        errors: (M, X, W) error tables (any real dtype).
+        weight_pmfs: (L, W) weight distributions (rows sum to 1).
+
+    Returns:
+        ``(A, E2)``, each float64 (L, M, X).
+    """
+    m, x, w = errors.shape
+    q = np.asarray(weight_pmfs, np.float64)
+    if q.ndim != 2 or q.shape[1] != w:
+        raise ValueError(f"error_moments: weight_pmfs must be (L, {w}), got {q.shape}")
+    a = np.empty((m * x, q.shape[0]))
+    e2 = np.empty_like(a)
+    for lo in range(0, m, _CHUNK):
+        e = errors[lo:lo + _CHUNK].reshape(-1, w).astype(np.float64)
+        a[lo * x:lo * x + e.shape[0]] = e @ q.T
+        e2[lo * x:lo * x + e.shape[0]] = (e * e) @ q.T
+    return (a.reshape(m, x, -1).transpose(2, 0, 1), e2.reshape(m, x, -1).transpose(2, 0, 1))
+
+
+def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray, fan_in: int,
+                          method: Method) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of one layer's output error from its moments.
+
+    Args:
+        a: (M, X), ``A(x)`` per multiplier.
+        e2: (M, X), ``E2(x)`` per multiplier.
+        field_pmfs: (N, X), the sampled fields' activation distributions.
+        fan_in: n, products summed per output element.
+        method: the formula.
+
+    Returns:
+        ``(mean, std)``, each float64 (M,).
+    """
+    p = np.asarray(field_pmfs, np.float64)
+    n = float(fan_in)
+    mu = p @ a.T                                               # (N, M)
+    mean = n * mu.mean(axis=0)
+    if Method(method) is Method.IID:
+        pbar = p.mean(axis=0)
+        var = n * np.maximum(e2 @ pbar - (a @ pbar) ** 2, 0.0)
+        return mean, np.sqrt(var)
+    if Method(method) is Method.POPULATION:
+        within = p @ e2.T - mu * mu
+    else:
+        within = p @ (e2 - a * a).T
+    var = n * np.maximum(within, 0.0).mean(axis=0) + n * n * mu.var(axis=0)
+    return mean, np.sqrt(var)
+
+
+def feasibility(stats: Sequence[OperandStats], catalog: ErrorCatalog) -> np.ndarray:
+    """bool (L, M): every activation and weight value the layer uses is in the multiplier's domains."""
+    used_x = np.stack([s.field_hists.sum(axis=0) > 0 for s in stats])      # (L, X)
+    used_w = np.stack([s.weight_hist > 0 for s in stats])                  # (L, W)
+    bad_x = used_x.astype(np.int64) @ (~catalog.x_support).T.astype(np.int64)
+    bad_w = used_w.astype(np.int64) @ (~catalog.w_support).T.astype(np.int64)
+    return (bad_x == 0) & (bad_w == 0)
+
+
+def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
+            method: Method | str = Method.FIXED_FIELD) -> Prediction:
+    """Predicted output error mean and std of every layer under every catalog multiplier.
+
+    Args:
+        stats: L layers' operand statistics.
+        catalog: M multipliers.
+        method: ``"fixed_field"`` (default), ``"population"`` or ``"iid"``.
+
+    Returns:
+        A :class:`Prediction` with (L, M) arrays.
+    """
+    stats = list(stats)
+    if not stats:
+        raise StatsError("predict: expected operand statistics for at least one layer, got none")
+    try:
+        method = Method(method)
+    except ValueError:
+        raise ValueError(f"predict: method {method!r} unknown; expected one of "
+                         f"{[m.value for m in Method]}") from None
+    a, e2 = error_moments(catalog.errors, np.stack([s.weight_pmf() for s in stats]))
+    out = [moments_to_prediction(a[i], e2[i], s.field_pmfs(), s.fan_in, method)
+           for i, s in enumerate(stats)]
+    feasible = feasibility(stats, catalog)
+    mean = np.where(feasible, np.stack([o[0] for o in out]), np.nan)
+    std = np.where(feasible, np.stack([o[1] for o in out]), np.inf)
+    return Prediction(mean=mean, std=std, feasible=feasible, method=method)

@@ -1,0 +1,232 @@
+"""Operand statistics of an approximable layer, histogram helpers and ``operand_stats.npz`` I/O."""
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from errormodels.errors import StatsError
+from hwlib.domain import INT8, UINT8, Domain
+from hwlib.fileio import atomic_path
+
+ACT_DOMAIN: Domain = UINT8
+"""Domain of the activation histograms (uint8 0..255); value ``v`` counts at index ``v - 0``."""
+WEIGHT_DOMAIN: Domain = INT8
+"""Domain of the weight histograms (int8 -128..127); value ``v`` counts at index ``v + 128``."""
+STATS_FILE = "operand_stats.npz"
+_FORMAT_VERSION = 1
+
+
+def histogram(values: np.ndarray, domain: Domain, axis: int | None = None) -> np.ndarray:
+    """Counts of each domain value, indexed by ``value - domain.lo``.
+
+    Args:
+        values: integer array; every value must lie in ``domain``.
+        domain: the histogram's domain.
+        axis: None to count over the whole array (result ``(domain.size,)``); otherwise the
+            axis that holds the samples of one histogram, e.g. ``axis=-1`` on ``(N, n)`` gives
+            ``(N, domain.size)``.
+
+    Returns:
+        int64 counts.
+    """
+    idx = domain.index(domain.check(values, "values", "histogram"))
+    if axis is None:
+        return np.bincount(idx.ravel(), minlength=domain.size).astype(np.int64)
+    rows = np.moveaxis(idx, axis, -1)
+    lead = rows.shape[:-1]
+    rows = rows.reshape(-1, rows.shape[-1])
+    offs = rows + domain.size * np.arange(rows.shape[0])[:, None]
+    counts = np.bincount(offs.ravel(), minlength=domain.size * rows.shape[0])
+    return counts.reshape(*lead, domain.size).astype(np.int64)
+
+
+def align(hist: np.ndarray, src: Domain, dst: Domain, *, strict: bool = True) -> np.ndarray:
+    """Re-index histograms over ``src`` onto ``dst`` so that value ``v`` sits at ``v - dst.lo``.
+
+    Args:
+        hist: array (..., src.size).
+        src: domain the last axis of ``hist`` is indexed by.
+        dst: target domain (e.g. a multiplier's ``x_domain``).
+        strict: raise when ``hist`` has mass outside ``dst`` (else that mass is dropped).
+
+    Returns:
+        array (..., dst.size) of the same dtype; values of ``dst`` outside ``src`` get 0.
+
+    Raises:
+        StatsError: when ``strict`` and ``hist`` has mass on a value outside ``dst``.
+    """
+    h = np.asarray(hist)
+    if h.shape[-1] != src.size:
+        raise StatsError(f"align: expected a last axis of {src.size} ({src.name}), got {h.shape}")
+    lo, hi = max(src.lo, dst.lo), min(src.hi, dst.hi)
+    outside = np.ones(src.size, bool)
+    if lo <= hi:
+        outside[lo - src.lo:hi - src.lo + 1] = False
+    mass = np.any(h[..., outside] != 0, axis=tuple(range(h.ndim - 1)))
+    if strict and np.any(mass):
+        bad = int(src.values()[outside][np.flatnonzero(mass)[0]])
+        raise StatsError(f"align: histogram has counts at value {bad}, outside the target domain "
+                         f"{dst.name} [{dst.lo}, {dst.hi}]")
+    out = np.zeros(h.shape[:-1] + (dst.size,), dtype=h.dtype)
+    if lo <= hi:
+        out[..., lo - dst.lo:hi - dst.lo + 1] = h[..., lo - src.lo:hi - src.lo + 1]
+    return out
+
+
+@dataclass(frozen=True)
+class OperandStats:
+    """What the error model needs to know about one approximable layer's operands.
+
+    Attributes:
+        name: the layer's module name in the model (e.g. ``"features.0"``).
+        weight_hist: int64 (256,), counts of the layer's integer weights over ``WEIGHT_DOMAIN``
+            (index ``w + 128``).
+        field_hists: int64 (N, 256), one activation histogram over ``ACT_DOMAIN`` (index ``x``)
+            per sampled receptive field, each summing to ``fan_in`` (padded taps count as the
+            zero point).
+        fan_in: multiplications per output element (``Cin / groups * kh * kw`` or ``in_features``).
+        multiplications: multiplications per input sample (output elements per sample * fan_in).
+        out_std: std of the exact integer layer output ``sum (x - zp) * w`` (before the bias).
+        out_mean: mean of that output.
+        seed: seed of the sampling that produced the fields.
+        zero_point: integer zero point of the layer's input (the padding value).
+    """
+
+    name: str
+    weight_hist: np.ndarray
+    field_hists: np.ndarray
+    fan_in: int
+    multiplications: int
+    out_std: float
+    out_mean: float
+    seed: int
+    zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        where = f"OperandStats {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise StatsError(f"OperandStats.name: expected a non-empty string, got {self.name!r}")
+        wh, fh = np.asarray(self.weight_hist), np.asarray(self.field_hists)
+        if wh.shape != (WEIGHT_DOMAIN.size,) or wh.dtype.kind not in "iu":
+            raise StatsError(f"{where}: weight_hist must be integer counts of shape "
+                             f"({WEIGHT_DOMAIN.size},), got {wh.dtype} {wh.shape}")
+        if fh.ndim != 2 or fh.shape[0] < 1 or fh.shape[1] != ACT_DOMAIN.size or fh.dtype.kind not in "iu":
+            raise StatsError(f"{where}: field_hists must be integer counts of shape "
+                             f"(N >= 1, {ACT_DOMAIN.size}), got {fh.dtype} {fh.shape}")
+        if wh.min() < 0 or fh.min() < 0 or wh.sum() == 0:
+            raise StatsError(f"{where}: histograms must be non-negative with at least one weight")
+        if int(self.fan_in) < 1:
+            raise StatsError(f"{where}: fan_in must be >= 1, got {self.fan_in}")
+        sums = fh.sum(axis=1)
+        if np.any(sums != int(self.fan_in)):
+            k = int(np.flatnonzero(sums != int(self.fan_in))[0])
+            raise StatsError(f"{where}: field {k} holds {int(sums[k])} activations, expected "
+                             f"fan_in={self.fan_in}")
+        if int(self.multiplications) < int(self.fan_in):
+            raise StatsError(f"{where}: multiplications={self.multiplications} is below "
+                             f"fan_in={self.fan_in}")
+        if not (np.isfinite(self.out_std) and self.out_std >= 0 and np.isfinite(self.out_mean)):
+            raise StatsError(f"{where}: out_std must be finite and >= 0 and out_mean finite, got "
+                             f"out_std={self.out_std}, out_mean={self.out_mean}")
+        if not ACT_DOMAIN.lo <= int(self.zero_point) <= ACT_DOMAIN.hi:
+            raise StatsError(f"{where}: zero_point {self.zero_point} outside {ACT_DOMAIN.name}")
+        wh, fh = wh.astype(np.int64), fh.astype(np.int64)
+        wh.setflags(write=False)
+        fh.setflags(write=False)
+        for key, val in (("weight_hist", wh), ("field_hists", fh), ("fan_in", int(self.fan_in)),
+                         ("multiplications", int(self.multiplications)),
+                         ("out_std", float(self.out_std)), ("out_mean", float(self.out_mean)),
+                         ("seed", int(self.seed)), ("zero_point", int(self.zero_point))):
+            object.__setattr__(self, key, val)
+
+    @property
+    def n_fields(self) -> int:
+        """Number N of sampled receptive fields."""
+        return int(self.field_hists.shape[0])
+
+    def weight_pmf(self) -> np.ndarray:
+        """Weight distribution q, float64 (256,) over ``WEIGHT_DOMAIN``."""
+        return self.weight_hist / self.weight_hist.sum()
+
+    def field_pmfs(self) -> np.ndarray:
+        """Per-field activation distributions p_k, float64 (N, 256) over ``ACT_DOMAIN``."""
+        return self.field_hists / float(self.fan_in)
+
+    @classmethod
+    def from_operands(cls, name: str, weights: np.ndarray, fields: np.ndarray, *,
+                      multiplications: int, out_std: float, out_mean: float, seed: int,
+                      zero_point: int = 0) -> OperandStats:
+        """Build the record from integer weights (any shape) and sampled fields ``(N, fan_in)``."""
+        f = np.asarray(fields)
+        if f.ndim != 2:
+            raise StatsError(f"OperandStats {name!r}: fields must be (N, fan_in), got {f.shape}")
+        return cls(name, histogram(weights, WEIGHT_DOMAIN), histogram(f, ACT_DOMAIN, axis=-1),
+                   fan_in=f.shape[1], multiplications=multiplications, out_std=out_std,
+                   out_mean=out_mean, seed=seed, zero_point=zero_point)
+
+
+_SCALARS = ("fan_in", "multiplications", "out_std", "out_mean", "seed", "zero_point")
+
+
+def save_stats(path: str | os.PathLike[str], stats: Sequence[OperandStats]) -> Path:
+    """Write all layers' statistics to one ``.npz`` file atomically; return the path."""
+    stats = list(stats)
+    if not stats or not all(isinstance(s, OperandStats) for s in stats):
+        raise StatsError("save_stats: expected a non-empty sequence of OperandStats")
+    names = [s.name for s in stats]
+    if len(set(names)) != len(names):
+        raise StatsError(f"save_stats: duplicate layer names in {names}")
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.array(_FORMAT_VERSION),
+        "names": np.array(names, dtype=str),
+        "weight_hist": np.stack([s.weight_hist for s in stats]),
+        "field_hists": np.concatenate([s.field_hists for s in stats]),
+        "n_fields": np.array([s.n_fields for s in stats], np.int64),
+    }
+    for key in _SCALARS:
+        dtype = np.float64 if key.startswith("out_") else np.int64
+        arrays[key] = np.array([getattr(s, key) for s in stats], dtype)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
+    return Path(path)
+
+
+def load_stats(path: str | os.PathLike[str]) -> list[OperandStats]:
+    """Read the statistics :func:`save_stats` wrote, in layer order.
+
+    Raises:
+        StatsError: the file is missing, not an npz, lacks a field or holds inconsistent arrays.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / STATS_FILE
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise StatsError(f"operand statistics: no file {p}") from None
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise StatsError(f"operand statistics {p}: not a readable .npz file ({exc})") from None
+    need = ("format_version", "names", "weight_hist", "field_hists", "n_fields", *_SCALARS)
+    missing = [k for k in need if k not in data]
+    if missing:
+        raise StatsError(f"operand statistics {p}: missing arrays {missing}")
+    if int(data["format_version"]) != _FORMAT_VERSION:
+        raise StatsError(f"operand statistics {p}: format_version {int(data['format_version'])}, "
+                         f"expected {_FORMAT_VERSION}")
+    names, counts = data["names"], data["n_fields"]
+    n = len(names)
+    if (data["weight_hist"].shape[:1] != (n,) or counts.shape != (n,)
+            or any(data[k].shape != (n,) for k in _SCALARS)
+            or data["field_hists"].ndim != 2 or counts.sum() != data["field_hists"].shape[0]):
+        raise StatsError(f"operand statistics {p}: arrays disagree on the number of layers ({n}) "
+                         f"or fields ({int(counts.sum())})")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return [OperandStats(str(names[i]), data["weight_hist"][i],
+                         data["field_hists"][starts[i]:starts[i + 1]],
+                         **{k: data[k][i].item() for k in _SCALARS}) for i in range(n)]
