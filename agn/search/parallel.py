@@ -25,9 +25,12 @@ def dask_runner(workers: int | None = None, scheduler: str | None = None) -> Ite
     cluster = (LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             dashboard_address=None) if workers else None)
     client = Client(cluster if cluster is not None else scheduler)
+    shipped: dict[int, object] = {}  # one scattered copy of each score function per cluster
     try:
         def run(f: ScoreFn, items: list) -> Iterator[tuple[int, float]]:
-            scattered = client.scatter(f, broadcast=True)
+            if id(f) not in shipped:
+                shipped[id(f)] = (f, client.scatter(f, broadcast=True))
+            scattered = shipped[id(f)][1]
             futures = {client.submit(_apply, scattered, item, pure=False): i
                        for i, item in enumerate(items)}
             for fut in as_completed(futures):

@@ -123,3 +123,14 @@ def test_kill_during_a_generation_then_resume_loses_nothing(space, tmp_path):
     fresh = run_search(space, synthetic_error, cfg, progress=False)
     assert resumed.front() == fresh.front()
     assert resumed.hypervolume == fresh.hypervolume
+
+
+def test_dask_local_cluster_gives_the_serial_result(space):
+    from agn.search import dask_runner
+
+    cfg = SearchConfig(pop_size=8, n_gen=2, seed=5)
+    serial = run_search(space, synthetic_error, cfg, progress=False)
+    with dask_runner(workers=2) as runner:
+        parallel = run_search(space, synthetic_error, cfg, runner=runner, progress=False)
+    assert parallel.front() == serial.front()
+    assert {s.genome for s in parallel.store.items()} == {s.genome for s in serial.store.items()}
