@@ -43,3 +43,7 @@ def partial_product_proxy(kept_fraction: float) -> Power:
         raise ValueError(f"kept_fraction: expected a value in [0, 1], got {kept_fraction}")
     rel = 1.0 if kept_fraction >= 1.0 else min(1.0, max(0.0, 1.24 * kept_fraction - 0.19))
     return Power(mw=None, relative=rel, source="partial-product fit 1.24 f - 0.19", proxy=True)
+
+
+UNKNOWN_POWER = Power(mw=None, relative=1.0, proxy=True,
+                      source="no power figure: assumed equal to the exact multiplier")

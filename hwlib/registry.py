@@ -5,10 +5,13 @@ multiplier; ``catalog`` expands wildcards and comma lists into several.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from hwlib.errors import SpecError
 from hwlib.multiplier import Exact, Multiplier
+
+RAW_SUFFIX = ":raw"  # the uint8 x uint8 circuit behind a sign-magnitude network form
 
 Factory = Callable[[str], Multiplier]
 Expander = Callable[[str], list[str]]
@@ -44,6 +47,8 @@ def get(spec: str | Multiplier) -> Multiplier:
         return _CACHE[key]
     if key == "exact":
         m: Multiplier = Exact()
+    elif key.endswith(RAW_SUFFIX):
+        m = _raw(key)
     else:
         family, sep, arg = key.partition(":")
         if not sep or not arg:
@@ -57,6 +62,16 @@ def get(spec: str | Multiplier) -> Multiplier:
         m = _FACTORIES[family](arg)
     _CACHE[key] = m
     return m
+
+
+def _raw(key: str) -> Multiplier:
+    """The unsigned circuit behind a network-form spec (``trunc:k4:raw`` -> get('trunc:k4').circuit)."""
+    base = get(key[: -len(RAW_SUFFIX)])
+    circuit = getattr(base, "circuit", None)
+    if circuit is None:
+        raise SpecError(f"multiplier spec {key!r}: {base.spec!r} is not a sign-magnitude network "
+                        f"form, so it has no ':raw' circuit (it is its own circuit)")
+    return circuit
 
 
 def expand(spec: str) -> list[str]:
@@ -80,3 +95,19 @@ def catalog(spec: str | Iterable[str]) -> list[Multiplier]:
     """Multipliers for a catalog spec (``marlin:*``, ``evo:mul8s_*``, ``exact,bam:v5h2``, ...)."""
     specs = expand(spec) if isinstance(spec, str) else [s for p in spec for s in expand(p)]
     return [get(s) for s in specs]
+
+
+def parse_arg(family: str, arg: str, pattern: str, example: str) -> tuple[str, ...]:
+    """Groups of ``pattern`` fully matching ``arg``, else a SpecError showing ``example``."""
+    m = re.fullmatch(pattern, arg)
+    if m is None:
+        raise SpecError(f"multiplier spec '{family}:{arg}': expected an argument like "
+                        f"'{family}:{example}', got {arg!r}")
+    return m.groups()
+
+
+def check_range(spec: str, name: str, value: int, lo: int, hi: int) -> int:
+    """``value`` after checking ``lo <= value <= hi`` (SpecError naming the parameter)."""
+    if not lo <= value <= hi:
+        raise SpecError(f"multiplier spec {spec!r}: parameter {name}={value} outside {lo}..{hi}")
+    return value
