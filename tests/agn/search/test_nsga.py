@@ -134,3 +134,28 @@ def test_dask_local_cluster_gives_the_serial_result(space):
         parallel = run_search(space, synthetic_error, cfg, runner=runner, progress=False)
     assert parallel.front() == serial.front()
     assert {s.genome for s in parallel.store.items()} == {s.genome for s in serial.store.items()}
+
+
+def test_outputs_written_and_consistent(space, tmp_path):
+    import csv as _csv
+
+    from agn.search import Point, plot_front, uniform_genes, write_front
+
+    r = run_search(space, synthetic_error, SearchConfig(pop_size=10, n_gen=3, seed=0),
+                   progress=False)
+    recs = write_front(r, tmp_path)
+    rows = list(_csv.DictReader((tmp_path / "pareto.csv").open()))
+    assert len(rows) == len(recs) == len(r.front())
+    for row, (g, e, err) in zip(rows, r.front()):
+        assert tuple(int(v) for v in row["genome"].split()) == g
+        assert float(row["energy"]) == pytest.approx(e, abs=1e-6)
+        assert row["conv1"] == space.decode(g)["conv1"]
+    data = json.loads((tmp_path / "pareto.json").read_text())
+    assert data["hypervolume"] == r.hypervolume and data["evaluations"] == len(r.store)
+    assert (tmp_path / "hypervolume.csv").read_text().count("\n") == 4
+    genes = uniform_genes(space, 5)
+    assert genes == [0, 64, 128, 191, 255]
+    pts = [Point(f"uniform {g}", tuple(space.uniform(g)), space.energy(space.uniform(g)),
+                 synthetic_error(space.decode(space.uniform(g)))) for g in genes]
+    png = plot_front(tmp_path / "pareto.png", r, pts, baseline=r)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,97 @@
+"""Search outputs in the run directory: pareto.csv/.json, hypervolume.csv and pareto.png."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
+from agn.search.nsga import SearchResult
+from agn.search.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scored assignment shown beside the front (seed point, uniform assignment...)."""
+
+    label: str
+    genome: tuple[int, ...]
+    energy: float
+    error: float
+
+
+def front_records(result: SearchResult) -> list[dict]:
+    """Pareto points as records: genome, assignment, energy, error, accuracy."""
+    space = result.space
+    return [{"genome": list(g), "assignment": space.decode(g), "energy": e, "error": err,
+             "accuracy": 1.0 - err} for g, e, err in result.front()]
+
+
+def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto") -> list[dict]:
+    """Write ``<name>.csv`` and ``<name>.json`` (front) and ``hypervolume.csv``; return records."""
+    run_dir = Path(run_dir)
+    recs = front_records(result)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["energy", "accuracy", "error", "genome", *result.space.layers])
+    for r in recs:
+        w.writerow([f"{r['energy']:.6f}", f"{r['accuracy']:.6f}", f"{r['error']:.6f}",
+                    " ".join(map(str, r["genome"])), *r["assignment"].values()])
+    atomic_write_text(run_dir / f"{name}.csv", buf.getvalue())
+    atomic_write_json(run_dir / f"{name}.json", {
+        "layers": list(result.space.layers), "multiplications": list(result.space.multiplications),
+        "catalog": list(result.space.candidates), "encoding": result.space.encoding.value,
+        "power_source": result.space.power_source, "evaluations": len(result.store),
+        "hypervolume": result.hypervolume, "front": recs})
+    hv = "generation,hypervolume\n" + "".join(f"{i + 1},{v:.8f}\n"
+                                              for i, v in enumerate(result.hypervolume))
+    atomic_write_text(run_dir / f"{name.replace('pareto', 'hypervolume')}.csv", hv)
+    return recs
+
+
+def uniform_genes(space: SearchSpace, count: int) -> list[int]:
+    """Up to ``count`` gene values spread evenly over the candidates (all if fewer)."""
+    n = len(space.candidates)
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, min(count, n))})
+
+
+def plot_front(path: str | Path, result: SearchResult, points: Sequence[Point] = (),
+               baseline: SearchResult | None = None, title: str = "") -> Path:
+    """Draw the front (energy vs accuracy), the baseline front and labelled points to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    allF = result.store.objectives()
+    ax.scatter(allF[:, 0], 100 * (1 - allF[:, 1]), s=6, c="0.8", label="evaluated")
+    f = np.array([[e, err] for _, e, err in result.front()])
+    ax.step(f[:, 0], 100 * (1 - f[:, 1]), where="post", c="C0", marker="o", ms=3,
+            label="Pareto front (seeded)" if baseline is not None else "Pareto front")
+    if baseline is not None and len(baseline.store):
+        b = np.array([[e, err] for _, e, err in baseline.front()])
+        ax.step(b[:, 0], 100 * (1 - b[:, 1]), where="post", c="C3", marker="x", ms=3,
+                label="Pareto front (random init)")
+    uni = [p for p in points if p.label.startswith("uniform")]
+    if uni:
+        ax.scatter([p.energy for p in uni], [100 * (1 - p.error) for p in uni], marker="s", s=14,
+                   c="C2", label="uniform assignments")
+    for p in points:
+        if not p.label.startswith("uniform"):
+            ax.scatter([p.energy], [100 * (1 - p.error)], marker="*", s=120, zorder=5,
+                       label=p.label)
+    ax.set_xlabel(f"relative multiplication energy ({result.space.power_source})")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title or "NSGA-II: energy against accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return Path(path)
