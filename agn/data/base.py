@@ -1,0 +1,110 @@
+"""The shared LightningDataModule: seeded train/val/test splits of in-memory image arrays."""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.dataloader import default_collate
+
+from agn.data.augment import random_hflip, random_shift
+
+TEST_SPLIT_SEED = 12345  # datasets without an official test split use this fixed split
+
+
+class ImageDataModule(pl.LightningDataModule, abc.ABC):
+    """Images in memory, split into train / val / test, normalised with the training statistics.
+
+    The validation split is carved from the training data with ``seed``; training batches are
+    reshuffled every epoch (a seeded sampler) and augmented (shift, flip) on the training split
+    only. Subclasses set ``in_channels``, ``input_size``, ``num_classes`` and implement
+    :meth:`load` (and :meth:`prepare_data` when files may need downloading).
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        val_fraction: share of the training data held out for validation.
+        seed: seed of the validation split, the shuffling and the augmentation.
+        shift: maximum random shift in pixels (training only).
+        hflip: random horizontal flips (training only).
+        limit_train: use only the first N training samples after the split (0 = all).
+    """
+
+    in_channels: int = 1
+    input_size: int = 28
+    num_classes: int = 10
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int = 512,
+                 val_fraction: float = 0.1, seed: int = 0, shift: int = 0, hflip: bool = False,
+                 limit_train: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"{type(self).__name__}: val_fraction must be in (0, 1), got "
+                             f"{val_fraction}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"{type(self).__name__}: batch sizes must be >= 1, got "
+                             f"{batch_size}, {eval_batch_size}")
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.seed = val_fraction, seed
+        self.shift, self.hflip, self.limit_train = shift, hflip, limit_train
+        self._splits: dict[str, TensorDataset] | None = None
+
+    @abc.abstractmethod
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(x_train, y_train, x_test, y_test)``: images float in [0, 1] (N, C, H, W), int labels."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits is not None:
+            return
+        xtr, ytr, xte, yte = self.load()
+        perm = np.random.default_rng(self.seed).permutation(len(xtr))
+        n_val = max(1, int(round(len(xtr) * self.val_fraction)))
+        val, train = perm[:n_val], perm[n_val:]
+        if self.limit_train:
+            train = train[:self.limit_train]
+        x_train = torch.as_tensor(xtr[train], dtype=torch.float32)
+        self.mean = x_train.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+        self.std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6).view(1, -1, 1, 1)
+
+        def tds(x, y):
+            return TensorDataset(torch.as_tensor(x, dtype=torch.float32),
+                                 torch.as_tensor(y, dtype=torch.long))
+        self._splits = {"train": tds(xtr[train], ytr[train]), "val": tds(xtr[val], ytr[val]),
+                        "test": tds(xte, yte)}
+        self._aug_gen = torch.Generator().manual_seed(self.seed + 1)
+
+    def split(self, name: str) -> TensorDataset:
+        """The ``train``, ``val`` or ``test`` dataset (un-normalised images in [0, 1])."""
+        if self._splits is None:
+            self.setup()
+        return self._splits[name]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise images with the training split's per-channel mean and std."""
+        return (x - self.mean) / self.std
+
+    def _collate_train(self, batch):
+        x, y = default_collate(batch)
+        x = random_shift(x, self.shift, self._aug_gen)
+        if self.hflip:
+            x = random_hflip(x, self._aug_gen)
+        return self.normalize(x), y
+
+    def _collate_eval(self, batch):
+        x, y = default_collate(batch)
+        return self.normalize(x), y
+
+    def train_dataloader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.split("train"), batch_size=self.batch_size, shuffle=True,
+                          generator=gen, collate_fn=self._collate_train)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.split("val"), batch_size=self.eval_batch_size,
+                          collate_fn=self._collate_eval)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.split("test"), batch_size=self.eval_batch_size,
+                          collate_fn=self._collate_eval)

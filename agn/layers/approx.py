@@ -1,0 +1,290 @@
+"""Approximable conv and linear layers: float, fake-quant, learned-noise and approximate modes.
+
+``ApproxConv2d(nn.Conv2d)`` and ``ApproxLinear(nn.Linear)`` keep torch's parameters and
+state-dict keys (``weight``, ``bias``) and add:
+
+- ``sigma`` (parameter): the learned relative noise level of the noise stage (its sign is ignored).
+- ``mode_id`` (buffer): the :class:`~agn.layers.mode.Mode`; ``spec`` (the hwlib multiplier spec
+  string) travels in the module's extra state, so checkpoints carry mode, spec and sigma.
+- ``input_quant``: the :class:`~agn.quant.ActQuant` that defines the layer's integer input
+  (scale, zero point). A standalone layer owns one (submodule ``act_in``, applied in forward);
+  models :meth:`bind_input_quant` each layer to the explicit quantization point in front of it,
+  which the model applies itself (the layer then only reads its parameters).
+
+Stable API for the error model and export (do not change without telling them):
+
+- ``integer_operands(x) -> (x_q, w_q, zero_point)``: ``x`` is the float input exactly as the layer
+  receives it; ``x_q`` (torch.uint8, before padding, same shape as ``x``) and ``w_q`` (torch.int8,
+  the weight's shape) are the integers the approx mode feeds the engine; ``zero_point`` is a
+  Python int (the padding value).
+- ``macs(input_shape) -> int``: multiplications per sample (batch dim excluded); ``last_macs``
+  records it on every quantized forward. ``fan_in``: products per output element.
+- ``weight_scales() -> Tensor (C_out,)``, ``input_quant.qparams()``, ``multiplier``.
+
+Integer semantics (docs/integer_semantics.md): the approx mode pads ``x_q`` with the input zero
+point inside the engine (``agn.sim``), so padded taps go through the multiplier, and dequantizes
+``s_x * s_w[c] * (acc - zp * sum(w_q[c])) + bias`` with the bias on the int32 grid.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hwlib
+from agn.layers.mode import Mode
+from agn.quant import ActQuant, fake_quant_bias, fake_quant_weight
+
+__all__ = ["ApproxConv2d", "ApproxLinear", "LayerError", "is_approximable"]
+
+
+class LayerError(ValueError):
+    """An approximable layer asked for something its configuration cannot do."""
+
+
+def _engine():  # imported on use: the engine is heavy and optional until approx mode runs
+    return importlib.import_module("agn.sim")
+
+
+class _Approximable:
+    """Behaviour shared by the approximable layers (mixed in before the torch layer class)."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _init_approx(self, sigma_init: float = 0.1) -> None:
+        self.register_buffer("mode_id", torch.tensor(int(Mode.FLOAT)))
+        self.sigma = nn.Parameter(torch.tensor(float(sigma_init)))
+        self.act_in = ActQuant(unsigned=False)
+        self._bound: tuple[ActQuant, ...] = ()
+        self.spec = "exact"
+        self.last_macs: int | None = None
+
+    # ---- configuration -----------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        """The current mode."""
+        return Mode(int(self.mode_id))
+
+    def set_mode(self, mode: Mode | str) -> None:
+        """Switch the layer's mode (see :class:`Mode`)."""
+        m = Mode.parse(mode)
+        if m is Mode.APPROX:
+            self._check_engine_geometry()
+        if "act_in" in self._modules:
+            if m is not Mode.FLOAT:
+                self.act_in.qparams()  # raises QuantError when the observer never saw data
+            self.act_in.enabled.fill_(m is not Mode.FLOAT)
+        self.mode_id.fill_(int(m))
+
+    @property
+    def multiplier(self) -> hwlib.Multiplier:
+        """The hwlib multiplier of the approx mode."""
+        return hwlib.get(self.spec)
+
+    def set_multiplier(self, spec: str) -> None:
+        """Set the multiplier spec string (checked against the hwlib registry)."""
+        self.spec = hwlib.get(spec).spec
+
+    @property
+    def w_qmax(self) -> int:
+        """Largest weight magnitude: 127, or less if the multiplier's weight domain is narrower."""
+        d = self.multiplier.w_domain
+        return int(min(127, d.hi, -d.lo))
+
+    def bind_input_quant(self, quant: ActQuant) -> None:
+        """Read the input's (scale, zero point) from ``quant``, which the model applies itself."""
+        if not isinstance(quant, ActQuant):
+            raise TypeError(f"bind_input_quant: expected an agn.quant.ActQuant, got "
+                            f"{type(quant).__name__}")
+        if "act_in" in self._modules:
+            del self._modules["act_in"]
+        self._bound = (quant,)
+
+    @property
+    def input_quant(self) -> ActQuant:
+        """The quantizer defining this layer's integer input."""
+        return self._bound[0] if self._bound else self._modules["act_in"]
+
+    def get_extra_state(self) -> dict:
+        return {"spec": self.spec}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.set_multiplier(state["spec"])
+
+    # ---- shapes --------------------------------------------------------------------------
+    def weight_scales(self) -> torch.Tensor:
+        """Per-output-channel weight scales (C_out,) of the current weights."""
+        return fake_quant_weight(self.weight, self.w_qmax)[2].flatten()
+
+    # ---- forward -------------------------------------------------------------------------
+    def _bias_shape(self, b: torch.Tensor) -> torch.Tensor:
+        return b
+
+    def _own_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self._modules["act_in"](x) if "act_in" in self._modules else x
+
+    def integer_operands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(x_q uint8, w_q int8, zero_point)`` exactly as the approx mode feeds the engine."""
+        with torch.no_grad():
+            x_q = self.input_quant.to_int(x.detach()).to(torch.uint8)
+            w_q = fake_quant_weight(self.weight, self.w_qmax)[1].to(torch.int8)
+            zp = int(self.input_quant.qparams()[1])
+        return x_q, w_q, zp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._own_input(x)
+        mode = self.mode
+        if mode is Mode.FLOAT:
+            return self._product(x, self.weight, self.bias)
+        self.last_macs = self.macs(x.shape)
+        s_x, zp = self.input_quant.qparams()
+        w_fq, w_q, s_w = fake_quant_weight(self.weight, self.w_qmax)
+        y = self._product(x, w_fq, None)
+        if mode is Mode.NOISE and self.training:
+            y = y + torch.randn_like(y) * self.sigma.abs() * y.detach().std()
+        elif mode is Mode.APPROX:
+            acc = self._approx_acc(self.input_quant.to_int(x.detach()), w_q, int(zp))
+            corr = zp * w_q.flatten(1).sum(dim=1)
+            shape = (1, -1) + (1,) * (y.dim() - 2) if y.dim() > 2 else (-1,)
+            s = (s_x * s_w.flatten()).view(shape)
+            approx = s * (acc.to(y.dtype) - corr.view(shape))
+            y = y + (approx - y).detach()
+        if self.bias is not None:
+            y = y + self._bias_shape(fake_quant_bias(self.bias, s_x, s_w))
+        return y
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()
+        sigma = float(self.sigma.detach().abs())
+        path = "torch" if self.mode is not Mode.APPROX else f"agn.sim[{self._engine_path()}]"
+        return (f"{base}, spec={self.spec}, sigma={sigma:.4g}, mode={self.mode.name.lower()}, "
+                f"engine={path}")
+
+    def _engine_path(self) -> str:
+        describe = getattr(_engine(), "engine_path", None)
+        return describe(self.multiplier) if callable(describe) else "auto"
+
+
+class ApproxConv2d(_Approximable, nn.Conv2d):
+    """``nn.Conv2d`` whose products can be fake-quantized, noisy or approximate (any groups)."""
+
+    def __init__(self, *args, sigma_init: float = 0.1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_approx(sigma_init)
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, sigma_init: float = 0.1) -> ApproxConv2d:
+        """An ApproxConv2d (float mode) sharing ``conv``'s geometry and a copy of its weights."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"ApproxConv2d.from_float: expected nn.Conv2d, got {type(conv).__name__}")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                  conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+                  sigma_init=sigma_init, device=conv.weight.device, dtype=conv.weight.dtype)
+        new.load_state_dict(conv.state_dict(), strict=False)
+        return new
+
+    def to_float(self) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` with the same weights (mode, sigma and spec dropped)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                         self.padding, self.dilation, self.groups, self.bias is not None,
+                         self.padding_mode)
+        conv.load_state_dict({k: v for k, v in self.state_dict().items()
+                              if k in ("weight", "bias")})
+        return conv
+
+    @property
+    def fan_in(self) -> int:
+        """Products per output element: C_in/groups * kh * kw."""
+        return self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+
+    def output_size(self, input_shape: Sequence[int]) -> tuple[int, int]:
+        """Output (H, W) for an input of shape (..., H, W)."""
+        if isinstance(self.padding, str):
+            raise LayerError(f"{type(self).__name__}: padding={self.padding!r} is not supported "
+                             f"for quantized modes; give explicit integers")
+        h, w = int(input_shape[-2]), int(input_shape[-1])
+        out = []
+        for size, k, s, p, d in zip((h, w), self.kernel_size, self.stride, self.padding,
+                                    self.dilation):
+            out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+        return out[0], out[1]
+
+    def macs(self, input_shape: Sequence[int]) -> int:
+        """Multiplications per sample: C_out * C_in/groups * kh * kw * H_out * W_out."""
+        ho, wo = self.output_size(input_shape)
+        return self.out_channels * self.fan_in * ho * wo
+
+    def _product(self, x, w, b):
+        return self._conv_forward(x, w, b)
+
+    def _bias_shape(self, b):
+        return b.view(1, -1, 1, 1)
+
+    def _check_engine_geometry(self) -> None:
+        if self.dilation != (1, 1) or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            raise LayerError(f"ApproxConv2d: approx mode needs dilation 1, padding_mode 'zeros' "
+                             f"and integer padding; got dilation={self.dilation}, padding_mode="
+                             f"{self.padding_mode!r}, padding={self.padding!r}")
+
+    def _approx_acc(self, x_q, w_q, zp):
+        return _engine().approx_conv2d(x_q, w_q, self.multiplier, self.stride, self.padding,
+                                       self.groups, zp)
+
+
+class ApproxLinear(_Approximable, nn.Linear):
+    """``nn.Linear`` whose products can be fake-quantized, noisy or approximate."""
+
+    def __init__(self, *args, sigma_init: float = 0.1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_approx(sigma_init)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, sigma_init: float = 0.1) -> ApproxLinear:
+        """An ApproxLinear (float mode) with a copy of ``linear``'s weights."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"ApproxLinear.from_float: expected nn.Linear, got "
+                            f"{type(linear).__name__}")
+        new = cls(linear.in_features, linear.out_features, linear.bias is not None,
+                  sigma_init=sigma_init, device=linear.weight.device, dtype=linear.weight.dtype)
+        new.load_state_dict(linear.state_dict(), strict=False)
+        return new
+
+    def to_float(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with the same weights (mode, sigma and spec dropped)."""
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None)
+        lin.load_state_dict({k: v for k, v in self.state_dict().items()
+                             if k in ("weight", "bias")})
+        return lin
+
+    @property
+    def fan_in(self) -> int:
+        """Products per output element: in_features."""
+        return self.in_features
+
+    def macs(self, input_shape: Sequence[int]) -> int:
+        """Multiplications per sample: in * out * (leading non-batch dims)."""
+        lead = 1
+        for d in input_shape[1:-1]:
+            lead *= int(d)
+        return self.in_features * self.out_features * lead
+
+    def _product(self, x, w, b):
+        return F.linear(x, w, b)
+
+    def _check_engine_geometry(self) -> None:
+        return None
+
+    def _approx_acc(self, x_q, w_q, zp):
+        if x_q.dim() != 2:
+            raise LayerError(f"ApproxLinear: approx mode expects (N, in_features) inputs, got "
+                             f"shape {tuple(x_q.shape)}")
+        return _engine().approx_linear(x_q, w_q, self.multiplier)
+
+
+def is_approximable(module: nn.Module) -> bool:
+    """True for the layers of this module (ApproxConv2d, ApproxLinear)."""
+    return isinstance(module, _Approximable)

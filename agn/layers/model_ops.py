@@ -1,0 +1,220 @@
+"""Whole-model operations: list layers, switch modes, assign multipliers, calibrate, fold BatchNorm."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import hwlib
+from agn.layers.approx import ApproxConv2d, is_approximable
+from agn.layers.mode import Mode
+from agn.quant import ActQuant
+
+__all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
+           "noise_penalty", "read_assignment", "set_mode", "set_observe", "sigma_table",
+           "reset_sigmas"]
+
+
+class AssignmentError(ValueError):
+    """An assignment whose layer names or multiplier specs do not fit the model."""
+
+
+def approx_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` for every approximable layer, in module order."""
+    return [(n, m) for n, m in model.named_modules() if is_approximable(m)]
+
+
+def _quantizers(model: nn.Module) -> list[ActQuant]:
+    seen: dict[int, ActQuant] = {}
+    for m in model.modules():
+        if isinstance(m, ActQuant):
+            seen[id(m)] = m
+    for _, layer in approx_layers(model):
+        seen[id(layer.input_quant)] = layer.input_quant
+    return list(seen.values())
+
+
+def set_mode(model: nn.Module, mode: Mode | str) -> nn.Module:
+    """Put every approximable layer in ``mode``; quantizers fake-quantize unless it is FLOAT."""
+    m = Mode.parse(mode)
+    for q in _quantizers(model):
+        if m is not Mode.FLOAT:
+            q.qparams()  # raises QuantError when the observer never saw data
+        q.enabled.fill_(m is not Mode.FLOAT)
+    for _, layer in approx_layers(model):
+        layer.set_mode(m)
+    return model
+
+
+def set_observe(model: nn.Module, observe: bool) -> nn.Module:
+    """Let the activation observers track their ranges during training (or freeze them)."""
+    for q in _quantizers(model):
+        q.observe = observe
+    return model
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: int) -> int:
+    """Observer warm-up: reset every quantizer and run up to ``num_batches`` inputs in training mode.
+
+    Returns the number of batches seen. Layers keep their current mode (normally FLOAT).
+    """
+    if num_batches < 1:
+        raise ValueError(f"calibrate: num_batches must be >= 1, got {num_batches}")
+    for q in _quantizers(model):
+        q.calibrated.fill_(False)
+        q.observe = True
+    was_training = model.training
+    model.train()
+    seen = 0
+    for x in batches:
+        model(x)
+        seen += 1
+        if seen >= num_batches:
+            break
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("calibrate: the batch iterable was empty")
+    return seen
+
+
+def read_assignment(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, str]:
+    """Layer name -> spec from ``assignment.json`` (path or decoded), or a plain mapping.
+
+    Accepts ``{"layers": [{"name": ..., "multiplier": ...}, ...]}`` and ``{name: spec}``.
+    """
+    obj: Any = source
+    where = "assignment"
+    if isinstance(source, (str, os.PathLike)):
+        where = str(source)
+        try:
+            obj = json.loads(Path(source).read_text())
+        except FileNotFoundError:
+            raise AssignmentError(f"assignment file {where} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise AssignmentError(f"assignment file {where} is not valid JSON ({exc})") from None
+    if isinstance(obj, Mapping) and "layers" in obj:
+        rows = obj["layers"]
+        if not isinstance(rows, list) or not all(
+                isinstance(r, Mapping) and "name" in r and "multiplier" in r for r in rows):
+            raise AssignmentError(f"{where}: 'layers' must be a list of objects with 'name' and "
+                                  f"'multiplier', got {rows!r:.200}")
+        out = {}
+        for r in rows:
+            if r["name"] in out:
+                raise AssignmentError(f"{where}: layer {r['name']!r} is assigned twice")
+            out[r["name"]] = r["multiplier"]
+        return out
+    if isinstance(obj, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+                                        for k, v in obj.items()):
+        return dict(obj)
+    raise AssignmentError(f"{where}: expected {{'layers': [...]}} or a mapping name -> spec, got "
+                          f"{type(obj).__name__}")
+
+
+def approximate_(model: nn.Module, assignment: Mapping[str, Any] | str | os.PathLike[str]
+                 ) -> nn.Module:
+    """Give every approximable layer the multiplier the assignment names (in place).
+
+    Everything is validated before the model is touched: the names must be exactly the model's
+    approximable layers and every spec must resolve in hwlib. Input quantizers are narrowed to
+    the activation domain all their consumers accept (0..127 for signed catalog circuits).
+
+    Raises:
+        AssignmentError: missing or unknown layer names, or a spec hwlib rejects.
+    """
+    mapping = read_assignment(assignment)
+    layers = dict(approx_layers(model))
+    missing = [n for n in layers if n not in mapping]
+    unknown = [n for n in mapping if n not in layers]
+    if missing or unknown:
+        raise AssignmentError(f"assignment does not match the model's {len(layers)} approximable "
+                              f"layers: missing {missing}, unknown {unknown}")
+    resolved = {}
+    for name, spec in mapping.items():
+        try:
+            resolved[name] = hwlib.get(spec)
+        except ValueError as exc:
+            raise AssignmentError(f"assignment: layer {name!r}: {exc}") from None
+    ranges: dict[int, tuple[ActQuant, int, int]] = {}
+    for name, layer in layers.items():
+        dom = resolved[name].network_x_domain()
+        q = layer.input_quant
+        _, lo, hi = ranges.get(id(q), (q, 0, 255))
+        ranges[id(q)] = (q, max(lo, dom.lo), min(hi, dom.hi))
+    for name, layer in layers.items():
+        layer.set_multiplier(resolved[name].spec)
+    for q, lo, hi in ranges.values():
+        q.set_range(lo, hi)
+    return model
+
+
+def noise_penalty(model: nn.Module, sigma_max: float) -> torch.Tensor:
+    """``sum_l (c_l / C) * min(|sigma_l|, sigma_max)`` over the approximable layers.
+
+    ``c_l`` is the layer's recorded multiplication count (``last_macs``) from a quantized forward.
+    """
+    layers = approx_layers(model)
+    macs = [layer.last_macs for _, layer in layers]
+    if any(c is None for c in macs):
+        unknown = [n for (n, _), c in zip(layers, macs) if c is None]
+        raise ValueError(f"noise_penalty: layers {unknown} have no multiplication count yet; run "
+                         f"a quantized forward first")
+    total = float(sum(macs))
+    terms = [c / total * torch.clamp(layer.sigma.abs(), max=sigma_max)
+             for c, (_, layer) in zip(macs, layers)]
+    return torch.stack(terms).sum()
+
+
+def reset_sigmas(model: nn.Module, sigma_init: float) -> None:
+    """Set every layer's sigma to ``sigma_init`` (start of the noise stage)."""
+    with torch.no_grad():
+        for _, layer in approx_layers(model):
+            layer.sigma.fill_(sigma_init)
+
+
+def sigma_table(model: nn.Module) -> list[dict[str, Any]]:
+    """Per layer: name, |sigma|, multiplications (per sample) and fan-in (the sigmas.json rows)."""
+    rows = []
+    for name, layer in approx_layers(model):
+        if layer.last_macs is None:
+            raise ValueError(f"sigma_table: layer {name!r} has no multiplication count yet; run "
+                             f"a quantized forward first")
+        rows.append({"name": name, "sigma": float(layer.sigma.detach().abs()),
+                     "multiplications": int(layer.last_macs), "fan_in": int(layer.fan_in)})
+    return rows
+
+
+@torch.no_grad()
+def _fold_into(conv: ApproxConv2d, bn: nn.BatchNorm2d) -> None:
+    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.mul_(inv.view(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    new_bias = (bias - bn.running_mean) * inv + bn.bias
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias.clone())
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def fold_bn(model: nn.Module) -> int:
+    """Fold each BatchNorm2d that directly follows an ApproxConv2d in an ``nn.Sequential``.
+
+    The conv takes the BN's affine map (weights scaled per channel, bias created if needed) and
+    the BN becomes ``nn.Identity``, so QAT and export see one conv with bias. Returns the count.
+    """
+    count = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        keys = list(seq._modules)
+        for a, b in zip(keys, keys[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, ApproxConv2d) and isinstance(bn, nn.BatchNorm2d):
+                _fold_into(conv, bn)
+                seq._modules[b] = nn.Identity()
+                count += 1
+    return count

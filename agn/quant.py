@@ -1,0 +1,163 @@
+"""Fake quantization per docs/integer_semantics.md: uint8 activations with a zero point, int8 weights.
+
+Integer rules (shared with ``deploy`` and the C code):
+
+- Activations: ``q = clamp(round(x / scale) + zp, qmin, qmax)``, real value ``scale * (q - zp)``.
+  ``qmin..qmax`` is 0..255 unless a consumer's multiplier narrows it (signed EvoApprox circuits
+  take 0..127: ``hwlib.get(spec).network_x_domain()``). After a ReLU the range minimum is 0, so
+  ``zp == qmin == 0``; the network input and pre-add tensors are affine (``zp != 0`` in general).
+  The observed range always contains 0, so real 0 (the padding value) is exactly integer ``zp``.
+- Weights: symmetric per output channel, ``s_w[c] = max|w[c]| / qmax_w``,
+  ``w_q = clamp(round(w / s_w), -qmax_w, qmax_w)`` with ``qmax_w = 127`` unless the multiplier's
+  weight domain is narrower.
+- Bias: ``round(b / (s_x * s_w[c]))`` on the int32 grid.
+
+Rounding is ``torch.round`` (half to even), the same function everywhere in this module, so the
+integers returned by :func:`quantize` are exactly those the fake-quant forward used. Gradients are
+straight-through (clipped to the range for activations).
+
+:class:`ActQuant` is the explicit activation quantization point (an observer with an EMA of the
+range during warm-up and QAT training, then fake quantization); models place one at the input,
+after every ReLU and after every residual add and pooling that changes values.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ActQuant", "QuantError", "dequantize", "fake_quant", "quantize", "weight_qparams",
+           "fake_quant_weight", "fake_quant_bias"]
+
+
+class QuantError(ValueError):
+    """A quantizer used before calibration or configured with an impossible range."""
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | int,
+             qmin: int, qmax: int) -> torch.Tensor:
+    """Integer values ``clamp(round(x / scale) + zp, qmin, qmax)``, returned in x's float dtype.
+
+    ``scale``/``zero_point`` broadcast against ``x`` (per-tensor scalars or per-channel shapes).
+    """
+    return torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | int) -> torch.Tensor:
+    """Real values ``scale * (q - zp)``."""
+    return (q - zero_point) * scale
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | int,
+               qmin: int, qmax: int) -> torch.Tensor:
+    """Quantize-dequantize with a clipped straight-through gradient."""
+    q = quantize(x.detach(), scale, zero_point, qmin, qmax)
+    xq = dequantize(q, scale, zero_point)
+    lo = dequantize(torch.as_tensor(qmin, dtype=x.dtype), scale, zero_point)
+    hi = dequantize(torch.as_tensor(qmax, dtype=x.dtype), scale, zero_point)
+    inside = ((x >= lo) & (x <= hi)).to(x.dtype)
+    return x * inside + (xq - x * inside).detach()
+
+
+def weight_qparams(w: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Per-output-channel symmetric scales ``max|w[c]| / qmax``, shaped to broadcast with ``w``."""
+    amax = w.detach().abs().flatten(1).amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return scale.view(-1, *([1] * (w.dim() - 1)))
+
+
+def fake_quant_weight(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(w_fq, w_q, s_w)``: fake-quantized weights (STE), their integers and per-channel scales."""
+    s_w = weight_qparams(w, qmax)
+    w_q = quantize(w.detach(), s_w, 0, -qmax, qmax)
+    return w + (w_q * s_w - w).detach(), w_q, s_w
+
+
+def fake_quant_bias(b: torch.Tensor, s_x: torch.Tensor, s_w: torch.Tensor) -> torch.Tensor:
+    """Bias rounded onto the int32 accumulator grid ``s_x * s_w[c]`` (STE)."""
+    step = (s_x * s_w.flatten()).detach()
+    return b + (torch.round(b.detach() / step) * step - b).detach()
+
+
+class ActQuant(nn.Module):
+    """An explicit activation quantization point: observer plus uint8 fake quantization.
+
+    Buffers (all in the state dict): ``enabled`` (fake-quantize when true, identity otherwise),
+    ``min_val``/``max_val`` (observed range, always containing 0), ``qmin``/``qmax`` (integer
+    range; narrowed by :func:`agn.layers.approximate_` for multipliers with a narrower activation
+    domain), ``calibrated``. :meth:`qparams` gives ``(scale, zero_point)`` derived from them.
+
+    While ``observe`` is true (warm-up and QAT training) every training-mode forward updates an EMA
+    of the batch min/max (the first batch sets it).
+
+    Args:
+        unsigned: True after a ReLU: the range minimum is pinned to 0, so ``zero_point == qmin``.
+        momentum: EMA factor of the range observer.
+    """
+
+    def __init__(self, unsigned: bool = True, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.unsigned = unsigned
+        self.momentum = momentum
+        self.observe = True
+        self.register_buffer("enabled", torch.tensor(False))
+        self.register_buffer("calibrated", torch.tensor(False))
+        self.register_buffer("min_val", torch.tensor(0.0))
+        self.register_buffer("max_val", torch.tensor(0.0))
+        self.register_buffer("qmin", torch.tensor(0))
+        self.register_buffer("qmax", torch.tensor(255))
+
+    def set_range(self, qmin: int, qmax: int) -> None:
+        """Set the integer range (e.g. 0..127 for signed EvoApprox circuits)."""
+        if not (0 <= qmin < qmax <= 255):
+            raise QuantError(f"ActQuant range: expected 0 <= qmin < qmax <= 255, got "
+                             f"({qmin}, {qmax})")
+        self.qmin.fill_(qmin)
+        self.qmax.fill_(qmax)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold the range of ``x`` into the observer."""
+        lo = torch.clamp(x.min(), max=0.0) if not self.unsigned else x.new_tensor(0.0)
+        hi = torch.clamp(x.max(), min=0.0)
+        if bool(self.calibrated):
+            self.min_val.lerp_(lo, self.momentum)
+            self.max_val.lerp_(hi, self.momentum)
+        else:
+            self.min_val.copy_(lo)
+            self.max_val.copy_(hi)
+            self.calibrated.fill_(True)
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, zero_point)`` as 0-d float tensors (the zero point holds an integer)."""
+        if not bool(self.calibrated):
+            raise QuantError("ActQuant: used for quantization before calibration; run the "
+                             "observer warm-up (agn.layers.calibrate) first")
+        qmin, qmax = int(self.qmin), int(self.qmax)
+        span = torch.clamp(self.max_val - self.min_val, min=1e-8)
+        scale = span / (qmax - qmin)
+        zp = torch.clamp(qmin - torch.round(self.min_val / scale), qmin, qmax)
+        return scale, zp
+
+    def int_range(self) -> tuple[int, int]:
+        """``(qmin, qmax)`` as Python ints."""
+        return int(self.qmin), int(self.qmax)
+
+    def to_int(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of ``x`` (float dtype holding integers in qmin..qmax)."""
+        scale, zp = self.qparams()
+        return quantize(x, scale, zp, *self.int_range())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observe and self.training:
+            self.update(x)
+        if not bool(self.enabled):
+            return x
+        scale, zp = self.qparams()
+        return fake_quant(x, scale, zp, *self.int_range())
+
+    def extra_repr(self) -> str:
+        if not bool(self.calibrated):
+            return f"unsigned={self.unsigned}, uncalibrated"
+        scale, zp = self.qparams()
+        return (f"unsigned={self.unsigned}, enabled={bool(self.enabled)}, "
+                f"scale={float(scale):.4g}, zero_point={int(zp)}, range={self.int_range()}")
