@@ -1,0 +1,13 @@
+"""Exceptions raised by deploy: every message names the bad value and what was expected."""
+
+
+class IRError(ValueError):
+    """An integer network (or one of its nodes) that breaks the IR's rules."""
+
+
+class AssignmentError(ValueError):
+    """A multiplier assignment that does not match the network's approximable layers."""
+
+
+class BuildError(RuntimeError):
+    """A generated C program that failed to compile or run (the compiler output is attached)."""

@@ -1,0 +1,114 @@
+"""Save and load a Network as ``network.json`` (structure) plus ``network.npz`` (tensors)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import IRError
+from deploy.ir import NODE_TYPES, Node, Requant
+from deploy.network import SCHEMA_VERSION, Network
+from hwlib.fileio import atomic_write_bytes, atomic_write_json
+
+JSON_NAME, NPZ_NAME = "network.json", "network.npz"
+
+
+def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"tensor": key}
+    if isinstance(value, Requant):
+        return {f.name: _encode(getattr(value, f.name), f"{key}.{f.name}", arrays)
+                for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON document and the tensors (keyed ``n<index>.<field>``) describing ``net``."""
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for i, node in enumerate(net.nodes):
+        doc: dict[str, Any] = {"op": node.op}
+        for f in dataclasses.fields(node):
+            doc[f.name] = _encode(getattr(node, f.name), f"n{i}.{f.name}", arrays)
+        nodes.append(doc)
+    return {"schema_version": net.schema_version, "name": net.name, "nodes": nodes}, arrays
+
+
+def _decode(value: Any, arrays: dict[str, np.ndarray], owner: str) -> Any:
+    if isinstance(value, dict) and set(value) == {"tensor"}:
+        if value["tensor"] not in arrays:
+            raise IRError(f"{owner}: tensor {value['tensor']!r} missing from the .npz file")
+        return arrays[value["tensor"]]
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def from_json_and_arrays(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
+    """Rebuild (and re-validate) a Network from :func:`to_json_and_arrays` output."""
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise IRError(f"network.json: schema_version {version!r} is not supported (expected "
+                      f"{SCHEMA_VERSION})")
+    nodes: list[Node] = []
+    for i, nd in enumerate(doc.get("nodes", [])):
+        owner = f"network.json node #{i} ({nd.get('name')!r})"
+        kind = NODE_TYPES.get(nd.get("op", ""))
+        if kind is None:
+            raise IRError(f"{owner}: unknown op {nd.get('op')!r}; known ops: "
+                          f"{sorted(NODE_TYPES)}")
+        kwargs = {k: _decode(v, arrays, owner) for k, v in nd.items() if k != "op"}
+        if isinstance(kwargs.get("requant"), dict):
+            rq = {k: _decode(v, arrays, owner) for k, v in kwargs["requant"].items()}
+            try:
+                kwargs["requant"] = Requant(**rq)
+            except (IRError, TypeError) as e:
+                raise IRError(f"{owner}: {e}") from None
+        try:
+            nodes.append(kind(**kwargs))
+        except TypeError as e:
+            raise IRError(f"{owner}: {e}") from None
+    return Network(tuple(nodes), name=doc.get("name", "net"), schema_version=version)
+
+
+def save(net: Network, directory: str | os.PathLike[str]) -> Path:
+    """Write ``network.json`` and ``network.npz`` into ``directory`` atomically; return the JSON path.
+
+    The JSON records the SHA-256 of the .npz, so a mismatched pair is refused on load.
+    """
+    doc, arrays = to_json_and_arrays(net)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    doc["tensors"] = {"file": NPZ_NAME, "sha256": hashlib.sha256(data).hexdigest()}
+    directory = Path(directory)
+    atomic_write_bytes(directory / NPZ_NAME, data)
+    return atomic_write_json(directory / JSON_NAME, doc)
+
+
+def load(path: str | os.PathLike[str]) -> Network:
+    """Load a Network from ``network.json`` (or a directory holding it) and its .npz."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / JSON_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"network IR: no {JSON_NAME} at {path}")
+    doc = json.loads(path.read_text())
+    tensors = doc.get("tensors", {})
+    npz = path.parent / tensors.get("file", NPZ_NAME)
+    data = npz.read_bytes()
+    if tensors.get("sha256") and hashlib.sha256(data).hexdigest() != tensors["sha256"]:
+        raise IRError(f"{npz}: SHA-256 does not match the one recorded in {path}; the two files "
+                      f"are from different saves")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return from_json_and_arrays(doc, arrays)
