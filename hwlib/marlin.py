@@ -10,7 +10,7 @@ import numpy as np
 
 from hwlib.domain import INT8, INT9, UINT8, Domain
 from hwlib.errors import DomainError
-from hwlib.multiplier import ErrorFactors, Multiplier
+from hwlib.multiplier import ErrorFactors, Multiplier, error_metrics_batch
 from hwlib.power import Power
 
 CSR_ADDRESS = 0x7D0
@@ -80,7 +80,12 @@ class Marlin(Multiplier):
         return approx(x, w, self.level)
 
     def factors(self) -> ErrorFactors:
-        """Rank <= 9 factors: f_i(x) = x8 & (L >> i), g_i(w) = -2^i b_i(w); f_C = [x!=0], g_C = C_L [w!=0]."""
+        """Exact factors, rank <= 9, f in [0, 255] and g in [-128, 1].
+
+        ``f_i(x) = x8 & (L >> i)``, ``g_i(w) = -2^i b_i(w)`` for each i with ``L >> i != 0``, and
+        the compensation ``f_C(x) = C_L [x != 0]``, ``g_C(w) = [w != 0]`` when ``C_L != 0``
+        (``x8``, ``b_i`` from the low 8 bits of the two's-complement operands).
+        """
         xs, ws = self.x_domain.values(), self.w_domain.values()
         x8, w8 = xs & 0xFF, ws & 0xFF
         f, g = [], []
@@ -91,11 +96,44 @@ class Marlin(Multiplier):
                 g.append(-(((w8 >> i) & 1) << i))
         c = compensation(self.level)
         if c:
-            f.append((xs != 0).astype(np.int64))
-            g.append(c * (ws != 0).astype(np.int64))
+            f.append(c * (xs != 0).astype(np.int64))
+            g.append((ws != 0).astype(np.int64))
         shape_f, shape_g = (len(f), xs.size), (len(g), ws.size)
         return ErrorFactors(np.array(f, np.int64).reshape(shape_f),
                             np.array(g, np.int64).reshape(shape_g))
+
+    def metrics(self) -> dict[str, float]:
+        """Error metrics (see :meth:`Multiplier.metrics`), from the batched all-level computation."""
+        batch = level_metrics(self.x_domain, self.w_domain)
+        return {k: float(v[self.level]) for k, v in batch.items()}
+
+
+@lru_cache(maxsize=4)
+def level_metrics(x_domain: Domain = UINT8, w_domain: Domain = INT8) -> dict[str, np.ndarray]:
+    """Error metrics of all 256 levels over ``x_domain`` x ``w_domain``, each float64 (256,).
+
+    Vectorised: the error of level L is ``-sum_k bit_k(L) D_k + C_L [x != 0][w != 0]`` with
+    ``D_k = 2^k c_k`` the column-k partial-product sums, so all levels come from one matrix product.
+    """
+    xs, ws = x_domain.values(), w_domain.values()
+    x8, w8 = (xs & 0xFF)[:, None], (ws & 0xFF)[None, :]
+    cols = np.zeros((8, xs.size * ws.size))
+    for i in range(8):  # weight bit i meets activation bit j = k - i in column k
+        for j in range(8 - i):
+            k = i + j
+            cols[k] += ((((w8 >> i) & 1) * ((x8 >> j) & 1)) << k).reshape(-1)
+    levels = np.arange(N_LEVELS)
+    lbits = ((levels[:, None] >> np.arange(8)) & 1).astype(np.float64)
+    nonzero = ((xs[:, None] != 0) & (ws[None, :] != 0)).reshape(-1).astype(np.float64)
+    exact = (xs[:, None] * ws[None, :]).reshape(-1)
+    parts = []
+    for chunk in np.array_split(levels, 8):
+        err = -(lbits[chunk] @ cols) + (chunk & 0xFC)[:, None] * nonzero[None, :]
+        parts.append(error_metrics_batch(err, exact))
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    for v in out.values():
+        v.setflags(write=False)
+    return out
 
 
 @dataclass(frozen=True)

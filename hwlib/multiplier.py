@@ -31,6 +31,16 @@ class ErrorFactors:
         """Number of terms R."""
         return int(self.f.shape[0])
 
+    @property
+    def f_range(self) -> tuple[int, int]:
+        """(min, max) over all activation features, (0, 0) at rank 0."""
+        return int(self.f.min(initial=0)), int(self.f.max(initial=0))
+
+    @property
+    def g_range(self) -> tuple[int, int]:
+        """(min, max) over all weight features, (0, 0) at rank 0."""
+        return int(self.g.min(initial=0)), int(self.g.max(initial=0))
+
     def error_table(self) -> np.ndarray:
         """The error table the factors reproduce, int64 (n_x, n_w)."""
         return self.f.T.astype(np.int64) @ self.g.astype(np.int64)
@@ -122,17 +132,35 @@ class Multiplier(abc.ABC):
 
 def error_metrics(err: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     """MAE%, WCE%, MRE%, EP%, MSE, mean and std of an error table against its exact products."""
-    e = np.asarray(err, dtype=np.float64)
+    batch = error_metrics_batch(np.asarray(err).reshape(1, -1), exact)
+    return {k: float(v[0]) for k, v in batch.items()}
+
+
+def error_metrics_batch(err: np.ndarray, exact: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`error_metrics` of many error tables at once.
+
+    Args:
+        err: (B, ...) error tables, each the shape of ``exact``.
+        exact: exact products, any shape.
+
+    Returns:
+        The metric keys of :func:`error_metrics`, each a float64 array (B,).
+    """
+    ex = np.asarray(exact).reshape(-1)
+    e = np.asarray(err, dtype=np.float64).reshape(-1, ex.size)
     ae = np.abs(e)
-    nz = exact != 0
+    nz = ex != 0
+    inv = np.where(nz, 1.0 / np.where(nz, np.abs(ex), 1), 0.0)
+    mean = e.mean(axis=1)
+    mse = np.einsum("ij,ij->i", e, e) / ex.size
     return {
-        "mae_pct": float(ae.mean() / 2**16 * 100),
-        "wce_pct": float(ae.max() / 2**16 * 100),
-        "mre_pct": float((ae[nz] / np.abs(exact[nz])).mean() * 100) if nz.any() else 0.0,
-        "ep_pct": float((e != 0).mean() * 100),
-        "mse": float((e * e).mean()),
-        "mean": float(e.mean()),
-        "std": float(e.std()),
+        "mae_pct": ae.mean(axis=1) / 2**16 * 100,
+        "wce_pct": ae.max(axis=1) / 2**16 * 100,
+        "mre_pct": (ae @ inv) / max(int(nz.sum()), 1) * 100,
+        "ep_pct": (e != 0).mean(axis=1) * 100,
+        "mse": mse,
+        "mean": mean,
+        "std": np.sqrt(np.maximum(mse - mean * mean, 0.0)),
     }
 
 
