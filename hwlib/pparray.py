@@ -41,14 +41,14 @@ class PartialProductArray(Multiplier):
         return self.kept_partial_products / 64
 
     def _eval(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        row_weight = np.where(self.keep, product_signs(self.signed), 0) << np.arange(8)
-        out = np.full(np.broadcast(x, w).shape, self.constant, dtype=np.int64)
+        # row i's kept weight bits, summed with their signs, for every weight byte: (8, 256)
+        signed_keep = np.where(self.keep, product_signs(self.signed), 0) << np.arange(8)
+        w_bits = (np.arange(256)[None, :] >> np.arange(8)[:, None]) & 1
+        row_value = signed_keep @ w_bits
         x8, w8 = x & 0xFF, w & 0xFF
+        out = np.full(np.broadcast(x, w).shape, self.constant, dtype=np.int64)
         for i in range(8):
-            wi = np.zeros_like(w8)
-            for j in np.flatnonzero(row_weight[i]):
-                wi = wi + ((w8 >> j) & 1) * row_weight[i, j]
-            out += (((x8 >> i) & 1) << i) * wi
+            out += (((x8 >> i) & 1) << i) * row_value[i][w8]
         return out
 
     def factors(self) -> ErrorFactors:
