@@ -1,0 +1,173 @@
+"""Collect the error model's operand statistics from a torch model with forward hooks.
+
+Every module that exposes ``integer_operands(x) -> (x_q uint8, w_q int8, zero_point)`` (the
+approximable layers of :mod:`agn.layers`) is observed: its input is padded with the zero point in
+the integer domain, receptive fields are cut out with ``unfold`` and a seeded random sample of
+them is kept, and the exact integer output ``sum (x - zp) * w`` is accumulated in float64 for its
+mean and std. The result is one :class:`errormodels.OperandStats` per layer.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from errormodels import STATS_FILE, OperandStats, StatsError, save_stats
+
+__all__ = ["collect_stats", "receptive_fields", "sample_batches", "write_operand_stats"]
+
+
+def receptive_fields(layer: nn.Module, x_q: torch.Tensor, zero_point: int) -> torch.Tensor:
+    """Every receptive field of ``layer`` on integer input ``x_q``, as int64 (F, fan_in).
+
+    A conv field is one (sample, group, output position): the ``C_in/groups * kh * kw`` padded
+    input values (padding = ``zero_point``) one output element of that group multiplies, in the
+    weight's ``(ci, ky, kx)`` order. A linear field is one input row.
+    """
+    x = x_q.to(torch.int64)
+    if isinstance(layer, nn.Conv2d):
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise StatsError(f"receptive_fields: {type(layer).__name__} with padding="
+                             f"{layer.padding!r}, padding_mode={layer.padding_mode!r}; expected "
+                             f"integer zero-point padding")
+        ph, pw = layer.padding
+        xp = F.pad(x.to(torch.float64), (pw, pw, ph, ph), value=float(zero_point))
+        cols = F.unfold(xp, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+        b, _, n_pos = cols.shape
+        g = layer.groups
+        cols = cols.view(b, g, -1, n_pos).permute(0, 1, 3, 2)       # (B, G, L, fan_in)
+        return cols.reshape(-1, cols.shape[-1]).to(torch.int64)
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    raise StatsError(f"receptive_fields: expected an nn.Conv2d or nn.Linear subclass, got "
+                     f"{type(layer).__name__}")
+
+
+def _exact_output(layer: nn.Module, x_q: torch.Tensor, w_q: torch.Tensor,
+                  zero_point: int) -> torch.Tensor:
+    """The exact integer output ``sum (xpad - zp) * w`` in float64 (exact below 2^53)."""
+    xc = x_q.to(torch.float64) - zero_point
+    w = w_q.to(torch.float64)
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(xc, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return F.linear(xc, w)
+
+
+class _Observer:
+    """Forward pre-hook state of one layer."""
+
+    def __init__(self, name: str, layer: nn.Module, per_batch: int, gen: torch.Generator) -> None:
+        self.name, self.layer, self.per_batch, self.gen = name, layer, per_batch, gen
+        self.fields: list[torch.Tensor] = []
+        self.w_q: torch.Tensor | None = None
+        self.zero_point = 0
+        self.count, self.total, self.total_sq = 0, 0.0, 0.0
+        self.per_sample_outputs = 0
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        x_q, w_q, zp = module.integer_operands(args[0])
+        cols = receptive_fields(module, x_q, zp)
+        pick = torch.randperm(cols.shape[0], generator=self.gen)[:self.per_batch]
+        self.fields.append(cols[pick])
+        y = _exact_output(module, x_q, w_q, zp)
+        self.count += y.numel()
+        self.total += float(y.sum())
+        self.total_sq += float((y * y).sum())
+        self.per_sample_outputs = y[0].numel()
+        if self.w_q is not None and not torch.equal(self.w_q, w_q):
+            raise StatsError(f"collect_stats: the integer weights of layer {self.name!r} changed "
+                             f"between batches; collect statistics on a frozen model")
+        self.w_q, self.zero_point = w_q.detach().clone(), int(zp)
+
+    def result(self, n_fields: int, seed: int) -> OperandStats:
+        if self.w_q is None:
+            raise StatsError(f"collect_stats: layer {self.name!r} never ran in the forward pass")
+        pool = torch.cat(self.fields)
+        pick = torch.randperm(pool.shape[0], generator=self.gen)[:n_fields]
+        mean = self.total / self.count
+        var = max(self.total_sq / self.count - mean * mean, 0.0)
+        fields = pool[pick].numpy()
+        return OperandStats.from_operands(
+            self.name, self.w_q.to(torch.int64).numpy(), fields,
+            multiplications=self.per_sample_outputs * fields.shape[1], out_std=float(np.sqrt(var)),
+            out_mean=float(mean), seed=seed, zero_point=self.zero_point)
+
+
+def _inputs(batch: Any) -> torch.Tensor:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"collect_stats: a batch must be a tensor or an (x, y) pair, got "
+                        f"{type(x).__name__}")
+    return x
+
+
+@torch.no_grad()
+def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 64, seed: int = 0,
+                  max_batches: int | None = None) -> list[OperandStats]:
+    """Operand statistics of every approximable layer of ``model``, in module order.
+
+    The model runs in eval mode (no noise) in whatever quantized mode it is in (its quantizers
+    must be calibrated, as after QAT or noise training); hooks are removed and the training flag
+    restored afterwards.
+
+    Args:
+        model: the network; layers are the modules with ``integer_operands``.
+        batches: tensors or ``(x, y)`` pairs, e.g. from :func:`sample_batches`.
+        n_fields: receptive fields N kept per layer (sampled uniformly from all batches).
+        seed: seed of the field sampling (recorded in every record).
+        max_batches: stop after this many batches.
+
+    Returns:
+        One :class:`~errormodels.OperandStats` per approximable layer.
+    """
+    if n_fields < 1:
+        raise StatsError(f"collect_stats: n_fields must be >= 1, got {n_fields}")
+    layers = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "integer_operands", None))]
+    if not layers:
+        raise StatsError(f"collect_stats: {type(model).__name__} has no approximable layer (no "
+                         f"module with integer_operands)")
+    gen = torch.Generator().manual_seed(seed)
+    observers = [_Observer(n, m, n_fields, gen) for n, m in layers]
+    handles = [m.register_forward_pre_hook(o) for (_, m), o in zip(layers, observers)]
+    was_training = model.training
+    model.eval()
+    try:
+        seen = 0
+        for batch in batches:
+            if max_batches is not None and seen >= max_batches:
+                break
+            model(_inputs(batch))
+            seen += 1
+        if seen == 0:
+            raise StatsError("collect_stats: no batch was given")
+        return [o.result(n_fields, seed) for o in observers]
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
+def sample_batches(dataset: Any, n_samples: int, batch_size: int = 64,
+                   seed: int = 0) -> Iterator[torch.Tensor]:
+    """A seeded random subset of ``dataset`` (items ``x`` or ``(x, y)``), as input batches."""
+    n = len(dataset)
+    if not 1 <= n_samples:
+        raise StatsError(f"sample_batches: n_samples must be >= 1, got {n_samples}")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_samples].tolist()
+    for lo in range(0, len(idx), batch_size):
+        items = [dataset[i] for i in idx[lo:lo + batch_size]]
+        yield torch.stack([_inputs(it) for it in items])
+
+
+def write_operand_stats(run_dir: str | os.PathLike[str], model: nn.Module, batches: Iterable[Any],
+                        *, n_fields: int = 64, seed: int = 0,
+                        max_batches: int | None = None) -> Path:
+    """Collect the statistics and write ``run_dir/operand_stats.npz`` atomically."""
+    stats = collect_stats(model, batches, n_fields=n_fields, seed=seed, max_batches=max_batches)
+    return save_stats(Path(run_dir) / STATS_FILE, stats)
