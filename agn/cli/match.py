@@ -1,0 +1,62 @@
+"""``agn match``: sigmas.json + operand_stats.npz -> assignment.json (one multiplier per layer)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from errormodels import (ASSIGNMENT_FILE, Assignment, ErrorCatalog, Method, Metric, Rule,
+                         load_stats, match, read_sigmas, write_assignment)
+from hwlib.errors import SpecError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``match`` subcommand."""
+    p = subparsers.add_parser(
+        "match", help="map each layer's learned sigma to a multiplier with the error model",
+        description="Read RUN_DIR/sigmas.json and RUN_DIR/operand_stats.npz, predict every "
+        "layer's output error under every catalog multiplier, choose one per layer and write "
+        "RUN_DIR/assignment.json.")
+    p.add_argument("--run-dir", required=True, type=Path, help="run directory")
+    p.add_argument("--catalog", default="marlin:*",
+                   help="multiplier catalog spec, e.g. 'marlin:*', 'evo:mul8s_*' (default: "
+                   "%(default)s)")
+    p.add_argument("--rule", choices=[r.value for r in Rule], default=Rule.CHEAPEST.value,
+                   help="cheapest within tolerance, or nearest predicted error (default: "
+                   "%(default)s)")
+    p.add_argument("--metric", choices=[m.value for m in Metric], default=Metric.STD.value,
+                   help="predicted error compared with the tolerance (default: %(default)s)")
+    p.add_argument("--method", choices=[m.value for m in Method], default=Method.FIXED_FIELD.value,
+                   help="error-model formula (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None,
+                   help=f"where to write the assignment (default: RUN_DIR/{ASSIGNMENT_FILE})")
+    p.set_defaults(func=run)
+
+
+def format_table(a: Assignment) -> str:
+    """The assignment as a fixed-width text table with its energy and power source."""
+    head = (f"{'layer':<20} {'sigma':>8} {'tolerance':>11} {'multiplier':<16} {'pred std':>11} "
+            f"{'pred mean':>11} {'rel power':>9}")
+    rows = [head, "-" * len(head)]
+    for x in a.layers:
+        rows.append(f"{x.name:<20} {x.sigma:>8.4f} {x.tolerance:>11.4g} {x.multiplier:<16} "
+                    f"{x.predicted_std:>11.4g} {x.predicted_mean:>11.4g} {x.relative_power:>9.4f}")
+    rows.append(f"relative multiplication energy {a.energy:.4f} (rule {a.rule}, metric "
+                f"{a.metric}; power: {a.power_source})")
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``agn match``."""
+    try:
+        sigmas = read_sigmas(args.run_dir)
+        stats = load_stats(args.run_dir)
+        catalog = ErrorCatalog.build(args.catalog)
+        a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric, method=args.method)
+        path = write_assignment(args.output or args.run_dir / ASSIGNMENT_FILE, a)
+    except (ValueError, SpecError) as exc:
+        print(f"agn match: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(a))
+    print(f"wrote {path}")
+    return 0

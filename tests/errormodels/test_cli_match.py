@@ -1,0 +1,65 @@
+"""``agn match`` end to end on a synthetic run directory."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agn.cli import main
+from errormodels import (ErrorCatalog, OperandStats, match, read_assignment, read_sigmas,
+                         save_stats)
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    stats, rows = [], []
+    for i, fan in enumerate((25, 150, 400)):
+        st = OperandStats.from_operands(
+            f"net.{i}", rng.integers(-90, 91, size=(4, fan)),
+            rng.integers(0, rng.integers(20, 256, size=(16, 1)), size=(16, fan)),
+            multiplications=fan * 50, out_std=float(300 * (i + 1)), out_mean=1.0, seed=3)
+        stats.append(st)
+        rows.append({"name": st.name, "sigma": 0.02 * (i + 1), "multiplications": fan * 50,
+                     "fan_in": fan})
+    save_stats(tmp_path / "operand_stats.npz", stats)
+    (tmp_path / "sigmas.json").write_text(json.dumps({"lambda": 0.2, "layers": rows}))
+    return tmp_path
+
+
+def test_match_writes_the_library_result(run_dir, capsys):
+    cat = "marlin:0,marlin:1,marlin:15,marlin:63,marlin:255"
+    assert main(["match", "--run-dir", str(run_dir), "--catalog", cat, "--rule", "nearest",
+                 "--metric", "rms"]) == 0
+    out = capsys.readouterr().out
+    got = read_assignment(run_dir)
+    from errormodels import load_stats
+    want = match(read_sigmas(run_dir), load_stats(run_dir), ErrorCatalog.build(cat),
+                 rule="nearest", metric="rms")
+    assert got == want
+    for layer in got.layers:
+        assert layer.name in out and layer.multiplier in out
+    assert f"{got.energy:.4f}" in out and "MARLIN UMC 65 nm" in out
+
+
+def test_match_reports_bad_input(run_dir, capsys):
+    rows = json.loads((run_dir / "sigmas.json").read_text())["layers"]
+    rows[1]["sigma"] = float("nan")
+    (run_dir / "sigmas.json").write_text(json.dumps(rows))
+    assert main(["match", "--run-dir", str(run_dir)]) == 2
+    assert "layer 'net.1' has sigma=nan" in capsys.readouterr().err
+    assert not (run_dir / "assignment.json").exists()
+    rows[1]["sigma"] = 0.1
+    (run_dir / "sigmas.json").write_text(json.dumps(rows))
+    assert main(["match", "--run-dir", str(run_dir), "--catalog", "nosuch:1"]) == 2
+    assert "unknown family 'nosuch'" in capsys.readouterr().err
+
+
+def test_match_command_does_not_import_torch(run_dir):
+    code = ("import sys; from agn.cli import main; "
+            f"rc = main(['match', '--run-dir', {str(run_dir)!r}, '--catalog', 'marlin:0,marlin:9']);"
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "assignment.json").exists()
