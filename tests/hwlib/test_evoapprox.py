@@ -20,6 +20,12 @@ def test_the_13_names_and_the_wildcard():
     assert {n for n, r in ROWS.items() if n.startswith("mul8s")} == set(NAMES)
 
 
+def _half_unit(printed: str) -> float:
+    """Half a unit of the last printed digit (at least 2e-4: MAE% of 1KV8 comes from MAE 1.2)."""
+    decimals = len(printed.split(".")[1]) if "." in printed else 0
+    return max(0.5 * 10.0**-decimals + 1e-12, 2e-4)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_published_mae_wce_ep_and_power(name):
     m = hwlib.get(f"evo:{name}")
@@ -30,10 +36,10 @@ def test_published_mae_wce_ep_and_power(name):
     # MAE); the integer worst case and EP% (2 decimals) are exact.
     e = m.error_table()
     assert int(np.abs(e).max()) == int(float(row["WCE_abs"]))
-    assert got["wce_pct"] == pytest.approx(float(row["WCE_pct"]), rel=0.03, abs=1e-4)
+    assert got["wce_pct"] == pytest.approx(float(row["WCE_pct"]), abs=_half_unit(row["WCE_pct"]))
     assert got["ep_pct"] == pytest.approx(float(row["EP_pct"]), abs=0.006)
     assert float(np.abs(e).mean()) == pytest.approx(float(row["MAE_abs"]), abs=1.0)
-    assert got["mae_pct"] == pytest.approx(float(row["MAE_pct"]), rel=0.03, abs=2e-4)
+    assert got["mae_pct"] == pytest.approx(float(row["MAE_pct"]), abs=_half_unit(row["MAE_pct"]))
     assert got["mre_pct"] == pytest.approx(float(row["MRE_pct"]), abs=0.006)
     assert int(e.max()) == int(row["max_pos_err"]) and int(e.min()) == int(row["max_neg_err"])
     assert got["mean"] == pytest.approx(float(row["mean_err_uniform"]), abs=1e-9)
