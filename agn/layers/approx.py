@@ -118,7 +118,18 @@ class _Approximable:
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:
         """Per-output-channel weight scales (C_out,) of the current weights."""
-        return fake_quant_weight(self.weight, self.w_qmax)[2].flatten()
+        return self._weight_ints()[1].flatten()
+
+    def _weight_ints(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w_q int8, s_w)`` of the current weights, cached until the weights change (the
+        engine caches its weight transforms per w_q tensor, so eval loops reuse them)."""
+        key = (self.weight._version, self.weight.data_ptr(), self.w_qmax)
+        cached = getattr(self, "_wq_cache", None)
+        if cached is None or cached[0] != key:
+            _, w_q, s_w = fake_quant_weight(self.weight.detach(), self.w_qmax)
+            cached = (key, w_q.to(torch.int8), s_w)
+            self._wq_cache = cached
+        return cached[1], cached[2]
 
     # ---- forward -------------------------------------------------------------------------
     def _bias_shape(self, b: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,7 @@ class _Approximable:
         """``(x_q uint8, w_q int8, zero_point)`` exactly as the approx mode feeds the engine."""
         with torch.no_grad():
             x_q = self.input_quant.to_int(x.detach()).to(torch.uint8)
-            w_q = fake_quant_weight(self.weight, self.w_qmax)[1].to(torch.int8)
+            w_q = self._weight_ints()[0]
             zp = int(self.input_quant.qparams()[1])
         return x_q, w_q, zp
 
@@ -142,13 +153,15 @@ class _Approximable:
             return self._product(x, self.weight, self.bias)
         self.last_macs = self.macs(x.shape)
         s_x, zp = self.input_quant.qparams()
-        w_fq, w_q, s_w = fake_quant_weight(self.weight, self.w_qmax)
+        w_q, s_w = self._weight_ints()
+        w_fq = self.weight + (w_q * s_w - self.weight).detach()
         y = self._product(x, w_fq, None)
         if mode is Mode.NOISE and self.training:
             y = y + torch.randn_like(y) * self.sigma.abs() * y.detach().std()
         elif mode is Mode.APPROX:
-            acc = self._approx_acc(self.input_quant.to_int(x.detach()), w_q, int(zp))
-            corr = zp * w_q.flatten(1).sum(dim=1)
+            x_q = self.input_quant.to_int(x.detach()).to(torch.uint8)
+            acc = self._approx_acc(x_q, w_q, int(zp))
+            corr = zp * w_q.flatten(1).sum(dim=1, dtype=y.dtype)
             shape = (1, -1) + (1,) * (y.dim() - 2) if y.dim() > 2 else (-1,)
             s = (s_x * s_w.flatten()).view(shape)
             approx = s * (acc.to(y.dtype) - corr.view(shape))
@@ -165,8 +178,10 @@ class _Approximable:
                 f"engine={path}")
 
     def _engine_path(self) -> str:
-        describe = getattr(_engine(), "engine_path", None)
-        return describe(self.multiplier) if callable(describe) else "auto"
+        w_q = self._weight_ints()[0]
+        w4 = w_q if w_q.dim() == 4 else w_q[:, :, None, None]
+        return str(_engine().describe(self.multiplier, w4, getattr(self, "stride", 1),
+                                      getattr(self, "groups", 1)))
 
 
 class ApproxConv2d(_Approximable, nn.Conv2d):
