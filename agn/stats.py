@@ -9,7 +9,8 @@ mean and std. The result is one :class:`errormodels.OperandStats` per layer.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from torch import nn
 
 from errormodels import STATS_FILE, OperandStats, StatsError, save_stats
 
-__all__ = ["collect_stats", "receptive_fields", "sample_batches", "write_operand_stats"]
+__all__ = ["MeasuredError", "collect_stats", "measure_errors", "receptive_fields",
+           "sample_batches", "write_operand_stats"]
 
 
 def receptive_fields(layer: nn.Module, x_q: torch.Tensor, zero_point: int) -> torch.Tensor:
@@ -151,6 +153,102 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class MeasuredError:
+    """Output error of one layer under one multiplier, measured with the bit-exact engine.
+
+    Attributes:
+        layer: module name.
+        multiplier: spec string.
+        mean: mean of ``approx_acc - exact_acc`` over every output element seen.
+        std: its standard deviation.
+        count: number of output elements.
+    """
+
+    layer: str
+    multiplier: str
+    mean: float
+    std: float
+    count: int
+
+
+class _ErrorMeter:
+    """Forward pre-hook: run one layer's real integer operands through the engine per multiplier."""
+
+    def __init__(self, specs: Sequence[str]) -> None:
+        self.specs = list(specs)
+        self.sums = {s: [0, 0.0, 0.0] for s in self.specs}
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        from agn.sim import approx_conv2d, approx_linear
+
+        x_q, w_q, zp = module.integer_operands(args[0])
+        if isinstance(module, nn.Conv2d):
+            if tuple(module.dilation) != (1, 1) or isinstance(module.padding, str):
+                raise StatsError(f"measure_errors: the engine needs dilation 1 and integer "
+                                 f"padding, got dilation={module.dilation}, padding={module.padding!r}")
+            ph, pw = module.padding
+            exact = F.conv2d(F.pad(x_q.to(torch.float64), (pw, pw, ph, ph), value=float(zp)),
+                             w_q.to(torch.float64), None, module.stride, 0, 1, module.groups)
+        else:
+            exact = F.linear(x_q.to(torch.float64).reshape(-1, x_q.shape[-1]), w_q.to(torch.float64))
+        for spec in self.specs:
+            if isinstance(module, nn.Conv2d):
+                acc = approx_conv2d(x_q, w_q, spec, module.stride, module.padding, module.groups, zp)
+            else:
+                acc = approx_linear(x_q.reshape(-1, x_q.shape[-1]), w_q, spec)
+            e = acc.to(torch.float64) - exact
+            s = self.sums[spec]
+            s[0] += e.numel()
+            s[1] += float(e.sum())
+            s[2] += float((e * e).sum())
+
+
+@torch.no_grad()
+def measure_errors(model: nn.Module, batches: Iterable[Any], specs: Sequence[str], *,
+                   max_batches: int | None = None) -> list[MeasuredError]:
+    """Each approximable layer's own output error under each multiplier, on real operands.
+
+    The network runs exactly (in its current quantized mode, eval); a pre-hook feeds every layer's
+    integer input through ``agn.sim`` with each multiplier and compares with the exact integer
+    accumulator, so each layer is measured alone on the operands it really sees.
+
+    Args:
+        model: the network (quantizers calibrated).
+        batches: tensors or ``(x, y)`` pairs.
+        specs: multiplier spec strings; their activation domain must hold the layers' inputs.
+        max_batches: stop after this many batches.
+
+    Returns:
+        One :class:`MeasuredError` per (layer, spec), layers in module order.
+    """
+    layers = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "integer_operands", None))]
+    if not layers:
+        raise StatsError(f"measure_errors: {type(model).__name__} has no approximable layer")
+    meters = [_ErrorMeter(specs) for _ in layers]
+    handles = [m.register_forward_pre_hook(h) for (_, m), h in zip(layers, meters)]
+    was_training = model.training
+    model.eval()
+    try:
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            model(_inputs(batch))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    out = []
+    for (name, _), meter in zip(layers, meters):
+        for spec in specs:
+            n, s1, s2 = meter.sums[spec]
+            if n == 0:
+                raise StatsError(f"measure_errors: layer {name!r} never ran (no batch given?)")
+            mean = s1 / n
+            out.append(MeasuredError(name, spec, mean, float(np.sqrt(max(s2 / n - mean * mean, 0.0))), n))
+    return out
 
 
 def sample_batches(dataset: Any, n_samples: int, batch_size: int = 64,

@@ -172,3 +172,40 @@ def test_real_lenet5_layers():
         np.testing.assert_array_equal(
             st.weight_hist, histogram(w_q.numpy().astype(np.int64), INT8))
         assert st.out_std > 0
+
+
+class FakeNetD1(nn.Module):
+    """Dilation-1 variant (the engine's geometry) with a zero point and groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = FakeConv(4, 6, (3, 2), stride=(2, 1), padding=(1, 1), groups=2, zero_point=17)
+        self.fc = FakeLinear(6 * 4 * 7, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+def test_measure_errors_matches_per_element_table_lookup():
+    import hwlib
+    from agn.stats import measure_errors
+
+    net = FakeNetD1()
+    batches = [_inputs(s, 2) for s in (7, 8)]
+    specs = ["marlin:0", "marlin:15", "marlin:255"]
+    got = {(r.layer, r.multiplier): r for r in measure_errors(net, batches, specs)}
+    x = torch.cat(batches)
+    fields = receptive_fields(net.conv, x.to(torch.uint8), 17).numpy().reshape(4, 2, -1, 12)
+    w = net.conv.weight.detach().numpy().astype(np.int64).reshape(2, 3, 12)
+    fc_in = net.conv(x).detach().numpy().reshape(4, -1).astype(np.int64)
+    wf = net.fc.weight.detach().numpy().astype(np.int64)
+    for spec in specs:
+        err = hwlib.get(spec).error_table()
+        e_conv = err[fields[:, :, :, None, :], w[None, :, None, :, :] + 128].sum(-1)
+        e_fc = err[fc_in[:, None, :], wf[None, :, :] + 128].sum(-1)
+        for name, e in (("conv", e_conv), ("fc", e_fc)):
+            r = got[(name, spec)]
+            assert r.count == e.size
+            assert r.mean == pytest.approx(e.mean(), rel=1e-9, abs=1e-9)
+            assert r.std == pytest.approx(e.std(), rel=1e-9, abs=1e-9)
+    assert got[("conv", "marlin:0")].std == 0 and got[("conv", "marlin:255")].std > 0
