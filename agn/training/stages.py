@@ -1,0 +1,199 @@
+"""Stage logic: float -> QAT -> noise -> approximate retraining, each resumable in a run directory.
+
+Layout of a run directory ``RUN``::
+
+    RUN/config.yaml           the full configuration, seed included (written once, atomically)
+    RUN/<stage>/last.ckpt     Lightning checkpoint (updated every epoch; resumed when killed)
+    RUN/<stage>/result.json   written when the stage finished: re-running it only loads this
+    RUN/sigmas.json           after the noise stage: name, sigma, multiplications, fan_in
+    RUN/logs/<stage>/         CSV metrics; RUN/tb/<stage>/ TensorBoard events
+
+Each stage starts from the previous stage's ``last.ckpt``: QAT folds BatchNorm into the convs,
+warms the observers up, then trains with fake quantization; noise resets sigmas to
+``sigma_init`` and freezes the observers; retrain applies the assignment file and the exact
+approximate engine (straight-through gradients).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
+
+from agn.data import build_datamodule
+from agn.data.base import ImageDataModule
+from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset_sigmas, set_mode,
+                        set_observe, sigma_table)
+from agn.models import build_model
+from agn.training.config import ConfigError, TrainConfig, load_config
+from agn.training.module import AGNModule, Stage
+from hwlib.fileio import atomic_write_json, atomic_write_text
+
+__all__ = ["StageError", "StageResult", "build_stage_model", "run_stage", "run_stages"]
+
+PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
+SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
+
+
+class StageError(ValueError):
+    """A stage that cannot start (missing previous checkpoint, conflicting run directory)."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished stage reports (also ``RUN/<stage>/result.json``).
+
+    Attributes:
+        stage: stage name.
+        test_acc: test accuracy in eval mode (no noise) in [0, 1].
+        val_acc: validation accuracy.
+        epochs: epochs trained.
+        seed: the run's seed.
+        checkpoint: path of the stage's ``last.ckpt``.
+        sigmas: path of ``sigmas.json`` (noise stage) or None.
+    """
+
+    stage: str
+    test_acc: float
+    val_acc: float
+    epochs: int
+    seed: int
+    checkpoint: str
+    sigmas: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> StageResult:
+        """Read a result.json."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _record_config(run: Path, cfg: TrainConfig) -> None:
+    path = run / "config.yaml"
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        if old.get("seed") != cfg.seed:
+            raise StageError(f"run directory {run}: recorded seed {old.get('seed')} differs from "
+                             f"the configured seed {cfg.seed}; use a new run directory")
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def build_stage_model(stage: Stage | str, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
+    """The model architecture of ``stage``: BatchNorm folded for every stage after float."""
+    model = build_model(cfg.model, dm.in_channels, dm.input_size, dm.num_classes)
+    if Stage.parse(stage) is not Stage.FLOAT:
+        fold_bn(model)
+    return model
+
+
+def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
+    prev = PREVIOUS[stage]
+    ckpt = run / prev.value / "last.ckpt"
+    if not (run / prev.value / "result.json").exists() or not ckpt.exists():
+        raise StageError(f"stage {stage.value!r} starts from {ckpt}, which is missing or "
+                         f"unfinished; run stage {prev.value!r} first")
+    model = build_stage_model(prev, cfg, dm)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    if prev is Stage.FLOAT:
+        fold_bn(model)
+    return model
+
+
+def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
+             dm: ImageDataModule) -> None:
+    """Bring a model loaded from the previous stage into this stage's starting state."""
+    if stage is Stage.QAT:
+        batches = (x for x, _ in dm.train_dataloader())
+        calibrate(model, batches, cfg.calib_batches)
+    elif stage is Stage.NOISE:
+        reset_sigmas(model, cfg.noise.sigma_init)
+    elif stage is Stage.RETRAIN:
+        path = Path(cfg.assignment) if cfg.assignment else run / "assignment.json"
+        if not path.exists():
+            raise AssignmentError(f"stage 'retrain' needs an assignment file; {path} does not "
+                                  f"exist (write it with the error model or set 'assignment')")
+        approximate_(model, path)
+    set_mode(model, stage.mode)
+
+
+def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
+              callbacks: Sequence[pl.Callback] = ()) -> StageResult:
+    """Run one stage in ``run_dir`` (resuming a killed run; a finished stage only loads its result).
+
+    Args:
+        stage: ``float``, ``qat``, ``noise`` or ``retrain``.
+        run_dir: the run directory (created if needed).
+        config: a TrainConfig, plain data or a YAML path.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The stage's result (test accuracy etc.).
+    """
+    st = Stage.parse(stage)
+    cfg = load_config(config)
+    run = Path(run_dir)
+    sdir = run / st.value
+    if (sdir / "result.json").exists():
+        return StageResult.load(sdir / "result.json")
+    _record_config(run, cfg)
+    pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
+    try:
+        dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
+    except TypeError as exc:
+        raise ConfigError(f"data_args {cfg.data_args} do not fit dataset {cfg.data!r}: {exc}") \
+            from None
+    dm.prepare_data()
+    dm.setup()
+    resume = sdir / "last.ckpt"
+    if resume.exists():
+        model = build_stage_model(st, cfg, dm)
+    elif st is Stage.FLOAT:
+        model = build_stage_model(st, cfg, dm)
+        set_mode(model, st.mode)
+    else:
+        model = _load_previous(st, run, cfg, dm)
+        _prepare(st, model, run, cfg, dm)
+    set_observe(model, st in (Stage.FLOAT, Stage.QAT))
+    module = AGNModule(model, st, cfg.stage(st.value), cfg.noise)
+    opt = cfg.stage(st.value)
+    trainer = pl.Trainer(
+        max_epochs=opt.epochs, accelerator="cpu", devices=1, deterministic=True,
+        default_root_dir=str(run), enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
+        logger=[CSVLogger(run / "logs", name=st.value, version=""),
+                TensorBoardLogger(run / "tb", name=st.value, version="")],
+        callbacks=[ModelCheckpoint(dirpath=sdir, save_top_k=0, save_last=True), *callbacks])
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
+    val = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/acc"]
+    test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
+    sigmas = None
+    if st is Stage.NOISE:
+        sigmas = str(_write_sigmas(run, model, dm, cfg))
+    result = StageResult(st.value, float(test), float(val), opt.epochs, cfg.seed,
+                         str(resume), sigmas)
+    atomic_write_json(sdir / "result.json", asdict(result))
+    return result
+
+
+def _write_sigmas(run: Path, model: nn.Module, dm: ImageDataModule, cfg: TrainConfig) -> Path:
+    model.eval()
+    with torch.no_grad():
+        model(next(iter(dm.val_dataloader()))[0][:1])  # records every layer's multiplication count
+    doc = {"lambda": cfg.noise.lam, "sigma_max": cfg.noise.sigma_max, "seed": cfg.seed,
+           "layers": sigma_table(model)}
+    return atomic_write_json(run / "sigmas.json", doc)
+
+
+def run_stages(run_dir: str | Path, config: Any, stages: Sequence[str] = ("float", "qat", "noise"),
+               callbacks: Sequence[pl.Callback] = ()) -> list[StageResult]:
+    """Run several stages in order (finished ones are skipped)."""
+    return [run_stage(s, run_dir, config, callbacks) for s in stages]
