@@ -1,0 +1,56 @@
+"""``agn pipeline``: every stage in one resumable run directory, ending in report.md."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``pipeline`` subcommand."""
+    p = subparsers.add_parser(
+        "pipeline", help="train, learn tolerances, match, search, retrain, deploy, report",
+        description="Run the whole method in RUN_DIR: float -> QAT -> noise training -> operand "
+        "statistics -> error-model matching -> NSGA-II search -> retraining of the chosen point "
+        "-> integer export -> firmware + bit-exact validation -> report.md. A killed run "
+        "restarts at its first unfinished stage.")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/pipeline"),
+                   help="run directory (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny budget for smoke tests (about a minute)")
+    p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
+    p.add_argument("--data-dir", help="directory of the dataset files (mnist, fashion-mnist, "
+                   "cifar10)")
+    p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ...")
+    p.add_argument("--catalog", help="multiplier catalog, e.g. 'marlin:*' (default), "
+                   "'evo:mul8s_*'")
+    p.add_argument("--lam", type=float, help="noise-training lambda")
+    p.add_argument("--seed", type=int, help="seed of every random choice")
+    p.add_argument("--pop", type=int, dest="pop_size", help="NSGA-II population")
+    p.add_argument("--gen", type=int, dest="n_gen", help="NSGA-II generations")
+    p.add_argument("--init", choices=["seeded", "random"], help="NSGA-II initial population")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
+                   help="skip the random-init comparison search")
+    p.add_argument("--epochs", type=int, nargs=4, metavar=("FLOAT", "QAT", "NOISE", "RETRAIN"),
+                   help="epochs per training stage")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
+                       "cluster of N workers")
+    group.add_argument("--scheduler", help="score search candidates on an existing Dask "
+                       "scheduler (tcp://host:port)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the configuration from the options and run the pipeline."""
+    from agn.pipeline import PipelineConfig, run_pipeline
+
+    keys = ("dataset", "model", "catalog", "lam", "seed", "pop_size", "n_gen", "init",
+            "baseline", "epochs", "threads")
+    over = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.data_dir:
+        over["data_args"] = {"root": args.data_dir}
+    cfg = PipelineConfig.quick(**over) if args.quick else PipelineConfig(**over)
+    run_pipeline(args.run_dir, cfg, workers=args.workers, scheduler=args.scheduler)
+    print(f"report: {args.run_dir / 'report.md'}")
+    return 0

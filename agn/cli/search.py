@@ -1,0 +1,50 @@
+"""``agn search``: NSGA-II over a run directory's integer network, scored bit-exactly."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``search`` subcommand."""
+    p = subparsers.add_parser(
+        "search", help="NSGA-II Pareto front of energy against accuracy",
+        description="Search per-layer multipliers for the integer network in RUN_DIR/search "
+        "(written by 'agn pipeline' up to its export_search stage), seeded by RUN_DIR/"
+        "assignment.json. Writes pareto.csv/.json/.png and chosen_assignment.json; a killed "
+        "search resumes from its last generation.")
+    p.add_argument("--run-dir", type=Path, required=True, help="run directory")
+    p.add_argument("--pop", type=int, dest="pop_size", help="population size")
+    p.add_argument("--gen", type=int, dest="n_gen", help="generations")
+    p.add_argument("--init", choices=["seeded", "random"], help="initial population")
+    p.add_argument("--seed", type=int, help="search seed")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the random-init search for comparison")
+    p.add_argument("--max-loss", type=float, dest="max_loss",
+                   help="accuracy the chosen point may lose against exact (fraction)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, help="score on a local Dask cluster of N workers")
+    group.add_argument("--scheduler", help="score on an existing Dask scheduler (tcp://host:port)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the search stage of a run directory with the given overrides."""
+    from agn.pipeline import PipelineConfig, STATUS_FILE
+    from agn.pipeline.context import Context
+    from agn.pipeline.stages import search_stage
+
+    status = args.run_dir / STATUS_FILE
+    if not status.exists():
+        raise SystemExit(f"agn search: {status} not found; run 'agn pipeline --run-dir "
+                         f"{args.run_dir}' (at least up to its export_search stage) first")
+    base = json.loads(status.read_text())["config"]
+    cfg = PipelineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
+    over = {k: getattr(args, k) for k in ("pop_size", "n_gen", "init", "seed", "baseline",
+                                           "max_loss") if getattr(args, k) is not None}
+    cfg = dataclasses.replace(cfg, **over)
+    summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler))
+    print(json.dumps(summary, indent=2))
+    return 0

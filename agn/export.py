@@ -1,0 +1,331 @@
+"""Export a trained, quantized ``agn`` model to the ``deploy`` integer network IR.
+
+The model is traced with torch.fx (approximable layers, quantizers and option-A shortcuts are
+leaves) and walked once. Every conv/linear becomes an IR layer with its integer weights, its bias on
+the accumulator grid with the input zero-point correction folded in, and the multiplier spec; the
+next quantization point becomes its per-channel requantisation (integer multiplier and shift
+approximating ``s_x * s_w[c] / s_out``); pooling, residual adds and flattening map to their IR
+nodes. BatchNorm must be folded first (:func:`agn.layers.fold_bn`); the last layer without a
+quantizer after it yields int32 logits.
+
+The integer network is the ground truth that the search scores and the firmware runs; the float
+fake-quant model approximates it (its requantisation rounds in float), so :func:`export` reports
+how often the two agree on a batch instead of claiming bit equality between them.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from agn.layers import ApproxConv2d, ApproxLinear, is_approximable
+from agn.models.resnet import ShortcutA
+from agn.quant import ActQuant
+from deploy import (Add, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Network, Requant)
+
+__all__ = ["ExportError", "export", "requant_params"]
+
+
+class ExportError(ValueError):
+    """A model structure the exporter cannot express in the integer IR."""
+
+
+@dataclass
+class _Q:
+    """A uint8 IR tensor: node name, scale, zero point, integer range."""
+
+    name: str
+    scale: float
+    zp: int
+    lo: int = 0
+    hi: int = 255
+
+
+@dataclass
+class _Acc:
+    """A conv/linear whose accumulators wait for the next quantizer (real scale per channel)."""
+
+    layer: nn.Module
+    mod_name: str
+    src: _Q
+    scale: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = False
+
+
+@dataclass
+class _Sum:
+    """A global average pool's window sums waiting for the next quantizer."""
+
+    src: _Q
+    area: int
+
+
+@dataclass
+class _AddP:
+    """A residual add waiting for the next quantizer."""
+
+    a: _Q
+    b: _Q
+    relu: bool = False
+
+
+def requant_params(ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (mult, shift) per channel with ``mult / 2^shift ~= ratio`` and mult in [2^30, 2^31)."""
+    r = np.asarray(ratio, dtype=np.float64).reshape(-1)
+    if np.any(~np.isfinite(r)) or np.any(r <= 0):
+        raise ExportError(f"requantisation ratio must be positive and finite, got {r.tolist()}")
+    mult = np.zeros(r.shape, np.int64)
+    shift = np.zeros(r.shape, np.int64)
+    for i, v in enumerate(r):
+        s = int(30 - math.floor(math.log2(v)))
+        m = int(round(v * 2.0**s))
+        if m >= 2**31:
+            s, m = s - 1, int(round(v * 2.0**(s - 1)))
+        if not 1 <= s <= 62:
+            raise ExportError(f"requantisation ratio {v:.3g} of channel {i} needs shift {s}, "
+                              f"outside 1..62")
+        mult[i], shift[i] = m, s
+    return mult, shift
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return (is_approximable(m) or isinstance(m, (ActQuant, ShortcutA))
+                or super().is_leaf_module(m, qualname))
+
+
+def _qparams(q: ActQuant) -> tuple[float, int, int, int]:
+    scale, zp = q.qparams()
+    lo, hi = q.int_range()
+    return float(scale), int(zp), lo, hi
+
+
+class _Exporter:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int], name: str) -> None:
+        self.model, self.input_shape, self.name = model, input_shape, name
+        self.mods = dict(model.named_modules())
+        self.nodes: list = []
+        self.names: set[str] = set()
+
+    def _fresh(self, base: str) -> str:
+        name, i = base or "node", 1
+        while name in self.names:
+            name, i = f"{base}_{i}", i + 1
+        self.names.add(name)
+        return name
+
+    # ---- finalising pending values at a quantization point ------------------------------
+    def _quantize(self, v, q: ActQuant, qname: str) -> _Q:
+        scale, zp, lo, hi = _qparams(q)
+        if isinstance(v, torch.Tensor):  # the network input
+            name = self._fresh("input")
+            self.nodes.append(Input(name=name, shape=self.input_shape, scale=scale,
+                                    zero_point=zp))
+            return _Q(name, scale, zp, 0, 255)
+        if isinstance(v, _Acc):
+            mult, shift = requant_params(v.scale / scale)
+            rq = Requant(mult=mult, shift=shift, zp_out=zp, lo=max(lo, zp) if v.relu else lo,
+                         hi=hi)
+            return self._emit_layer(v, rq, scale, zp)
+        if isinstance(v, _Sum):
+            mult, shift = requant_params(np.full(self._channels(v.src), v.src.scale / v.area
+                                                 / scale))
+            name = self._fresh(qname.replace(".", "_") or "pool")
+            rq = Requant(mult=mult, shift=shift, zp_out=zp, lo=lo, hi=hi)
+            self.nodes.append(GlobalAvgPool(name=name, input=v.src.name, requant=rq))
+            return _Q(name, scale, zp, lo, hi)
+        if isinstance(v, _AddP):
+            return self._emit_add(v, scale, zp, lo, hi, qname)
+        if isinstance(v, _Q):
+            if math.isclose(v.scale, scale, rel_tol=1e-6) and v.zp == zp:
+                return v
+            raise ExportError(f"quantizer {qname!r} re-quantizes an already quantized tensor "
+                              f"(scale {v.scale:.4g} -> {scale:.4g}); the IR has no uint8 -> uint8 "
+                              f"requantisation")
+        raise ExportError(f"quantizer {qname!r} applied to an unsupported value {type(v).__name__}")
+
+    def _channels(self, q: _Q) -> int:
+        return self._net_so_far().infos[q.name].shape[0]
+
+    def _net_so_far(self) -> Network:
+        return Network(name=self.name, nodes=tuple(self.nodes))
+
+    def _emit_layer(self, v: _Acc, rq: Requant | None, scale_out: float, zp_out: int) -> _Q:
+        name = self._fresh(v.mod_name)
+        common = dict(name=name, input=v.src.name, weight=v.weight, bias=v.bias,
+                      multiplier=v.layer.spec, requant=rq)
+        if isinstance(v.layer, ApproxConv2d):
+            node = Conv(stride=tuple(v.layer.stride), padding=tuple(v.layer.padding),
+                        groups=v.layer.groups, **common)
+        else:
+            node = Linear(**common)
+        self.nodes.append(node)
+        return _Q(name, scale_out, zp_out, rq.lo if rq else 0, rq.hi if rq else 255)
+
+    def _emit_add(self, v: _AddP, scale: float, zp: int, lo: int, hi: int, qname: str) -> _Q:
+        (ma, mb), (sa, sb) = requant_params(np.array([v.a.scale / scale, v.b.scale / scale]))
+        shift = int(min(sa, sb))
+        ma, mb = int(ma) >> (int(sa) - shift), int(mb) >> (int(sb) - shift)
+        name = self._fresh(qname.rsplit(".", 1)[0].replace(".", "_") + "_add")
+        self.nodes.append(Add(name=name, a=v.a.name, b=v.b.name, mult_a=ma, mult_b=mb,
+                              shift=shift, zp_a=v.a.zp, zp_b=v.b.zp, zp_out=zp,
+                              lo=max(lo, zp) if v.relu else lo, hi=hi))
+        return _Q(name, scale, zp, lo, hi)
+
+    # ---- layers --------------------------------------------------------------------------
+    def _layer(self, layer: nn.Module, mod_name: str, x) -> _Acc:
+        if not isinstance(x, _Q):
+            raise ExportError(f"layer {mod_name!r}: its input is not quantized "
+                              f"({type(x).__name__}); place an ActQuant before it")
+        s_x, zp, _, _ = _qparams(layer.input_quant)
+        if not math.isclose(s_x, x.scale, rel_tol=1e-6) or zp != x.zp:
+            raise ExportError(f"layer {mod_name!r} is bound to a quantizer (scale {s_x:.4g}, zp "
+                              f"{zp}) other than the one producing its input (scale "
+                              f"{x.scale:.4g}, zp {x.zp})")
+        with torch.no_grad():
+            _, w_q, _ = layer.integer_operands(torch.zeros(1))
+            s_w = layer.weight_scales().to(torch.float32)
+            s_x_t = layer.input_quant.qparams()[0]
+            w = w_q.to(torch.int64)
+            corr = zp * w.flatten(1).sum(dim=1)
+            b = (torch.round(layer.bias.detach() / (s_x_t * s_w)).to(torch.int64)
+                 if layer.bias is not None else torch.zeros(len(s_w), dtype=torch.int64))
+        return _Acc(layer, mod_name, x, (s_x_t * s_w).double().numpy(), w.numpy().astype(np.int8),
+                    (b - corr).numpy().astype(np.int32))
+
+    def _shortcut(self, mod: ShortcutA, mod_name: str, x: _Q) -> _Q:
+        cin = self._channels(x)
+        cout, lo_pad = cin + mod.extra, mod.extra // 2
+        w = np.zeros((cout, cin, 1, 1), np.int8)
+        w[np.arange(cin) + lo_pad, np.arange(cin), 0, 0] = 1
+        rq = Requant(mult=np.full(cout, 2, np.int64), shift=np.ones(cout, np.int64),
+                     zp_out=x.zp, lo=x.lo, hi=x.hi)
+        name = self._fresh(mod_name.replace(".", "_"))
+        self.nodes.append(Conv(name=name, input=x.name, weight=w,
+                               bias=-x.zp * w.reshape(cout, -1).sum(axis=1).astype(np.int32),
+                               multiplier="exact", requant=rq, stride=(mod.stride, mod.stride),
+                               padding=(0, 0, 0, 0), groups=1, approximable=False))
+        return _Q(name, x.scale, x.zp, x.lo, x.hi)
+
+    # ---- the walk ------------------------------------------------------------------------
+    def run(self) -> Network:
+        graph = _Tracer().trace(self.model)
+        env: dict[str, object] = {}
+        out = None
+        for n in graph.nodes:
+            args = [env[a.name] if isinstance(a, fx.Node) else a for a in n.args]
+            if n.op == "placeholder":
+                env[n.name] = torch.zeros(1)
+            elif n.op == "call_module":
+                env[n.name] = self._module(self.mods[n.target], n.target, args)
+            elif n.op in ("call_function", "call_method"):
+                env[n.name] = self._function(n, args)
+            elif n.op == "output":
+                out = args[0]
+            else:
+                raise ExportError(f"fx node {n.name!r}: unsupported op {n.op!r}")
+        if isinstance(out, _Acc):
+            self._emit_layer(out, None, 0.0, 0)
+        elif not isinstance(out, _Q):
+            raise ExportError(f"model output is {type(out).__name__}, expected a layer's logits")
+        return self._net_so_far()
+
+    def _module(self, mod: nn.Module, name: str, args: list):
+        x = args[0]
+        if isinstance(mod, ActQuant):
+            return self._quantize(x, mod, name)
+        if is_approximable(mod):
+            return self._layer(mod, name, x)
+        if isinstance(mod, ShortcutA):
+            return self._shortcut(mod, name, x)
+        if isinstance(mod, nn.ReLU):
+            return self._relu(x, name)
+        if isinstance(mod, nn.Identity):
+            return x
+        if isinstance(mod, nn.MaxPool2d):
+            return self._maxpool(x, name, mod.kernel_size, mod.stride, mod.padding)
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            if mod.output_size not in (1, (1, 1)):
+                raise ExportError(f"{name}: only global average pooling (output 1) is supported")
+            return self._gap(x, name)
+        if isinstance(mod, nn.Flatten):
+            return self._flatten(x, name)
+        if isinstance(mod, nn.BatchNorm2d):
+            raise ExportError(f"{name}: BatchNorm must be folded before export "
+                              f"(agn.layers.fold_bn)")
+        raise ExportError(f"{name}: module {type(mod).__name__} has no integer IR equivalent")
+
+    def _function(self, n: fx.Node, args: list):
+        t = n.target
+        if t in (F.relu, torch.relu, "relu"):
+            return self._relu(args[0], n.name)
+        if t in (operator.add, torch.add, "add"):
+            a, b = args[0], args[1]
+            if not (isinstance(a, _Q) and isinstance(b, _Q)):
+                raise ExportError(f"{n.name}: residual add of non-quantized operands "
+                                  f"({type(a).__name__}, {type(b).__name__})")
+            return _AddP(a, b)
+        if t in (torch.flatten, "flatten"):
+            return self._flatten(args[0], n.name)
+        raise ExportError(f"fx node {n.name!r}: function {t!r} has no integer IR equivalent")
+
+    def _relu(self, x, name: str):
+        if isinstance(x, (_Acc, _AddP)):
+            x.relu = True
+            return x
+        if isinstance(x, _Q) and x.lo >= x.zp:
+            return x
+        raise ExportError(f"{name}: ReLU on {type(x).__name__} cannot be expressed")
+
+    def _maxpool(self, x, name: str, k, s, p) -> _Q:
+        if not isinstance(x, _Q) or x.zp != 0:
+            raise ExportError(f"{name}: max pooling needs a quantized input with zero point 0")
+        pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+        py, px = pair(p)
+        node = MaxPool(name=self._fresh(name.replace(".", "_")), input=x.name, kernel=pair(k),
+                       stride=pair(s if s is not None else k), padding=(py, py, px, px))
+        self.nodes.append(node)
+        return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
+
+    def _gap(self, x, name: str) -> _Sum:
+        if not isinstance(x, _Q) or x.zp != 0:
+            raise ExportError(f"{name}: average pooling needs a quantized input with zero point 0")
+        _, h, w = self._net_so_far().infos[x.name].shape
+        return _Sum(x, h * w)
+
+    def _flatten(self, x, name: str) -> _Q:
+        if not isinstance(x, _Q):
+            raise ExportError(f"{name}: flatten of a non-quantized value")
+        if len(self._net_so_far().infos[x.name].shape) == 1:
+            return x
+        node = Flatten(name=self._fresh(name.replace(".", "_")), input=x.name)
+        self.nodes.append(node)
+        return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
+
+
+def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "network") -> Network:
+    """The integer network of a quantized (calibrated, BN-folded) ``agn`` model.
+
+    Args:
+        model: a model of :mod:`agn.models` whose quantizers are calibrated.
+        input_shape: ``(C, H, W)`` of one input sample.
+        name: the network's name in the IR.
+
+    Raises:
+        ExportError: a structure the IR cannot express (unfolded BatchNorm, an unquantized layer
+            input, an unsupported op), naming the module.
+    """
+    was = model.training
+    model.eval()
+    try:
+        return _Exporter(model, tuple(int(v) for v in input_shape), name).run()
+    finally:
+        model.train(was)

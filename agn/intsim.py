@@ -1,0 +1,117 @@
+"""Run a ``deploy`` integer network in torch with the fast bit-exact engine.
+
+The twin of :func:`deploy.reference.run.run` (same integers, kernel by kernel, per
+docs/integer_semantics.md) but batched through ``agn.sim``: the NSGA-II search scores every
+candidate with it and the export checks it against the torch model. Tests hold it equal to the
+NumPy reference bit for bit.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agn import sim
+from deploy.ir import (Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node,
+                       Requant, Requantize)
+from deploy.network import Network
+
+__all__ = ["run_integer", "predict", "IntegerScorer"]
+
+
+def _requant(acc: torch.Tensor, rq: Requant | None) -> torch.Tensor:
+    """Per-channel ``clip(((acc*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)`` in int64."""
+    if rq is None:
+        return acc.to(torch.int64)
+    shape = (1, -1) + (1,) * (acc.dim() - 2)
+    m = torch.as_tensor(np.asarray(rq.mult, np.int64)).view(shape)
+    s = torch.as_tensor(np.asarray(rq.shift, np.int64)).view(shape)
+    out = torch.bitwise_right_shift(acc.to(torch.int64) * m + (1 << (s - 1)), s) + rq.zp_out
+    return out.clamp_(rq.lo, rq.hi)
+
+
+def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    area = kernel[0] * kernel[1]
+    return torch.round(F.avg_pool2d(x.to(torch.float64), kernel, stride) * area).to(torch.int64)
+
+
+def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
+    if isinstance(node, Conv):
+        t, b, l, r = node.padding
+        x = F.pad(ins[0], (l, r, t, b), value=zps[0]) if any(node.padding) else ins[0]
+        acc = sim.approx_conv2d(x, torch.as_tensor(node.weight.astype(np.int64)),
+                                node.multiplier, stride=node.stride, padding=0,
+                                groups=node.groups, zero_point=zps[0]).to(torch.int64)
+        acc = acc + torch.as_tensor(node.bias.astype(np.int64)).view(1, -1, 1, 1)
+        return _requant(acc, node.requant)
+    if isinstance(node, Linear):
+        acc = sim.approx_linear(ins[0], torch.as_tensor(node.weight.astype(np.int64)),
+                                node.multiplier).to(torch.int64)
+        return _requant(acc + torch.as_tensor(node.bias.astype(np.int64)), node.requant)
+    if isinstance(node, MaxPool):
+        t, b, l, r = node.padding
+        x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]
+        return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.int64)
+    if isinstance(node, (AvgPool, GlobalAvgPool)):
+        kernel = node.kernel if isinstance(node, AvgPool) else tuple(ins[0].shape[2:])
+        stride = node.stride if isinstance(node, AvgPool) else (1, 1)
+        return _requant(_window_sum(ins[0], kernel, stride), node.requant)
+    if isinstance(node, Add):
+        s = (ins[0] * node.mult_a + ins[1] * node.mult_b + (1 << (node.shift - 1)))
+        return torch.bitwise_right_shift(s, node.shift).clamp_(0, 255)
+    if isinstance(node, Flatten):
+        return ins[0].reshape(ins[0].shape[0], -1)
+    if isinstance(node, Requantize):
+        return _requant(ins[0], node.requant)
+    raise TypeError(f"{node.owner}: the torch integer executor has no kernel for op {node.op!r}")
+
+
+@torch.no_grad()
+def run_integer(net: Network, x: torch.Tensor | np.ndarray,
+                keep: bool = False) -> dict[str, torch.Tensor] | torch.Tensor:
+    """Integer outputs of ``net`` for a uint8-valued batch (N, C, H, W), as int64 tensors.
+
+    Returns the last node's output, or with ``keep`` every node's output by name (as
+    :func:`deploy.reference.run.run` does).
+    """
+    inp: Input = net.input
+    xt = torch.as_tensor(np.asarray(x)).to(torch.int64)
+    if xt.dim() != 4 or tuple(xt.shape[1:]) != tuple(inp.shape):
+        raise ValueError(f"run_integer({net.name!r}): input expected shape (N, "
+                         f"{', '.join(map(str, inp.shape))}), got {tuple(xt.shape)}")
+    if xt.numel() and (int(xt.min()) < 0 or int(xt.max()) > 255):
+        raise ValueError(f"run_integer({net.name!r}): input expected values in 0..255, got "
+                         f"[{int(xt.min())}, {int(xt.max())}]")
+    outs: dict[str, torch.Tensor] = {inp.name: xt}
+    for node in net.nodes[1:]:
+        outs[node.name] = _step(node, [outs[s] for s in node.inputs],
+                                [net.infos[s].zero_point for s in node.inputs])
+    return outs if keep else outs[net.nodes[-1].name]
+
+
+def predict(net: Network, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Class predictions (argmax of the integer logits) for a uint8 batch, in chunks."""
+    preds = [run_integer(net, x[i:i + batch_size]).argmax(dim=1).numpy()
+             for i in range(0, len(x), batch_size)]
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+class IntegerScorer:
+    """Validation error (1 - accuracy) of ``net`` under an assignment, by bit-exact simulation.
+
+    Picklable (numpy data and the frozen IR only), so Dask workers can run it.
+    """
+
+    def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> None:
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"IntegerScorer: expected as many labels as inputs (> 0), got "
+                             f"{len(x)} inputs and {len(y)} labels")
+        self.net, self.x, self.y, self.batch_size = net, np.asarray(x), np.asarray(y), batch_size
+
+    def __call__(self, assignment: Mapping[str, str]) -> float:
+        from deploy import with_multipliers
+
+        net = with_multipliers(self.net, dict(assignment))
+        return float(np.mean(predict(net, self.x, self.batch_size) != self.y))

@@ -1,0 +1,19 @@
+"""The end-to-end pipeline: train, learn tolerances, match, search, retrain, export, deploy, report."""
+from agn.pipeline.config import PipelineConfig
+from agn.pipeline.runner import STATUS_FILE, RunStatus, Stage, run_stages
+
+__all__ = ["PipelineConfig", "RunStatus", "STATUS_FILE", "Stage", "run_pipeline", "run_stages"]
+
+
+def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = True,
+                 log=print, workers: int | None = None, scheduler: str | None = None
+                 ) -> RunStatus:
+    """Run (or resume) every stage in ``run_dir``; returns the recorded status."""
+    from pathlib import Path
+
+    from agn.pipeline.context import Context
+    from agn.pipeline.stages import STAGES
+
+    cfg = cfg or PipelineConfig()
+    ctx = Context(Path(run_dir), cfg, progress, workers, scheduler)
+    return run_stages(STAGES, run_dir, cfg.to_dict(), ctx, log)

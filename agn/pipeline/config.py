@@ -1,0 +1,87 @@
+"""Pipeline configuration: the defaults of ``agn pipeline`` and its ``--quick`` budget."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from agn.training import NoiseConfig, StageConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything ``agn pipeline`` needs; recorded in ``pipeline.json`` so a resumed run matches.
+
+    Attributes:
+        dataset, data_args, model: what to train (``digits`` + ``lenet5`` by default).
+        catalog: hwlib catalog the multipliers come from (``marlin:*``).
+        lam, sigma_init, sigma_max: noise-training hyperparameters (agn.md).
+        seed: seed of every random choice.
+        epochs: epochs of the float, qat, noise and retrain stages.
+        n_fields: receptive fields sampled per layer for the error model.
+        stats_samples: training images the operand statistics see.
+        pop_size, n_gen: NSGA-II budget; ``init`` seeded or random; ``baseline`` also runs
+            the random-init search for comparison.
+        val_samples: validation images each candidate is scored on (0 = all).
+        max_loss: accuracy the chosen point may lose against the exact integer network.
+        scales: tolerance factors of the extra seed assignments.
+        uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
+        deploy_inputs: inputs the firmware is validated on.
+        threads: torch threads (0 = torch default).
+    """
+
+    dataset: str = "digits"
+    data_args: dict[str, Any] = field(default_factory=dict)
+    model: str = "lenet5"
+    catalog: str = "marlin:*"
+    lam: float = 0.5
+    sigma_init: float = 0.5
+    sigma_max: float = 1.0
+    seed: int = 0
+    epochs: tuple[int, int, int, int] = (30, 10, 10, 3)
+    n_fields: int = 64
+    stats_samples: int = 512
+    pop_size: int = 40
+    n_gen: int = 15
+    init: str = "seeded"
+    baseline: bool = True
+    val_samples: int = 0
+    max_loss: float = 0.01
+    scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
+    uniform_points: int = 16
+    deploy_inputs: int = 8
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.epochs) != 4 or any(e < 0 for e in self.epochs):
+            raise ValueError(f"PipelineConfig.epochs: expected 4 non-negative epoch counts "
+                             f"(float, qat, noise, retrain), got {self.epochs}")
+        if not 0 <= self.max_loss < 1:
+            raise ValueError(f"PipelineConfig.max_loss: expected a fraction in [0, 1), got "
+                             f"{self.max_loss}")
+        object.__setattr__(self, "epochs", tuple(int(e) for e in self.epochs))
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> PipelineConfig:
+        """A tiny budget that runs every stage in about a minute (smoke tests)."""
+        base = dict(epochs=(6, 2, 2, 1), n_fields=16, stats_samples=128, pop_size=10, n_gen=3,
+                    baseline=False, uniform_points=6, deploy_inputs=2, scales=(0.5, 2.0))
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON friendly) for ``pipeline.json``."""
+        d = dataclasses.asdict(self)
+        d["epochs"], d["scales"] = list(self.epochs), list(self.scales)
+        return d
+
+    def train_config(self, assignment: str | None = None) -> TrainConfig:
+        """The training configuration of the four training stages."""
+        f, q, n, r = self.epochs
+        return TrainConfig(
+            model=self.model, data=self.dataset, data_args=dict(self.data_args), seed=self.seed,
+            float_stage=StageConfig(epochs=f, lr=0.05, milestones=(max(1, int(f * 0.7)),)),
+            qat=StageConfig(epochs=q, lr=0.005), noise_stage=StageConfig(epochs=n, lr=0.005),
+            retrain=StageConfig(epochs=r, lr=0.001),
+            noise=NoiseConfig(lam=self.lam, sigma_init=self.sigma_init, sigma_max=self.sigma_max),
+            assignment=assignment, threads=self.threads)

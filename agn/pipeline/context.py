@@ -1,0 +1,63 @@
+"""What the stages share: the run directory, the configuration, the data and stage models."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from agn.data import build_datamodule
+from agn.data.base import ImageDataModule
+from agn.pipeline.config import PipelineConfig
+from agn.training import load_stage_model
+
+
+@dataclass
+class Context:
+    """Lazily built shared state of one pipeline run."""
+
+    run_dir: Path
+    cfg: PipelineConfig
+    progress: bool = True
+    workers: int | None = None
+    scheduler: str | None = None
+
+    @cached_property
+    def dm(self) -> ImageDataModule:
+        """The data module, set up (splits fixed by the seed)."""
+        dm = build_datamodule(self.cfg.dataset, seed=self.cfg.seed, **self.cfg.data_args)
+        dm.prepare_data()
+        dm.setup()
+        return dm
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input."""
+        return (self.dm.in_channels, self.dm.input_size, self.dm.input_size)
+
+    def model(self, stage: str) -> nn.Module:
+        """The model as the stage ``stage`` left it (from its checkpoint), in eval mode."""
+        model = load_stage_model(stage, self.run_dir, self.cfg.train_config(), self.dm)
+        return model.eval()
+
+    def integer_split(self, model: nn.Module, split: str, limit: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 inputs as the model's input quantizer codes them, labels) of a data split."""
+        ds = self.dm.split(split)
+        n = len(ds) if not limit else min(limit, len(ds))
+        x = self.dm.normalize(ds.tensors[0][:n])
+        with torch.no_grad():
+            xq = model.quant_in.to_int(x).to(torch.uint8).numpy()
+        return xq, ds.tensors[1][:n].numpy()
+
+    def runner(self):
+        """Context manager giving the candidate runner: Dask when asked, else None (serial)."""
+        if self.workers or self.scheduler:
+            from agn.search import dask_runner
+
+            return dask_runner(workers=self.workers, scheduler=self.scheduler)
+        return nullcontext(None)

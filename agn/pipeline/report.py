@@ -1,0 +1,133 @@
+"""``report.md`` of a pipeline run, with its figures (sigmas, tolerances, Pareto front)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import errormodels as em
+from agn.pipeline.runner import STATUS_FILE
+from hwlib.fileio import atomic_path, atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sigmas(path: Path, sigmas: list[em.LayerSigma]) -> Path:
+    """Bar chart of the learned |sigma| per layer."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(range(len(sigmas)), [s.sigma for s in sigmas], color="C0")
+    ax.set_xticks(range(len(sigmas)), [s.name for s in sigmas], rotation=45, ha="right",
+                  fontsize=7)
+    ax.set_ylabel("learned |sigma| (relative noise)")
+    ax.set_title("Noise tolerance learned per layer")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_tolerances(path: Path, asg: em.Assignment, catalog: em.ErrorCatalog,
+                    pred: em.Prediction) -> Path:
+    """Per layer: every multiplier's predicted error std against its power, the tolerance as a
+    horizontal line and the matched multiplier as a star."""
+    plt = _plt()
+    n = len(asg.layers)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for i, layer in enumerate(asg.layers):
+        ax = axes[i // cols][i % cols]
+        ax.scatter(catalog.relative_power, np.maximum(pred.std[i], 1e-3), s=4, c="0.5")
+        ax.axhline(layer.tolerance, c="C3", lw=1, label="tolerance")
+        ax.scatter([layer.relative_power], [max(layer.predicted_std, 1e-3)], marker="*", s=90,
+                   c="C1", zorder=5, label="matched")
+        ax.set_yscale("log")
+        ax.set_title(layer.name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i == 0:
+            ax.legend(fontsize=6)
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    fig.supxlabel("relative power", fontsize=8)
+    fig.supylabel("predicted output error std", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` (and ``sigmas.png``, ``tolerances.png``) from a run's artifacts."""
+    run = Path(run_dir)
+    status = json.loads((run / STATUS_FILE).read_text())
+    cfg, done = status["config"], status["finished"]
+    sigmas = em.read_sigmas(run / em.SIGMAS_FILE)
+    stats = em.load_stats(run / em.STATS_FILE)
+    asg = em.read_assignment(run / em.ASSIGNMENT_FILE)
+    catalog = em.ErrorCatalog.build(cfg["catalog"])
+    pred = em.predict([st for _, st in em.pair_with_stats(sigmas, stats)], catalog)
+    plot_sigmas(run / "sigmas.png", sigmas)
+    plot_tolerances(run / "tolerances.png", asg, catalog, pred)
+    pareto = json.loads((run / "pareto.json").read_text())
+    chosen = json.loads((run / "chosen_assignment.json").read_text())
+    validation = json.loads((run / "validation.json").read_text())
+    s, ex, dep = done["search"], done["export"], done["deploy"]
+    L = [f"# agn pipeline report: {cfg['model']} on {cfg['dataset']}", "",
+         f"Catalog `{cfg['catalog']}`, seed {cfg['seed']}, lambda {cfg['lam']}; energies are "
+         f"relative multiplication energy with power from {pareto['power_source']}.", "",
+         "## Accuracy through the stages", "",
+         "| stage | test accuracy |", "|---|---|"]
+    for st in ("float", "qat", "noise", "retrain"):
+        L.append(f"| {st} (fake-quant torch model) | {_pct(done[st]['test_acc'])} |")
+    L += [f"| retrained integer network (bit-exact, what the firmware runs) | "
+          f"{_pct(ex['integer_acc'])} |", "",
+          f"The float fake-quant model and the integer network agree on "
+          f"{_pct(ex['fake_quant_agreement'])} of test predictions (requantisation rounds in "
+          f"integers on the device).", "",
+          "## Learned noise tolerance", "", "![sigmas](sigmas.png)", "",
+          "| layer | sigma | multiplications | fan-in |", "|---|---|---|---|"]
+    L += [f"| {g.name} | {g.sigma:.4f} | {g.multiplications} | {g.fan_in} |" for g in sigmas]
+    L += ["", "## Error model: tolerance against predicted error", "",
+          "![tolerances](tolerances.png)", "",
+          "| layer | matched multiplier | tolerance | predicted std | predicted mean | "
+          "relative power |", "|---|---|---|---|---|---|"]
+    L += [f"| {a.name} | `{a.multiplier}` | {a.tolerance:.2f} | {a.predicted_std:.2f} | "
+          f"{a.predicted_mean:.2f} | {a.relative_power:.4f} |" for a in asg.layers]
+    L += ["", f"Relative multiplication energy of the matched assignment: **{asg.energy:.4f}** "
+          f"({asg.power_source}).", "",
+          "## NSGA-II: energy against accuracy", "", "![pareto](pareto.png)", "",
+          f"{s['evaluations']} candidates scored bit-exactly on the validation split; "
+          f"hypervolume {s['hypervolume']:.4f} (reference point energy 1, error 1)"
+          + (f", random-init baseline {s['baseline_hypervolume']:.4f} with "
+             f"{s['baseline_evaluations']} evaluations" if "baseline_hypervolume" in s else "")
+          + ".", "", "| energy | validation accuracy |", "|---|---|"]
+    L += [f"| {p['energy']:.4f} | {_pct(p['accuracy'])} |" for p in pareto["front"]]
+    L += ["", f"Error-model seed point: energy {s['seed_energy']:.4f}, validation accuracy "
+          f"{_pct(s['seed_accuracy'])}; exact integer network {_pct(s['exact_accuracy'])}.", "",
+          "## The chosen point, retrained", "",
+          f"Lowest-energy front point within {100 * chosen['max_loss']:.1f} points of the exact "
+          f"accuracy: energy **{chosen['energy']:.4f}**, validation accuracy "
+          f"{_pct(chosen['accuracy'])} before retraining; after retraining the integer network "
+          f"reaches {_pct(ex['integer_acc'])} on the test split.", "",
+          "| layer | multiplier |", "|---|---|"]
+    L += [f"| {r['name']} | `{r['multiplier']}` |" for r in chosen["layers"]]
+    L += ["", "## Firmware validation", "",
+          f"Generated PULP firmware in `firmware/`, compiled for the host and run on "
+          f"{dep['inputs']} test inputs: **{validation['mismatches']} mismatches** against the "
+          f"NumPy reference over every layer (`validation.json`).", ""]
+    return atomic_write_text(run / "report.md", "\n".join(L) + "\n")

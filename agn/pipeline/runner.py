@@ -1,0 +1,86 @@
+"""Resumable stage runner: a stage runs only when it has not finished in this run directory."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwlib.fileio import atomic_write_json
+
+STATUS_FILE = "pipeline.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    Attributes:
+        name: stage name (also its key in ``pipeline.json``).
+        outputs: files (relative to the run directory) the stage must leave behind.
+        run: ``run(ctx) -> dict`` doing the work; the dict is its summary, kept in the status.
+    """
+
+    name: str
+    outputs: tuple[str, ...]
+    run: Callable[[Any], dict]
+
+
+@dataclass
+class RunStatus:
+    """What ``pipeline.json`` records: the configuration and each finished stage's summary."""
+
+    config: dict
+    finished: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load_or_new(cls, run_dir: Path, config: dict) -> RunStatus:
+        """The status of ``run_dir``; refuses a directory made with another configuration."""
+        path = run_dir / STATUS_FILE
+        if not path.exists():
+            return cls(config)
+        data = json.loads(path.read_text())
+        if data.get("config") != config:
+            diff = {k: (data.get("config", {}).get(k), v) for k, v in config.items()
+                    if data.get("config", {}).get(k) != v}
+            raise ValueError(f"{path}: this run directory was made with another configuration "
+                             f"(differences, old -> new: {diff}); choose a new --run-dir")
+        return cls(data["config"], data.get("finished", {}))
+
+    def save(self, run_dir: Path) -> None:
+        """Write ``pipeline.json`` atomically."""
+        atomic_write_json(run_dir / STATUS_FILE, {"config": self.config,
+                                                  "finished": self.finished})
+
+
+def run_stages(stages: Sequence[Stage], run_dir: str | Path, config: dict, ctx: Any,
+               log: Callable[[str], None] = print) -> RunStatus:
+    """Run the stages in order, skipping those finished earlier (their outputs still present).
+
+    A stage whose recorded outputs disappeared is run again, and so is every later stage.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = RunStatus.load_or_new(run_dir, config)
+    invalid = False
+    for stage in stages:
+        done = stage.name in status.finished and all((run_dir / o).exists()
+                                                     for o in stage.outputs)
+        if done and not invalid:
+            log(f"[{stage.name}] already finished, skipped")
+            continue
+        invalid = True
+        status.finished.pop(stage.name, None)
+        log(f"[{stage.name}] running")
+        t0 = time.time()
+        summary = dict(stage.run(ctx) or {})
+        missing = [o for o in stage.outputs if not (run_dir / o).exists()]
+        if missing:
+            raise RuntimeError(f"stage {stage.name!r} finished without writing {missing}")
+        summary["seconds"] = round(time.time() - t0, 2)
+        status.finished[stage.name] = summary
+        status.save(run_dir)
+        log(f"[{stage.name}] done in {summary['seconds']:.1f} s")
+    return status

@@ -1,0 +1,206 @@
+"""The pipeline's stages, each a function of the shared Context writing its artifacts."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import deploy
+import errormodels as em
+from agn.export import export
+from agn.intsim import IntegerScorer, predict, run_integer
+from agn.pipeline.context import Context
+from agn.pipeline.runner import Stage
+from agn.search import (Point, SearchConfig, SearchSpace, plot_front, run_search, uniform_genes,
+                        write_front)
+from agn.stats import sample_batches, write_operand_stats
+from agn.training import run_stage
+from hwlib.fileio import atomic_write_json
+
+SEARCH_DIR, BASELINE_DIR = "search", "search_random"
+CHOSEN_FILE = "chosen_assignment.json"
+
+
+def _train(stage: str):
+    def run(ctx: Context) -> dict:
+        assignment = str(ctx.run_dir / CHOSEN_FILE) if stage == "retrain" else None
+        res = run_stage(stage, ctx.run_dir, ctx.cfg.train_config(assignment))
+        return {"test_acc": res.test_acc, "val_acc": res.val_acc, "epochs": res.epochs}
+    return run
+
+
+def _stats(ctx: Context) -> dict:
+    model = ctx.model("noise")
+    batches = (ctx.dm.normalize(x) for x in
+               sample_batches(ctx.dm.split("train"), ctx.cfg.stats_samples, seed=ctx.cfg.seed))
+    write_operand_stats(ctx.run_dir, model, batches, n_fields=ctx.cfg.n_fields,
+                        seed=ctx.cfg.seed)
+    return {"samples": ctx.cfg.stats_samples, "fields": ctx.cfg.n_fields}
+
+
+def _match(ctx: Context) -> dict:
+    sigmas = em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)
+    stats = em.load_stats(ctx.run_dir / em.STATS_FILE)
+    catalog = em.ErrorCatalog.build(ctx.cfg.catalog)
+    ordered = [st for _, st in em.pair_with_stats(sigmas, stats)]
+    pred = em.predict(ordered, catalog)
+    asg = em.match(sigmas, stats, catalog, prediction=pred)
+    em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
+    seeds = {}
+    for s in ctx.cfg.scales:
+        scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
+        seeds[str(s)] = {layer.name: layer.multiplier
+                         for layer in em.match(scaled, stats, catalog, prediction=pred).layers}
+    atomic_write_json(ctx.run_dir / SEARCH_DIR / "seeds.json", seeds)
+    return {"energy": asg.energy, "power_source": asg.power_source,
+            "assignment": {layer.name: layer.multiplier for layer in asg.layers}}
+
+
+def _export_search(ctx: Context) -> dict:
+    """The noise-trained model as an integer network: what the search scores candidates on."""
+    model = ctx.model("noise")
+    net = export(model, ctx.input_shape, name=f"{ctx.cfg.model}_search")
+    deploy.save(net, ctx.run_dir / SEARCH_DIR)
+    return _check_integer(ctx, model, net, "val")
+
+
+def _check_integer(ctx: Context, model, net: deploy.Network, split: str) -> dict:
+    """Bit-exact check of the torch engine against the NumPy reference, plus accuracies."""
+    x, y = ctx.integer_split(model, split)
+    probe = x[: min(16, len(x))]
+    ref = deploy.run(net, probe)
+    fast = run_integer(net, probe, keep=True)
+    mismatched = [n for n in ref if not np.array_equal(ref[n].astype(np.int64),
+                                                       fast[n].numpy())]
+    if mismatched:
+        raise RuntimeError(f"torch engine and NumPy reference disagree on {mismatched}")
+    int_pred = predict(net, x)
+    with torch.no_grad():
+        fq_pred = torch.cat([model(ctx.dm.normalize(xb)).argmax(1) for xb in
+                             torch.split(ctx.dm.split(split).tensors[0], 512)]).numpy()
+    return {"integer_acc": float(np.mean(int_pred == y)),
+            "fake_quant_agreement": float(np.mean(int_pred == fq_pred)),
+            "bit_exact_nodes": len(ref), "split": split}
+
+
+def search_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    net = deploy.load(ctx.run_dir / SEARCH_DIR)
+    model = ctx.model("noise")
+    x, y = ctx.integer_split(model, "val", cfg.val_samples)
+    scorer = IntegerScorer(net, x, y)
+    sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
+    layers = [layer.name for layer in net.layers]
+    space = SearchSpace.build(layers, [sig[n].multiplications for n in layers], cfg.catalog)
+    matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
+    seed_asg = {layer.name: layer.multiplier for layer in matched.layers}
+    extra = json.loads((ctx.run_dir / SEARCH_DIR / "seeds.json").read_text())
+    seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()]
+    search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
+                              init=cfg.init)
+    with ctx.runner() as runner:
+        result = run_search(space, scorer, search_cfg, ctx.run_dir / SEARCH_DIR, seeds=seeds,
+                            runner=runner, progress=ctx.progress)
+        baseline = None
+        if cfg.baseline:
+            base_cfg = dataclasses.replace(search_cfg, init="random")
+            baseline = run_search(space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
+                                  runner=runner, progress=ctx.progress)
+            write_front(baseline, ctx.run_dir / BASELINE_DIR)
+    points = []
+    for g in uniform_genes(space, cfg.uniform_points):
+        genome = space.uniform(g)
+        key = tuple(int(v) for v in genome)
+        err = result.store[key].error if key in result.store else scorer(space.decode(genome))
+        points.append(Point(f"uniform {space.candidates[g]}", key, space.energy(genome), err))
+    seed_key = tuple(int(v) for v in seeds[0])
+    points.append(Point("error-model assignment", seed_key, space.energy(seeds[0]),
+                        result.store[seed_key].error))
+    records = write_front(result, ctx.run_dir)
+    plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
+               title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
+                     f"evaluations)")
+    exact = tuple(int(v) for v in space.uniform(space.candidates.index(_exact_spec(space))))
+    exact_err = result.store[exact].error if exact in result.store else scorer(
+        space.decode(exact))
+    chosen = choose_point(records, exact_err, cfg.max_loss)
+    atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
+        "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],
+        "exact_accuracy": 1.0 - exact_err, "max_loss": cfg.max_loss,
+        "layers": [{"name": n, "multiplier": s} for n, s in chosen["assignment"].items()]})
+    atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
+                      [dataclasses.asdict(p) for p in points])
+    summary = {"evaluations": len(result.store), "front_size": len(records),
+               "hypervolume": result.hypervolume[-1], "chosen_energy": chosen["energy"],
+               "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_err,
+               "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error}
+    if baseline is not None:
+        summary["baseline_hypervolume"] = baseline.hypervolume[-1]
+        summary["baseline_evaluations"] = len(baseline.store)
+    return summary
+
+
+def _exact_spec(space: SearchSpace) -> str:
+    """The exact candidate of a catalog (relative power 1 with zero error)."""
+    import hwlib
+
+    for spec in space.candidates:
+        if hwlib.get(spec).is_exact:
+            return spec
+    raise ValueError(f"catalog {space.candidates[:3]}... holds no exact multiplier")
+
+
+def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict:
+    """The lowest-energy front point losing at most ``max_loss`` accuracy against exact."""
+    ok = [p for p in front if p["error"] <= exact_error + max_loss + 1e-12]
+    if not ok:
+        raise ValueError(f"no front point within {max_loss} of the exact accuracy "
+                         f"{1 - exact_error:.4f}; the front holds {len(front)} points")
+    return min(ok, key=lambda p: (p["energy"], p["error"]))
+
+
+def _export_final(ctx: Context) -> dict:
+    model = ctx.model("retrain")
+    net = export(model, ctx.input_shape, name=ctx.cfg.model)
+    deploy.save(net, ctx.run_dir)
+    summary = _check_integer(ctx, model, net, "test")
+    chosen = json.loads((ctx.run_dir / CHOSEN_FILE).read_text())
+    summary["assignment_matches_chosen"] = (
+        net.assignment == {r["name"]: r["multiplier"] for r in chosen["layers"]})
+    if not summary["assignment_matches_chosen"]:
+        raise RuntimeError("the exported network does not carry the chosen assignment")
+    return summary
+
+
+def _deploy(ctx: Context) -> dict:
+    net = deploy.load(ctx.run_dir)
+    model = ctx.model("retrain")
+    x, _ = ctx.integer_split(model, "test", ctx.cfg.deploy_inputs)
+    report = deploy.validate(net, x, ctx.run_dir / "firmware",
+                             report_path=ctx.run_dir / "validation.json")
+    return {"mismatches": report.mismatches, "inputs": len(x)}
+
+
+def _report(ctx: Context) -> dict:
+    from agn.pipeline.report import write_report
+
+    path = write_report(ctx.run_dir)
+    return {"report": str(Path(path).name)}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("float", ("float/result.json",), _train("float")),
+    Stage("qat", ("qat/result.json",), _train("qat")),
+    Stage("noise", ("noise/result.json", "sigmas.json"), _train("noise")),
+    Stage("stats", ("operand_stats.npz",), _stats),
+    Stage("match", ("assignment.json", f"{SEARCH_DIR}/seeds.json"), _match),
+    Stage("export_search", (f"{SEARCH_DIR}/network.json",), _export_search),
+    Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE), search_stage),
+    Stage("retrain", ("retrain/result.json",), _train("retrain")),
+    Stage("export", ("network.json", "network.npz"), _export_final),
+    Stage("deploy", ("firmware", "validation.json"), _deploy),
+    Stage("report", ("report.md",), _report),
+)
