@@ -1,0 +1,186 @@
+"""Path selection: the fastest kernel whose exactness is proven for a (layer, multiplier) pair."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agn.sim import onednn
+from agn.sim.factors import Terms, U8S8Terms, error_rank, terms_for, u8s8_for
+from agn.sim.operands import OperandError, integer_tensor, resolve
+from hwlib import Multiplier
+
+PATHS = ("exact", "structured", "factorised", "gather")
+KERNELS = ("onednn-u8s8", "float32", "float64")
+FLOAT32_EXACT = 2.0**24
+FLOAT64_EXACT = 2.0**53
+INT32_LIMIT = 2.0**31
+_U = 2.0**-53
+# Relative cost per multiply-accumulate of each candidate (measured order of magnitude, in units of
+# one exact float32 conv); a term-split kernel costs this per term, the gather path is flat.
+_TERM_COST = {"onednn-u8s8": 0.15, "float32": 1.0, "float64": 2.0}
+_GATHER_COST = {"float32": 13.0, "float64": 18.0}
+
+
+class UnsafePathError(ValueError):
+    """A requested path or kernel cannot be proven exact (or does not apply) for this layer."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which engine path runs a layer, and why.
+
+    Attributes:
+        path: "exact", "structured" (family factors), "factorised" (computed factors) or "gather".
+        kernel: "onednn-u8s8" (one uint8 x int8 conv), "float32" or "float64".
+        rank: error terms R summed besides the exact product (table rank on the gather path).
+        reason: one line on why this is the fastest exact choice.
+        out_bound: proven bound on ``|accumulator|``; the output is int32 below 2^31, else int64.
+    """
+
+    path: str
+    kernel: str
+    rank: int
+    reason: str
+    out_bound: float
+
+    def __str__(self) -> str:
+        return f"{self.path}/{self.kernel} rank={self.rank}"
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: str
+    kernel: str
+    rank: int
+    cost: float
+    problem: str  # empty when the candidate is provably exact
+
+
+def tap_sum_max(per_value: np.ndarray, w_index: torch.Tensor | None, fan_in: int) -> float:
+    """Max over output channels of ``sum_taps per_value[w]`` (worst case when ``w_index`` is None).
+
+    Args:
+        per_value: float64 (n_w,) non-negative bound per weight value.
+        w_index: int64 (Cout, ...) weight indices, or None for any weights.
+        fan_in: taps per output value.
+    """
+    if w_index is None:
+        return float(per_value.max()) * fan_in
+    sums = torch.from_numpy(per_value)[w_index].reshape(w_index.shape[0], -1).sum(1)
+    return float(sums.max())
+
+
+def plan(multiplier: Multiplier | str, weight: torch.Tensor | tuple[int, ...], groups: int = 1,
+         path: str | None = None, kernel: str | None = None) -> Plan:
+    """The engine path for one layer: a weight tensor gives tight bounds, a shape the worst case.
+
+    Args:
+        multiplier: hwlib multiplier or spec string.
+        weight: conv weights (Cout, C/groups, kh, kw), linear weights (Cout, K), or their shape.
+        groups: conv groups (only used to describe the layer).
+        path: force one of PATHS (raises UnsafePathError when it cannot be exact).
+        kernel: force one of KERNELS likewise.
+
+    Returns:
+        The chosen Plan.
+    """
+    m = resolve(multiplier)
+    if isinstance(weight, torch.Tensor):
+        w_index = integer_tensor(weight, "w", m.w_domain, m.spec).long() - m.w_domain.lo
+        shape = tuple(weight.shape)
+    else:
+        w_index, shape = None, tuple(int(s) for s in weight)
+    if len(shape) not in (2, 4) or min(shape) < 1:
+        raise OperandError(f"plan: expected weights (Cout, C/groups, kh, kw) or (Cout, K), "
+                           f"got shape {shape}")
+    return choose(m, w_index, int(np.prod(shape[1:])), path, kernel)
+
+
+def choose(m: Multiplier, w_index: torch.Tensor | None, fan_in: int, path: str | None = None,
+           kernel: str | None = None) -> Plan:
+    """The cheapest provably exact candidate (see :func:`plan`); ``w_index`` = w - w_lo or None."""
+    if path is not None and path not in PATHS:
+        raise UnsafePathError(f"path: expected one of {PATHS}, got {path!r}")
+    if kernel is not None and kernel not in KERNELS:
+        raise UnsafePathError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    tmax = np.abs(m.table()[_net_rows(m)]).max(axis=0).astype(np.float64)
+    out_bound = tap_sum_max(tmax, w_index, fan_in)
+    cands = _term_candidates(m, w_index, fan_in, out_bound) + _gather_candidates(out_bound)
+    wanted = [c for c in cands if (path is None or c.path == path)
+              and (kernel is None or c.kernel == kernel)]
+    ok = sorted((c for c in wanted if not c.problem), key=lambda c: c.cost)
+    if not ok:
+        why = "; ".join(f"{c.path}/{c.kernel}: {c.problem}" for c in wanted) or "does not apply"
+        raise UnsafePathError(f"{m.spec}, fan-in {fan_in}: no exact engine path for "
+                              f"path={path!r} kernel={kernel!r}: {why}")
+    best = ok[0]
+    rank = error_rank(m) if best.path == "gather" else best.rank
+    reason = (f"cheapest exact of {len([c for c in cands if not c.problem])} candidates "
+              f"(est. {best.cost:.2g}x an exact conv); |acc| <= {out_bound:.3g}")
+    return Plan(best.path, best.kernel, rank, reason, out_bound)
+
+
+def _net_rows(m: Multiplier) -> slice:
+    xd = m.network_x_domain()
+    return slice(xd.lo - m.x_domain.lo, xd.hi - m.x_domain.lo + 1)
+
+
+def _term_candidates(m: Multiplier, w_index: torch.Tensor | None, fan_in: int,
+                     out_bound: float) -> list[_Candidate]:
+    t = terms_for(m)
+    if t is None:
+        return []
+    path = "exact" if t.source == "exact" else t.source
+    n_terms = t.rank + 1
+    out = []
+    for k in KERNELS:
+        cost = _TERM_COST[k] * n_terms
+        out.append(_Candidate(path, k, t.rank, cost,
+                              term_problem(m, t, k, w_index, fan_in, out_bound)))
+    return out
+
+
+def term_problem(m: Multiplier, t: Terms, kernel: str, w_index: torch.Tensor | None, fan_in: int,
+                 out_bound: float) -> str:
+    """Why ``kernel`` cannot sum the terms ``t`` exactly for these weights ('' when it can)."""
+    fmax = np.abs(t.f).max(axis=1).astype(np.float64)
+    partial = tap_sum_max(fmax @ np.abs(t.g).astype(np.float64), w_index, fan_in)
+    if kernel == "onednn-u8s8":
+        if not t.integral:
+            return "features are not integers"
+        if not onednn.available():
+            return f"oneDNN uint8 x int8 self-test failed ({onednn.selftest().detail})"
+        t8 = u8s8_for(m)
+        if t8 is None:
+            return "features do not fit uint8 x int8"
+        return _u8s8_problem(t8, w_index, fan_in, out_bound)
+    limit = FLOAT32_EXACT if kernel == "float32" else FLOAT64_EXACT
+    if t.integral:
+        return "" if partial < limit else (f"partial sums reach {partial:.4g} >= 2^"
+                                           f"{int(np.log2(limit))}")
+    if kernel == "float32":
+        return "features are not integers (float64 with proven rounding only)"
+    n = fan_in * (t.rank + 1)
+    err = fan_in * t.residual + n * _U / (1 - n * _U) * partial * 1.01
+    return "" if err < 0.25 else f"rounding error bound {err:.3g} >= 0.25"
+
+
+def _u8s8_problem(t8: U8S8Terms, w_index: torch.Tensor | None, fan_in: int,
+                  out_bound: float) -> str:
+    partial = tap_sum_max(t8.f8.max(axis=1).astype(np.float64) @ np.abs(t8.g8).astype(np.float64),
+                          w_index, fan_in)
+    if partial >= INT32_LIMIT:
+        return f"int32 partial sums reach {partial:.4g} >= 2^31"
+    corr = tap_sum_max(np.abs(t8.offset.astype(np.float64) @ t8.g8.astype(np.float64)),
+                       w_index, fan_in)
+    final = out_bound + corr
+    return "" if final < FLOAT32_EXACT else f"float32 output reaches {final:.4g} >= 2^24"
+
+
+def _gather_candidates(out_bound: float) -> list[_Candidate]:
+    return [_Candidate("gather", k, -1, _GATHER_COST[k],
+                       "" if out_bound < (FLOAT32_EXACT if k == "float32" else FLOAT64_EXACT)
+                       else f"table sums reach {out_bound:.4g}")
+            for k in ("float32", "float64")]
