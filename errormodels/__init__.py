@@ -11,12 +11,16 @@ from errormodels.sigmas import (SIGMAS_FILE, LayerSigma, pair_with_stats, parse_
                                 read_sigmas)
 from errormodels.stats import (ACT_DOMAIN, STATS_FILE, WEIGHT_DOMAIN, OperandStats, align,
                                histogram, load_stats, save_stats)
+from errormodels.validation import (VALIDATION_FILE, ValidationRow, median_abs_error,
+                                    read_validation, write_validation)
 
 __all__ = [
     "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "ErrorCatalog",
     "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
-    "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "WEIGHT_DOMAIN", "align", "energy",
+    "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "VALIDATION_FILE", "ValidationRow",
+    "WEIGHT_DOMAIN", "align", "energy",
     "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
+    "median_abs_error", "read_validation", "write_validation",
     "moments_to_prediction", "pair_with_stats", "parse_sigmas", "power_source", "predict",
     "read_assignment", "read_sigmas", "save_stats", "select", "tolerances", "write_assignment",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -38,6 +39,16 @@ class ErrorCatalog:
 
     def __len__(self) -> int:
         return len(self.specs)
+
+    @cached_property
+    def float_errors(self) -> np.ndarray:
+        """``errors`` as float64 (M, 256, 256), computed once per catalog."""
+        return self.errors.astype(np.float64)
+
+    @cached_property
+    def squared_errors(self) -> np.ndarray:
+        """``errors ** 2`` as float64 (M, 256, 256), computed once per catalog."""
+        return self.float_errors * self.float_errors
 
     @classmethod
     def build(cls, spec: str | Iterable[str | Multiplier]) -> ErrorCatalog:

@@ -23,8 +23,6 @@ from errormodels.catalog import ErrorCatalog
 from errormodels.errors import StatsError
 from errormodels.stats import OperandStats
 
-_CHUNK = 16  # multipliers per GEMM block in error_moments (bounds the float64 temporaries)
-
 
 class Method(str, enum.Enum):
     """Which error-model formula to use."""
@@ -57,12 +55,14 @@ class Prediction:
         return np.where(self.feasible, np.hypot(self.std, np.nan_to_num(self.mean)), np.inf)
 
 
-def error_moments(errors: np.ndarray, weight_pmfs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def error_moments(errors: np.ndarray, weight_pmfs: np.ndarray,
+                  squared: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``A`` and ``E2`` of every multiplier for every weight distribution.
 
     Args:
         errors: (M, X, W) error tables (any real dtype).
         weight_pmfs: (L, W) weight distributions (rows sum to 1).
+        squared: ``errors ** 2`` as float64 when already at hand (e.g. a catalog's cache).
 
     Returns:
         ``(A, E2)``, each float64 (L, M, X).
@@ -71,13 +71,10 @@ def error_moments(errors: np.ndarray, weight_pmfs: np.ndarray) -> tuple[np.ndarr
     q = np.asarray(weight_pmfs, np.float64)
     if q.ndim != 2 or q.shape[1] != w:
         raise ValueError(f"error_moments: weight_pmfs must be (L, {w}), got {q.shape}")
-    a = np.empty((m * x, q.shape[0]))
-    e2 = np.empty_like(a)
-    for lo in range(0, m, _CHUNK):
-        e = errors[lo:lo + _CHUNK].reshape(-1, w).astype(np.float64)
-        a[lo * x:lo * x + e.shape[0]] = e @ q.T
-        e2[lo * x:lo * x + e.shape[0]] = (e * e) @ q.T
-    return (a.reshape(m, x, -1).transpose(2, 0, 1), e2.reshape(m, x, -1).transpose(2, 0, 1))
+    e = np.asarray(errors, np.float64).reshape(m * x, w)
+    e2 = (e * e if squared is None else np.asarray(squared, np.float64).reshape(m * x, w))
+    a, s = q @ e.T, q @ e2.T                                    # (L, M * X), contiguous
+    return a.reshape(-1, m, x), s.reshape(-1, m, x)
 
 
 def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray, fan_in: int,
@@ -139,7 +136,8 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
     except ValueError:
         raise ValueError(f"predict: method {method!r} unknown; expected one of "
                          f"{[m.value for m in Method]}") from None
-    a, e2 = error_moments(catalog.errors, np.stack([s.weight_pmf() for s in stats]))
+    a, e2 = error_moments(catalog.float_errors, np.stack([s.weight_pmf() for s in stats]),
+                          catalog.squared_errors)
     out = [moments_to_prediction(a[i], e2[i], s.field_pmfs(), s.fan_in, method)
            for i, s in enumerate(stats)]
     feasible = feasibility(stats, catalog)
