@@ -1,14 +1,31 @@
-"""hwlib: bit-exact models of exact and approximate 8-bit multipliers, with their power."""
+"""hwlib: bit-exact models of exact and approximate 8-bit multipliers, with their power.
+
+``hwlib.get(spec)`` returns one multiplier, ``hwlib.catalog(spec)`` expands wildcards and comma
+lists; :mod:`hwlib.families` documents every spec form.
+"""
 from hwlib import families as _families  # noqa: F401  (registers the built-in families)
 from hwlib import marlin
+from hwlib.bam import Bam
+from hwlib.cmodel import CModelError
 from hwlib.domain import INT8, INT9, UINT7, UINT8, Domain
+from hwlib.drum import Drum
 from hwlib.errors import DomainError, SpecError, TableError
-from hwlib.multiplier import ErrorFactors, Exact, Multiplier, TableMultiplier, error_metrics
-from hwlib.power import Power
+from hwlib.logmul import Mitchell, Roba
+from hwlib.multiplier import (ErrorFactors, Exact, Multiplier, TableMultiplier, error_metrics,
+                              error_metrics_batch)
+from hwlib.perforation import Perforation
+from hwlib.power import Power, partial_product_proxy
+from hwlib.pparray import PartialProductArray
 from hwlib.registry import catalog, expand, families, get, register
+from hwlib.roup import Roup
+from hwlib.signmag import SignMagnitude
+from hwlib.tm import OperandTruncation
+from hwlib.truncation import ColumnTruncation
 
 __all__ = [
-    "Domain", "DomainError", "ErrorFactors", "Exact", "INT8", "INT9", "Multiplier", "Power",
-    "SpecError", "TableError", "TableMultiplier", "UINT7", "UINT8", "catalog", "error_metrics",
-    "expand", "families", "get", "marlin", "register",
+    "Bam", "CModelError", "ColumnTruncation", "Domain", "DomainError", "Drum", "ErrorFactors",
+    "Exact", "INT8", "INT9", "Mitchell", "Multiplier", "OperandTruncation", "PartialProductArray",
+    "Perforation", "Power", "Roba", "Roup", "SignMagnitude", "SpecError", "TableError",
+    "TableMultiplier", "UINT7", "UINT8", "catalog", "error_metrics", "error_metrics_batch",
+    "expand", "families", "get", "marlin", "partial_product_proxy", "register",
 ]

@@ -73,7 +73,7 @@ def bilinear_factors(coef: np.ndarray, x_values: np.ndarray, w_values: np.ndarra
 def product_signs(signed: bool) -> np.ndarray:
     """Sign of each partial product ``a_i b_j 2^(i+j)`` in an 8x8 multiplier, int64 (8, 8).
 
-    Two's complement (``signed``): -1 where exactly one of i, j is 7 (modified Baugh-Wooley), else +1.
+    Two's complement (``signed``): -1 where exactly one of i, j is 7 (Baugh-Wooley), else +1.
     """
     s = np.ones((8, 8), dtype=np.int64)
     if signed:

@@ -53,7 +53,7 @@ class CFunction:
 
 
 def find_function(source: str, path: str, name: str | None = None) -> CFunction:
-    """The ``T f(u?int8_t A, u?int8_t B)`` function of ``source`` (``name`` picks one of several)."""
+    """The ``T f(u?int8_t A, u?int8_t B)`` function of ``source`` (``name`` picks one)."""
     found = [CFunction(m[2], m[3] == "int8_t", m[1]) for m in FUNCTION_RE.finditer(source)
              if m[3] == m[4]]
     if name is not None:

@@ -54,7 +54,7 @@ def published_power_of(model: tuple[str, int, ...]) -> Power | None:
 
 @lru_cache(maxsize=None)
 def published_metrics(generation: str = "v2022") -> dict[str, dict[str, str]]:
-    """Rows of the shipped EvoApproxLib-lite CSV of ``generation`` ('v2022' or 'master'), by name."""
+    """Rows of the shipped EvoApproxLib-lite CSV of ``generation`` ('v2022'/'master'), by name."""
     if generation not in CSV_FILES:
         raise SpecError(f"EvoApprox generation: expected one of {sorted(CSV_FILES)}, got "
                         f"{generation!r}")

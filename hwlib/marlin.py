@@ -103,7 +103,7 @@ class Marlin(Multiplier):
                             np.array(g, np.int64).reshape(shape_g))
 
     def metrics(self) -> dict[str, float]:
-        """Error metrics (see :meth:`Multiplier.metrics`), from the batched all-level computation."""
+        """Error metrics (see :meth:`Multiplier.metrics`), from the batched all-level path."""
         batch = level_metrics(self.x_domain, self.w_domain)
         return {k: float(v[self.level]) for k, v in batch.items()}
 

@@ -1,4 +1,4 @@
-"""Multipliers that keep a subset of the 8x8 partial-product array (BAM, truncation, perforation)."""
+"""Multipliers keeping a subset of the 8x8 partial-product array (BAM, truncation, perforation)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from hwlib.power import Power, partial_product_proxy
 
 
 class PartialProductArray(Multiplier):
-    """An 8x8 array multiplier keeping the partial products ``a_i b_j 2^(i+j)`` where ``keep[i, j]``.
+    """An 8x8 array multiplier keeping partial products ``a_i b_j 2^(i+j)`` where ``keep[i, j]``.
 
     ``i`` indexes bits of the first operand ``x`` (activation), ``j`` bits of ``w``. Signed arrays
     weight the products of exactly one sign bit by -1 (two's complement, modified Baugh-Wooley).

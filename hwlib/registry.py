@@ -65,7 +65,7 @@ def get(spec: str | Multiplier) -> Multiplier:
 
 
 def _raw(key: str) -> Multiplier:
-    """The unsigned circuit behind a network-form spec (``trunc:k4:raw`` -> get('trunc:k4').circuit)."""
+    """The unsigned circuit behind a network form: ``trunc:k4:raw`` is get('trunc:k4').circuit."""
     base = get(key[: -len(RAW_SUFFIX)])
     circuit = getattr(base, "circuit", None)
     if circuit is None:

@@ -1,4 +1,4 @@
-"""ROUP(R, P): radix-4 Booth with operand rounding and perforation: ``roup:r4p1`` (``u``: unsigned)."""
+"""ROUP(R, P): radix-4 Booth, operand rounding and perforation: ``roup:r4p1``, ``roup:r4p1u``."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ PATTERN, EXAMPLE = r"r(\d+)p(\d+)(u?)", "r4p1"
 
 
 def round_half_up(v: np.ndarray, bits: int) -> np.ndarray:
-    """``v`` rounded to the nearest multiple of ``2^bits``, ties up (two's complement, floor shift)."""
+    """``v`` rounded to the nearest multiple of ``2^bits``, ties up (floor shift)."""
     if bits == 0:
         return v
     return ((v + (1 << (bits - 1))) >> bits) << bits

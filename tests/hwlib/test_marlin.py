@@ -1,4 +1,4 @@
-"""MARLIN: closed form against an independent bit-level partial-product array, marlin.md figures, CSR."""
+"""MARLIN: closed form vs an independent bit-level partial-product array; marlin.md; CSR."""
 import time
 
 import numpy as np

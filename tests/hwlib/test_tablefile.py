@@ -147,7 +147,8 @@ def test_malformed_files_are_refused(tmp_path):
 
 def test_c_file_that_does_not_compile(tmp_path):
     p = _write(tmp_path, "mul8u_BROKEN.c",
-               "#include <stdint.h>\nuint16_t mul8u_BROKEN(uint8_t A, uint8_t B) { return A * ; }\n")
+               "#include <stdint.h>\n"
+               "uint16_t mul8u_BROKEN(uint8_t A, uint8_t B) { return A * ; }\n")
     with pytest.raises(cmodel.CModelError,
                        match=r"(?s)does not compile.*mul8u_BROKEN\.c:2:.*error"):
         hwlib.get(f"file:{p}")
