@@ -5,7 +5,7 @@ import numpy as np
 
 from hwlib.domain import UINT8
 from hwlib.drum import leading_one
-from hwlib.multiplier import Multiplier
+from hwlib.multiplier import ErrorFactors, Multiplier
 from hwlib.power import UNKNOWN_POWER
 from hwlib.registry import parse_arg
 from hwlib.signmag import network_form
@@ -50,6 +50,12 @@ class Roba(Multiplier):
     def _eval(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         xr, wr = nearest_power_of_two(x), nearest_power_of_two(w)
         return xr * w + x * wr - xr * wr
+
+    def factors(self) -> ErrorFactors:
+        """Rank 1: ``e = (x - xr) * (wr - w)``; f in [-64, 63], g in [-63, 64] (0 at powers of 2)."""
+        xs, ws = self.x_domain.values(), self.w_domain.values()
+        return ErrorFactors((xs - nearest_power_of_two(xs))[None, :],
+                            (nearest_power_of_two(ws) - ws)[None, :])
 
 
 def make_mitchell(arg: str) -> Multiplier:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwlib.domain import INT8, UINT8
-from hwlib.multiplier import Multiplier
+from hwlib.multiplier import ErrorFactors, Multiplier
 from hwlib.power import partial_product_proxy
 from hwlib.registry import check_range, parse_arg
 from hwlib.signmag import network_form
@@ -38,6 +38,19 @@ class Roup(Multiplier):
 
     def _eval(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         return round_half_up(x, self.r) * round_half_up(w, 2 * self.p)
+
+    def factors(self) -> ErrorFactors:
+        """Rank <= 2 in the rounding residues: ``e = dx(x) * round(w) + x * dw(w)``.
+
+        ``dx = round_R(x) - x`` lies in [-2^(R-1) + 1, 2^(R-1)] and ``dw`` likewise, so unlike the
+        partial-product families ``f`` takes negative values (``x`` itself for the signed form)
+        and ``round(w)`` can reach 128.
+        """
+        xs, ws = self.x_domain.values(), self.w_domain.values()
+        dx, rw = round_half_up(xs, self.r) - xs, round_half_up(ws, 2 * self.p)
+        terms = [(f, g) for f, g in ((dx, rw), (xs, rw - ws)) if f.any() and g.any()]
+        return ErrorFactors(np.array([t[0] for t in terms], np.int64).reshape(-1, xs.size),
+                            np.array([t[1] for t in terms], np.int64).reshape(-1, ws.size))
 
 
 def make(arg: str) -> Multiplier:

@@ -179,8 +179,18 @@ def test_factor_ranks_are_small():
 
 
 def test_families_without_low_rank_form_have_no_factors():
-    for spec in ("drum:k6", "mitchell:8", "roba:8", "roup:r4p1"):
+    for spec in ("drum:k6", "mitchell:8", "drum:k4:raw"):
         assert hwlib.get(spec).factors() is None
+
+
+@pytest.mark.parametrize("spec,rank", [("roba:8", 1), ("roba:8:raw", 1), ("roup:r4p1", 2),
+                                       ("roup:r3p0", 1), ("roup:r0p0", 0), ("roup:r2p2u", 2),
+                                       ("roup:r1p3u:raw", 2)])
+def test_residue_factors_of_roba_and_roup(spec, rank):
+    m = hwlib.get(spec)
+    f = m.factors()
+    np.testing.assert_array_equal(f.error_table(), m.error_table())
+    assert f.rank == rank
 
 
 def test_network_x_domain():
