@@ -13,9 +13,10 @@ import numpy as np
 
 from hwlib.errors import TableError
 
+_INT = r"(?:const\s+)?(u?int(?:8|16|32|64)_t)\s+(?:const\s+)?"
 FUNCTION_RE = re.compile(
-    r"\b(u?int(?:8|16|32|64)_t)\s+([A-Za-z_]\w*)\s*\(\s*(?:const\s+)?(u?int8_t)\s+\w+\s*,"
-    r"\s*(?:const\s+)?(u?int8_t)\s+\w+\s*\)\s*\{")
+    r"\b(u?int(?:8|16|32|64)_t)\s+([A-Za-z_]\w*)\s*\(\s*" + _INT + r"\w+\s*,\s*" + _INT
+    + r"\w+\s*\)\s*\{")
 POWER_RE = re.compile(r"PDK45_PWR\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*mW")
 TIMEOUT_S = 120
 
@@ -27,7 +28,7 @@ int main(void) {
     static long long out[65536];
     for (int a = 0; a < 256; ++a)
         for (int b = 0; b < 256; ++b)
-            out[a * 256 + b] = (long long)%(func)s((%(argt)s)a, (%(argt)s)b);
+            out[a * 256 + b] = (long long)%(func)s((%(argt)s)(%(opt)s)a, (%(argt)s)(%(opt)s)b);
     return fwrite(out, sizeof out[0], 65536, stdout) == 65536 ? 0 : 1;
 }
 """
@@ -43,19 +44,32 @@ class CFunction:
 
     Attributes:
         name: function name, e.g. ``mul8u_1JJQ``.
-        signed: True for ``int8_t`` operands, False for ``uint8_t``.
+        signed: True for a signed circuit (``int8_t`` operands; ``mul8s_`` names with wider
+            operand types), False for an unsigned one.
         return_type: declared return type, e.g. ``uint16_t``.
+        arg_type: declared operand type, e.g. ``uint8_t``.
     """
 
     name: str
     signed: bool
     return_type: str
+    arg_type: str = "uint8_t"
+
+
+def _declared_signed(name: str, arg_type: str) -> bool:
+    if arg_type in ("int8_t", "uint8_t"):
+        return arg_type == "int8_t"
+    return name.startswith("mul8s") or not (name.startswith("mul8u") or arg_type[0] == "u")
 
 
 def find_function(source: str, path: str, name: str | None = None) -> CFunction:
-    """The ``T f(u?int8_t A, u?int8_t B)`` function of ``source`` (``name`` picks one)."""
-    found = [CFunction(m[2], m[3] == "int8_t", m[1]) for m in FUNCTION_RE.finditer(source)
-             if m[3] == m[4]]
+    """The ``T f(T8 A, T8 B)`` function of ``source`` (``name`` picks one of several).
+
+    Operand types may be any ``u?intN_t`` (EvoApprox uses ``uint8_t``/``int8_t``; some generators
+    emit ``const uint64_t``); both operands must have the same type.
+    """
+    found = [CFunction(m[2], _declared_signed(m[2], m[3]), m[1], m[3])
+             for m in FUNCTION_RE.finditer(source) if m[3] == m[4]]
     if name is not None:
         found = [f for f in found if f.name == name]
     elif len(found) > 1:
@@ -90,11 +104,11 @@ def evaluate(source: str, func: CFunction, path: str) -> np.ndarray:
         int64 (256, 256): row = bit pattern of the first operand (0..255), column = the second's,
         values as the function returns them (converted to its declared return type).
     """
-    argt = "int8_t" if func.signed else "uint8_t"
+    opt = "int8_t" if func.signed else "uint8_t"
     with tempfile.TemporaryDirectory(prefix="hwlib-cmodel-") as tmp:
         src, exe = Path(tmp) / "driver.c", Path(tmp) / "driver"
         src.write_text(_WRAPPER % {"source": f'#line 1 "{path}"\n{source}',
-                                   "func": func.name, "argt": argt})
+                                   "func": func.name, "argt": func.arg_type, "opt": opt})
         cc = compiler()
         built = subprocess.run([cc, "-std=gnu99", "-O1", "-w", "-o", str(exe), str(src)],
                                capture_output=True, text=True, timeout=TIMEOUT_S)

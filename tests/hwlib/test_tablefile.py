@@ -172,3 +172,11 @@ def test_declared_unsigned_but_outputs_signed_is_refused(tmp_path):
                "uint16_t mul8u_LIAR(uint8_t A, uint8_t B) { return (int8_t)A * (int8_t)B; }\n")
     with pytest.raises(TableError, match="declared unsigned, but its outputs look signed"):
         hwlib.get(f"file:{p}")
+
+
+def test_wide_const_operand_types(tmp_path):
+    p = _write(tmp_path, "gen.c", "#include <stdint.h>\n"
+               "int32_t mul8s_WIDE(const int64_t A, const int64_t B) { return (A >> 1 << 1) * B; }\n")
+    m = hwlib.get(f"file:{p}")
+    assert (m.x_domain, m.w_domain) == (hwlib.INT8, hwlib.INT8)
+    np.testing.assert_array_equal(m.table(), hwlib.get("bam:v0h1").table())
