@@ -47,7 +47,7 @@ def published_power(name: str, mw: float, signed: bool) -> Power:
 def published_power_of(model: tuple[str, int, ...]) -> Power | None:
     """Published power of the signed circuit a (family, params...) model key stands for, if any."""
     for name, (key, mw) in SIGNED_MODELS.items():
-        if key == model and name != "mul8s_1KV6":
+        if key == model:
             return published_power(name, mw, signed=True)
     return None
 

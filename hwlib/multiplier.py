@@ -115,6 +115,10 @@ class Multiplier(abc.ABC):
 
         Keys: ``mae_pct``, ``wce_pct``, ``mre_pct``, ``ep_pct``, ``mse``, ``mean``, ``std``.
         """
+        return dict(self._metrics)
+
+    @cached_property
+    def _metrics(self) -> dict[str, float]:
         return error_metrics(self.error_table(), self.exact_table())
 
     @property

@@ -60,6 +60,7 @@ def get(spec: str | Multiplier) -> Multiplier:
             raise SpecError(f"multiplier spec {spec!r}: unknown family {family!r}; "
                             f"known families: {', '.join(families())}")
         m = _FACTORIES[family](arg)
+    m = _CACHE.setdefault(m.spec, m)  # 'bam:v05h2' and 'bam:v5h2' share one instance
     _CACHE[key] = m
     return m
 

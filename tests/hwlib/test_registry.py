@@ -86,3 +86,15 @@ def test_operands_outside_domain_or_not_integer_are_refused():
         m(np.array([200]), np.array([1]))
     with pytest.raises(hwlib.DomainError, match="integer array, got dtype float64"):
         m(np.array([1.0]), np.array([1]))
+
+
+def test_non_canonical_spec_shares_the_canonical_instance():
+    m = hwlib.get("bam:v05h2")
+    assert m.spec == "bam:v5h2" and m is hwlib.get("bam:v5h2")
+
+
+def test_metrics_are_cached_but_returned_as_copies():
+    m = hwlib.get("tm:k2")
+    first = m.metrics()
+    first["std"] = -1.0
+    assert m.metrics()["std"] == pytest.approx(195.505, abs=1e-3)
