@@ -12,8 +12,8 @@ from hwlib.signmag import SignMagnitude
 
 from . import reference as ref
 
-REF_DIR = Path(__file__).resolve().parents[2] / "hwlib" / "data"
-CSV_FAMILIES = Path("/work/shared/reference/evoapprox/closed_form_families_8bit_computed.csv")
+# uniform-input statistics of closed-form families (copied from the shared reference set)
+CSV_FAMILIES = Path(__file__).with_name("data") / "closed_form_families_8bit_computed.csv"
 
 # spec -> per-pair reference of the multiplier hwlib.get(spec) returns (its own domains)
 CHEAP = {  # exhaustive over all pairs with the Python loop
@@ -106,8 +106,7 @@ def _csv_spec(family: str, params: str) -> str:
 
 
 def _csv_rows():
-    path = CSV_FAMILIES if CSV_FAMILIES.is_file() else REF_DIR / CSV_FAMILIES.name
-    with open(path, newline="") as fh:
+    with open(CSV_FAMILIES, newline="") as fh:
         return list(csv.DictReader(fh))
 
 

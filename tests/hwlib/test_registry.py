@@ -98,3 +98,14 @@ def test_metrics_are_cached_but_returned_as_copies():
     first = m.metrics()
     first["std"] = -1.0
     assert m.metrics()["std"] == pytest.approx(195.505, abs=1e-3)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_call_broadcasts_and_agrees_with_the_table(spec):
+    m = hwlib.get(spec)
+    rng = np.random.default_rng(3)
+    x = rng.integers(m.x_domain.lo, m.x_domain.hi + 1, (5, 1, 3)).astype(np.int16)
+    w = rng.integers(m.w_domain.lo, m.w_domain.hi + 1, (4, 1)).astype(np.int32)
+    got = m(x, w)
+    assert got.dtype == np.int64 and got.shape == (5, 4, 3)
+    np.testing.assert_array_equal(got, m.table()[x - m.x_domain.lo, w - m.w_domain.lo])
