@@ -44,9 +44,9 @@ def make(arg: str) -> Multiplier:
     v, h = check_range(spec, "v", int(v_s), 0, 15), check_range(spec, "h", int(h_s), 0, 8)
     if u:
         return network_form(Bam(v, h, signed=False))
-    from hwlib.evoapprox import published_power_of
+    from hwlib.evoapprox import ClosedForm, published_power_of
 
-    return Bam(v, h, power=published_power_of(("bam", v, h)))
+    return Bam(v, h, power=published_power_of(ClosedForm("bam", v, h)))
 
 
 def grid() -> list[str]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from hwlib.domain import INT8
 from hwlib.errors import SpecError
 from hwlib.multiplier import Exact, Multiplier
 from hwlib.power import Power
@@ -20,21 +22,31 @@ POWER_SOURCE = "EvoApproxLib v2022 PDK45 (published)"
 CSV_FILES = {"v2022": "evoapproxlib_lite_v2022_mul8.csv",
              "master": "evoapproxlib_lite_master_mul8.csv"}
 
-# v2022 name -> (model key, published PDK45 power in mW), multipliers.md
-SIGNED_MODELS: dict[str, tuple[tuple[str, int, ...], float]] = {
-    "mul8s_1KV6": (("bam", 0, 0), 0.425),
-    "mul8s_1KV8": (("bam", 2, 0), 0.422),
-    "mul8s_1KV9": (("bam", 3, 0), 0.410),
-    "mul8s_1KVA": (("bam", 4, 0), 0.391),
-    "mul8s_1KVM": (("bam", 1, 1), 0.369),
-    "mul8s_1KVP": (("bam", 3, 1), 0.363),
-    "mul8s_1KVQ": (("bam", 4, 1), 0.351),
-    "mul8s_1KX5": (("bam", 5, 2), 0.289),
-    "mul8s_1KXF": (("bam", 3, 3), 0.237),
-    "mul8s_1L12": (("bam", 6, 6), 0.052),
-    "mul8s_1L2J": (("tm", 1), 0.301),
-    "mul8s_1L2L": (("tm", 2), 0.200),
-    "mul8s_1L2N": (("tm", 3), 0.126),
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """The closed-form model of a signed circuit: ``bam`` (a = v, b = h) or ``tm`` (a = k)."""
+
+    family: str
+    a: int
+    b: int = 0
+
+
+# v2022 name -> (closed form, published PDK45 power in mW), multipliers.md
+SIGNED_MODELS: dict[str, tuple[ClosedForm, float]] = {
+    "mul8s_1KV6": (ClosedForm("bam", 0, 0), 0.425),
+    "mul8s_1KV8": (ClosedForm("bam", 2, 0), 0.422),
+    "mul8s_1KV9": (ClosedForm("bam", 3, 0), 0.410),
+    "mul8s_1KVA": (ClosedForm("bam", 4, 0), 0.391),
+    "mul8s_1KVM": (ClosedForm("bam", 1, 1), 0.369),
+    "mul8s_1KVP": (ClosedForm("bam", 3, 1), 0.363),
+    "mul8s_1KVQ": (ClosedForm("bam", 4, 1), 0.351),
+    "mul8s_1KX5": (ClosedForm("bam", 5, 2), 0.289),
+    "mul8s_1KXF": (ClosedForm("bam", 3, 3), 0.237),
+    "mul8s_1L12": (ClosedForm("bam", 6, 6), 0.052),
+    "mul8s_1L2J": (ClosedForm("tm", 1), 0.301),
+    "mul8s_1L2L": (ClosedForm("tm", 2), 0.200),
+    "mul8s_1L2N": (ClosedForm("tm", 3), 0.126),
 }
 
 
@@ -44,8 +56,8 @@ def published_power(name: str, mw: float, signed: bool) -> Power:
     return Power(mw=mw, relative=mw / exact, source=f"{POWER_SOURCE}, {name}")
 
 
-def published_power_of(model: tuple[str, int, ...]) -> Power | None:
-    """Published power of the signed circuit a (family, params...) model key stands for, if any."""
+def published_power_of(model: ClosedForm) -> Power | None:
+    """Published power of the signed circuit ``model`` stands for, if it is one of the 13."""
     for name, (key, mw) in SIGNED_MODELS.items():
         if key == model:
             return published_power(name, mw, signed=True)
@@ -76,13 +88,11 @@ def model(name: str) -> Multiplier:
                         f"{', '.join(SIGNED_MODELS)}")
     key, mw = SIGNED_MODELS[name]
     spec, power = f"evo:{name}", published_power(name, mw, signed=True)
-    if key[0] == "bam" and key[1:] == (0, 0):
-        from hwlib.domain import INT8
-
+    if key == ClosedForm("bam", 0, 0):
         return Exact(spec, INT8, INT8, power)
-    if key[0] == "bam":
-        return Bam(key[1], key[2], power=power, spec=spec)
-    return OperandTruncation(key[1], power=power, spec=spec)
+    if key.family == "bam":
+        return Bam(key.a, key.b, power=power, spec=spec)
+    return OperandTruncation(key.a, power=power, spec=spec)
 
 
 def expand(pattern: str) -> list[str]:

@@ -42,9 +42,9 @@ def make(arg: str) -> Multiplier:
     k = check_range(f"tm:{arg}", "k", int(k_s), 0, 8)
     if u:
         return network_form(OperandTruncation(k, signed=False))
-    from hwlib.evoapprox import published_power_of
+    from hwlib.evoapprox import ClosedForm, published_power_of
 
-    return OperandTruncation(k, power=published_power_of(("tm", k)))
+    return OperandTruncation(k, power=published_power_of(ClosedForm("tm", k)))
 
 
 def grid() -> list[str]:
