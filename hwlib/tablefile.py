@@ -52,16 +52,17 @@ def load(arg: str) -> Multiplier:
     if not path.is_file():
         raise SpecError(f"multiplier spec {spec!r}: no such file {str(path)!r}")
     suffix = path.suffix.lower()
-    header_mw = None
+    header_mw: float | None = None
+    declared: bool | None = None  # signedness the C declaration states
     if suffix == ".c":
         source = path.read_text(errors="replace")
         func = cmodel.find_function(source, str(path), opts.get("func"))
         raw, declared = _compiled_table(source, func, str(path)), func.signed
         header_mw, name = cmodel.header_power_mw(source), func.name
     elif suffix == ".bin":
-        raw, declared, name = _read_bin(path, _signed_option(opts, path)), None, path.stem
+        raw, name = _read_bin(path, _signed_option(opts, path)), path.stem
     elif suffix == ".npy":
-        raw, declared, name = _read_npy(path, _signed_option(opts, path)), None, path.stem
+        raw, name = _read_npy(path, _signed_option(opts, path)), path.stem
     else:
         raise SpecError(f"multiplier spec {spec!r}: expected a .c, .bin or .npy file, "
                         f"got {path.suffix!r}")
@@ -124,13 +125,17 @@ def _compiled_table(source: str, func: cmodel.CFunction, path: str) -> np.ndarra
 
 
 def _checked_table(raw: np.ndarray, signed: bool, path: str, check: bool) -> np.ndarray:
-    """Bit-pattern table -> domain-order table, refusing outputs that contradict the signedness."""
+    """Bit-pattern table -> domain-order table, refusing outputs that contradict the signedness.
+
+    16-bit outputs are read in the chosen signedness (a ``uint16_t`` result of a circuit used as
+    signed is reinterpreted as ``int16_t``); wider outputs are kept as they are.
+    """
     pattern = raw & 0xFFFF
     views = {False: pattern, True: pattern - ((pattern >> 15) << 16)}
     ops = {False: np.arange(256), True: (np.arange(256) ^ 0x80) - 0x80}
     mae = {s: float(np.abs(views[s] - ops[s][:, None] * ops[s][None, :]).mean() / 2**16 * 100)
            for s in (False, True)}
-    fits16 = raw.min() >= (-32768 if signed else 0) and raw.max() <= (32767 if signed else 65535)
+    fits16 = raw.min() >= -32768 and raw.max() <= 65535
     if check and fits16 and mae[signed] > 1.0 and mae[not signed] < mae[signed] / 4:
         kind = "signed" if signed else "unsigned"
         other = "unsigned" if signed else "signed"
@@ -138,10 +143,11 @@ def _checked_table(raw: np.ndarray, signed: bool, path: str, check: bool) -> np.
             f"table {path}: declared {kind}, but its outputs look {other} (MAE% {mae[signed]:.3g} "
             f"read as {kind}, {mae[not signed]:.3g} read as {other}); fix the declaration or "
             f"pass '?signed={int(not signed)}'")
+    values = views[signed] if fits16 else raw
     if not signed:
-        return raw
+        return values
     order = (np.arange(256) - 128) & 0xFF
-    return raw[np.ix_(order, order)]
+    return values[np.ix_(order, order)]
 
 
 def _power(opts: dict[str, str], header_mw: float | None, name: str, table: np.ndarray,

@@ -180,3 +180,11 @@ def test_wide_const_operand_types(tmp_path):
     m = hwlib.get(f"file:{p}")
     assert (m.x_domain, m.w_domain) == (hwlib.INT8, hwlib.INT8)
     np.testing.assert_array_equal(m.table(), hwlib.get("bam:v0h1").table())
+
+
+def test_signed_option_overrides_an_unsigned_declaration(tmp_path):
+    p = _write(tmp_path, "lie.c", "#include <stdint.h>\n"
+               "uint16_t mul8u_LIE(uint8_t A, uint8_t B) { return (int8_t)A * (int8_t)B; }\n")
+    m = hwlib.get(f"file:{p}?signed=1")
+    assert (m.x_domain, m.w_domain) == (hwlib.INT8, hwlib.INT8)
+    assert m.is_exact  # uint16_t results re-read as int16_t
