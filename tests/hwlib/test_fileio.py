@@ -21,3 +21,12 @@ def test_failed_write_leaves_previous_file(tmp_path):
             raise RuntimeError("boom")
     np.testing.assert_array_equal(np.load(target)["v"], np.arange(3))
     assert [f.name for f in tmp_path.iterdir()] == ["a.npz"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    p = atomic_write_json(tmp_path / "b.json", [1])
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask
