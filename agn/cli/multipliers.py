@@ -122,6 +122,10 @@ def plot(rows: Sequence[tuple[Multiplier, dict[str, float]]], out: str, metric: 
         if len(rows) <= 30:
             for x, y, s in pts:
                 ax.annotate(s, (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    front = pareto_front([(m.relative_power, r[metric]) for m, r in rows])
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.4",
+                linewidth=0.8, label="Pareto front")
     ax.set_xlabel("power relative to the exact multiplier of its family")
     ax.set_ylabel(f"{metric} (uniform operands over the multiplier's domains)")
     values = [abs(r[metric]) for _, r in rows if r[metric]]
@@ -134,6 +138,15 @@ def plot(rows: Sequence[tuple[Multiplier, dict[str, float]]], out: str, metric: 
     with atomic_path(out) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated in (power, error) (both minimised), by increasing power."""
+    front: list[tuple[float, float]] = []
+    for p in sorted(set(points), key=lambda q: (q[0], q[1])):
+        if not front or p[1] < front[-1][1]:
+            front.append(p)
+    return front
 
 
 def _source(rows: Sequence[tuple[Multiplier, dict[str, float]]], family: str) -> str:

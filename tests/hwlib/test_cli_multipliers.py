@@ -57,3 +57,10 @@ def test_marlin_catalog_plot_runs_fast_without_torch(tmp_path):
     assert flag == "NOTORCH"
     assert len(res.stdout.splitlines()) == 256 + 2 + 2  # header, rule, 256 levels, wrote, timing
     assert float(seconds) < 15.0  # well under 5 s on an idle 2-core machine; slack for load
+
+
+def test_pareto_front():
+    from agn.cli.multipliers import pareto_front
+
+    pts = [(1.0, 0.0), (0.9, 5.0), (0.95, 7.0), (0.8, 5.0), (0.7, 9.0), (0.7, 8.0)]
+    assert pareto_front(pts) == [(0.7, 8.0), (0.8, 5.0), (1.0, 0.0)]
