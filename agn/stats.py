@@ -130,13 +130,30 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
     """
     if n_fields < 1:
         raise StatsError(f"collect_stats: n_fields must be >= 1, got {n_fields}")
-    layers = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "integer_operands", None))]
-    if not layers:
-        raise StatsError(f"collect_stats: {type(model).__name__} has no approximable layer (no "
-                         f"module with integer_operands)")
+    layers = _approximable(model, "collect_stats")
     gen = torch.Generator().manual_seed(seed)
     observers = [_Observer(n, m, n_fields, gen) for n, m in layers]
-    handles = [m.register_forward_pre_hook(o) for (_, m), o in zip(layers, observers)]
+    _run_hooked(model, layers, observers, batches, max_batches, "collect_stats")
+    return [o.result(n_fields, seed) for o in observers]
+
+
+def _approximable(model: nn.Module, caller: str) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every module with ``integer_operands``, in module order."""
+    layers = [(n, m) for n, m in model.named_modules()
+              if callable(getattr(m, "integer_operands", None))]
+    if not layers:
+        raise StatsError(f"{caller}: {type(model).__name__} has no approximable layer (no "
+                         f"module with integer_operands)")
+    return layers
+
+
+def _run_hooked(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], hooks: Sequence[Any],
+                batches: Iterable[Any], max_batches: int | None, caller: str) -> None:
+    """Run ``model`` in eval mode over the batches with one forward pre-hook per layer.
+
+    Hooks are removed and the training flag restored afterwards, also on error.
+    """
+    handles = [m.register_forward_pre_hook(h) for (_, m), h in zip(layers, hooks)]
     was_training = model.training
     model.eval()
     try:
@@ -147,8 +164,7 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
             model(_inputs(batch))
             seen += 1
         if seen == 0:
-            raise StatsError("collect_stats: no batch was given")
-        return [o.result(n_fields, seed) for o in observers]
+            raise StatsError(f"{caller}: no batch was given")
     finally:
         for h in handles:
             h.remove()
@@ -188,15 +204,18 @@ class _ErrorMeter:
         if isinstance(module, nn.Conv2d):
             if tuple(module.dilation) != (1, 1) or isinstance(module.padding, str):
                 raise StatsError(f"measure_errors: the engine needs dilation 1 and integer "
-                                 f"padding, got dilation={module.dilation}, padding={module.padding!r}")
+                                 f"padding, got dilation={module.dilation}, "
+                                 f"padding={module.padding!r}")
             ph, pw = module.padding
             exact = F.conv2d(F.pad(x_q.to(torch.float64), (pw, pw, ph, ph), value=float(zp)),
                              w_q.to(torch.float64), None, module.stride, 0, 1, module.groups)
         else:
-            exact = F.linear(x_q.to(torch.float64).reshape(-1, x_q.shape[-1]), w_q.to(torch.float64))
+            x2 = x_q.to(torch.float64).reshape(-1, x_q.shape[-1])
+            exact = F.linear(x2, w_q.to(torch.float64))
         for spec in self.specs:
             if isinstance(module, nn.Conv2d):
-                acc = approx_conv2d(x_q, w_q, spec, module.stride, module.padding, module.groups, zp)
+                acc = approx_conv2d(x_q, w_q, spec, module.stride, module.padding, module.groups,
+                                    zp)
             else:
                 acc = approx_linear(x_q.reshape(-1, x_q.shape[-1]), w_q, spec)
             e = acc.to(torch.float64) - exact
@@ -224,30 +243,16 @@ def measure_errors(model: nn.Module, batches: Iterable[Any], specs: Sequence[str
     Returns:
         One :class:`MeasuredError` per (layer, spec), layers in module order.
     """
-    layers = [(n, m) for n, m in model.named_modules() if callable(getattr(m, "integer_operands", None))]
-    if not layers:
-        raise StatsError(f"measure_errors: {type(model).__name__} has no approximable layer")
+    layers = _approximable(model, "measure_errors")
     meters = [_ErrorMeter(specs) for _ in layers]
-    handles = [m.register_forward_pre_hook(h) for (_, m), h in zip(layers, meters)]
-    was_training = model.training
-    model.eval()
-    try:
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            model(_inputs(batch))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _run_hooked(model, layers, meters, batches, max_batches, "measure_errors")
     out = []
     for (name, _), meter in zip(layers, meters):
         for spec in specs:
             n, s1, s2 = meter.sums[spec]
-            if n == 0:
-                raise StatsError(f"measure_errors: layer {name!r} never ran (no batch given?)")
             mean = s1 / n
-            out.append(MeasuredError(name, spec, mean, float(np.sqrt(max(s2 / n - mean * mean, 0.0))), n))
+            std = float(np.sqrt(max(s2 / n - mean * mean, 0.0)))
+            out.append(MeasuredError(name, spec, mean, std, n))
     return out
 
 

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = configs(args.quick)
     evo = [s for s in hwlib.expand("evo:mul8s_*") if not hwlib.get(s).is_exact]
     all_rows: list[ValidationRow] = []
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):
         run = args.work_dir / name
         t0 = time.perf_counter()
         model, dm, acc = trained_model(run, cfgs[name])
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                    sample_batches(dm.split("train"), args.images, 64, seed=args.seed)]
         rows, stats, t_m = validate(name, model, batches, MARLIN_LEVELS, args.n_fields, args.seed)
         save_stats(run / "operand_stats.npz", stats)
-        # signed EvoApprox circuits take activations 0..127: narrow the quantizers as approximate_ does
+        # signed EvoApprox circuits take activations 0..127: narrow the quantizers (approximate_)
         narrow = approximate_(copy.deepcopy(model),
                               {n: "evo:mul8s_1KV6" for n, _ in approx_layers(model)})
         rows_e, _, t_e = validate(name, narrow, batches, evo, args.n_fields, args.seed)
@@ -177,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         summary("all", rows + rows_e)
         write_validation(run / "errormodel_validation.csv", rows + rows_e)
         all_rows += rows + rows_e
-    print()
-    summary("over every model, layer and multiplier", all_rows)
+    if all_rows:
+        print()
+        summary("over every model, layer and multiplier", all_rows)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier matching."""
+"""errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier
+matching (numpy/scipy only)."""
 from errormodels.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment,
                                     read_assignment, write_assignment)
 from errormodels.catalog import ErrorCatalog, error_grid

@@ -63,7 +63,8 @@ class Assignment:
         """Parse and validate the JSON object :meth:`to_json` produces."""
         if not isinstance(obj, dict):
             raise AssignmentError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        missing = [k for k in ("family", "rule", "energy", "power_source", "layers") if k not in obj]
+        keys = ("family", "rule", "energy", "power_source", "layers")
+        missing = [k for k in keys if k not in obj]
         if missing:
             raise AssignmentError(f"{where}: missing keys {missing}")
         if not isinstance(obj["layers"], list) or not obj["layers"]:

@@ -36,8 +36,8 @@ def tolerances(sigmas: np.ndarray, out_std: np.ndarray) -> np.ndarray:
         raise SigmasError(f"tolerances: {s.shape[0] if s.ndim else s} sigmas for "
                           f"{y.shape[0] if y.ndim else y} output stds")
     if not np.all(np.isfinite(s)):
-        raise SigmasError(f"tolerances: sigma at layer {int(np.flatnonzero(~np.isfinite(s))[0])} is "
-                          f"{s[~np.isfinite(s)][0]}; expected finite sigmas")
+        bad = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise SigmasError(f"tolerances: sigma at layer {bad} is {s[bad]}; expected finite sigmas")
     return np.abs(s) * y
 
 
@@ -99,7 +99,8 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
     pairs = pair_with_stats(sigmas, stats)
     ordered = [st for _, st in pairs]
     pred = predict(ordered, catalog, method) if prediction is None else prediction
-    tol = tolerances(np.array([sg.sigma for sg, _ in pairs]), np.array([st.out_std for st in ordered]))
+    tol = tolerances(np.array([sg.sigma for sg, _ in pairs]),
+                     np.array([st.out_std for st in ordered]))
     err = pred.std if metric is Metric.STD else pred.rms
     choice = select(err, tol, catalog.relative_power, pred.feasible, rule)
     layers = tuple(LayerAssignment(

@@ -108,7 +108,7 @@ def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray,
 
 
 def feasibility(stats: Sequence[OperandStats], catalog: ErrorCatalog) -> np.ndarray:
-    """bool (L, M): every activation and weight value the layer uses is in the multiplier's domains."""
+    """bool (L, M): every activation and weight value a layer uses is in a multiplier's domains."""
     used_x = np.stack([s.field_hists.sum(axis=0) > 0 for s in stats])      # (L, X)
     used_w = np.stack([s.weight_hist > 0 for s in stats])                  # (L, W)
     bad_x = used_x.astype(np.int64) @ (~catalog.x_support).T.astype(np.int64)

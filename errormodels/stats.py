@@ -115,7 +115,8 @@ class OperandStats:
         if wh.shape != (WEIGHT_DOMAIN.size,) or wh.dtype.kind not in "iu":
             raise StatsError(f"{where}: weight_hist must be integer counts of shape "
                              f"({WEIGHT_DOMAIN.size},), got {wh.dtype} {wh.shape}")
-        if fh.ndim != 2 or fh.shape[0] < 1 or fh.shape[1] != ACT_DOMAIN.size or fh.dtype.kind not in "iu":
+        if (fh.ndim != 2 or fh.shape[0] < 1 or fh.shape[1] != ACT_DOMAIN.size
+                or fh.dtype.kind not in "iu"):
             raise StatsError(f"{where}: field_hists must be integer counts of shape "
                              f"(N >= 1, {ACT_DOMAIN.size}), got {fh.dtype} {fh.shape}")
         if wh.min() < 0 or fh.min() < 0 or wh.sum() == 0:

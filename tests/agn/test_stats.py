@@ -1,4 +1,5 @@
-"""agn.stats: receptive fields, exact output moments and seeded sampling, against per-element loops."""
+"""agn.stats: receptive fields, exact output moments, seeded sampling and measured errors,
+against per-element loops."""
 import numpy as np
 import pytest
 import torch
@@ -48,7 +49,8 @@ class FakeNet(nn.Module):
 
 def _fields_by_loop(conv, x, zp):
     """Padded receptive fields one output element at a time, in (n, group, oy, ox) order."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    (ph, pw), (dh, dw) = conv.padding, conv.dilation
     n, c, h, w = x.shape
     xp = np.full((n, c, h + 2 * ph, w + 2 * pw), zp, np.int64)
     xp[:, :, ph:ph + h, pw:pw + w] = x
@@ -65,7 +67,8 @@ def _fields_by_loop(conv, x, zp):
 
 
 def _inputs(seed, n=3):
-    return torch.randint(0, 256, (n, 4, 7, 6), generator=torch.Generator().manual_seed(seed)).float()
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 4, 7, 6), generator=gen).float()
 
 
 def test_receptive_fields_match_loop_with_zero_point_padding_groups_stride_dilation():
@@ -78,8 +81,8 @@ def test_receptive_fields_match_loop_with_zero_point_padding_groups_stride_dilat
     w = conv.weight.detach().numpy().astype(np.int64).reshape(2, 3, -1)      # (G, Cout_g, fan_in)
     f = got.reshape(3, 2, -1, got.shape[1]) - 17                             # (B, G, L, fan_in)
     y = np.einsum("bglf,gof->bgol", f, w).reshape(3, 6, -1)
-    ref = torch.nn.functional.conv2d(x.double() - 17, conv.weight.detach().double(), None, conv.stride,
-                                     conv.padding, conv.dilation, conv.groups)
+    ref = torch.nn.functional.conv2d(x.double() - 17, conv.weight.detach().double(), None,
+                                     conv.stride, conv.padding, conv.dilation, conv.groups)
     np.testing.assert_array_equal(y, ref.flatten(2).numpy())
 
 
@@ -93,7 +96,8 @@ def test_collect_stats_against_full_enumeration():
     full = receptive_fields(net.conv, all_x.to(torch.uint8), 17).numpy()
     y = torch.nn.functional.conv2d(all_x.double() - 17, net.conv.weight.detach().double(), None,
                                    net.conv.stride, net.conv.padding, net.conv.dilation, 2)
-    assert conv.fan_in == 2 * 3 * 2 and conv.n_fields == 20 and conv.zero_point == 17 and conv.seed == 5
+    assert conv.fan_in == 2 * 3 * 2 and conv.n_fields == 20
+    assert conv.zero_point == 17 and conv.seed == 5
     assert conv.multiplications == 6 * 4 * 8 * 12
     assert conv.out_std == pytest.approx(float(y.std(unbiased=False)), rel=1e-12)
     assert conv.out_mean == pytest.approx(float(y.mean()), rel=1e-12)
@@ -105,7 +109,8 @@ def test_collect_stats_against_full_enumeration():
     assert any(h[17] > 0 for h in conv.field_hists)
     fc_in = net.conv(all_x).detach().flatten(1)
     assert fc.fan_in == 192 and fc.multiplications == 192 * 5
-    assert fc.out_std == pytest.approx(float((fc_in.double() @ net.fc.weight.detach().double().T).std(unbiased=False)))
+    y_fc = fc_in.double() @ net.fc.weight.detach().double().T
+    assert fc.out_std == pytest.approx(float(y_fc.std(unbiased=False)))
 
 
 def test_sampling_is_seeded_and_model_state_restored():

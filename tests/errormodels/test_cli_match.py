@@ -58,7 +58,8 @@ def test_match_reports_bad_input(run_dir, capsys):
 
 def test_match_command_does_not_import_torch(run_dir):
     code = ("import sys; from agn.cli import main; "
-            f"rc = main(['match', '--run-dir', {str(run_dir)!r}, '--catalog', 'marlin:0,marlin:9']);"
+            f"rc = main(['match', '--run-dir', {str(run_dir)!r}, "
+            "'--catalog', 'marlin:0,marlin:9']);"
             "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

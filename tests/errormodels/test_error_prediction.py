@@ -112,7 +112,8 @@ def test_error_moments_match_per_pair_loop():
     for lyr in range(2):
         for m in range(3):
             for x in range(5):
-                assert a[lyr, m, x] == pytest.approx(sum(q[lyr, w] * errors[m, x, w] for w in range(4)))
+                assert a[lyr, m, x] == pytest.approx(sum(q[lyr, w] * errors[m, x, w]
+                                                         for w in range(4)))
                 assert e2[lyr, m, x] == pytest.approx(sum(q[lyr, w] * errors[m, x, w] ** 2
                                                           for w in range(4)))
 

@@ -86,7 +86,7 @@ def test_error_grid_matches_per_pair_evaluation(x_domain):
 
 
 def test_single_value_field_predicts_that_rows_error():
-    """A field holding only the value v predicts n * mean_w e(v, w), for v across the uint8 range."""
+    """A field holding only value v predicts n * mean_w e(v, w), for v across the uint8 range."""
     m = hwlib.get("marlin:200")
     cat = ErrorCatalog.build([m])
     w = np.arange(-128, 128)
