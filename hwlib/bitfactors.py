@@ -27,8 +27,8 @@ def bilinear_factors(coef: np.ndarray, x_values: np.ndarray, w_values: np.ndarra
 
     ``a_i``/``b_j`` are bits of the low 8 bits of the two's-complement operands. Each weight bit j
     with a non-zero column gives at most two terms, ``f = sum_i |coef[i, j]| / s_j a_i`` (split by
-    sign) and ``g = +-s_j b_j`` with ``s_j`` the largest power of two dividing the column; terms
-    with identical ``f`` are merged while the summed ``g`` stays within [-128, 128]. With
+    sign) and ``g = +-s_j b_j`` with ``s_j`` the largest power of two (at most 128) dividing the
+    column; terms with identical ``f`` are merged while the summed ``g`` stays within [-128, 128]. With
     power-of-two coefficients ``2^(i+j)`` this gives ``f`` in [0, 255] and ``g`` in [-128, 128].
 
     Args:
@@ -45,7 +45,7 @@ def bilinear_factors(coef: np.ndarray, x_values: np.ndarray, w_values: np.ndarra
         if not col.any():
             continue
         nz = np.abs(col[col != 0])
-        scale = int(nz.min() & -nz.min())  # lowest power of two dividing every entry
+        scale = min(int(nz.min() & -nz.min()), G_LIMIT)  # a power of two dividing every entry
         while np.any(nz % scale):
             scale //= 2
         for sign in (1, -1):
