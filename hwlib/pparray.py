@@ -14,10 +14,15 @@ class PartialProductArray(Multiplier):
 
     ``i`` indexes bits of the first operand ``x`` (activation), ``j`` bits of ``w``. Signed arrays
     weight the products of exactly one sign bit by -1 (two's complement, modified Baugh-Wooley).
-    ``constant`` is added to every product (constant compensation). Subclasses set ``spec``.
-
     The error is bilinear in operand bits, so :meth:`factors` is exact with ``f`` in [0, 255]
     (bit fields of ``x & 0xFF``, or the constant) and ``g`` in [-128, 128] (weight bit fields).
+
+    Args:
+        spec: the spec string (families pass theirs).
+        keep: bool (8, 8), row = bit i of ``x``, column = bit j of ``w``.
+        signed: int8 x int8 two's complement, else uint8 x uint8.
+        constant: added to every product (constant compensation).
+        power: published power; the partial-product proxy of the kept fraction when None.
     """
 
     def __init__(self, spec: str, keep: np.ndarray, signed: bool, constant: int = 0,
