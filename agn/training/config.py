@@ -87,6 +87,8 @@ class TrainConfig:
         assignment: assignment file of the retrain stage (default ``RUN/assignment.json``).
         limit_train_batches / limit_val_batches: Lightning limits (fractions or counts).
         progress_bar: show Lightning's progress bar.
+        threads: torch CPU threads (0 keeps torch's default; 1 is fastest for tiny models on a
+            busy machine).
     """
 
     model: str = "lenet5"
@@ -103,6 +105,7 @@ class TrainConfig:
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0
     progress_bar: bool = True
+    threads: int = 0
 
     def stage(self, name: str) -> StageConfig:
         """The optimisation block of stage ``name``."""

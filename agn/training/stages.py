@@ -144,6 +144,8 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
     if (sdir / "result.json").exists():
         return StageResult.load(sdir / "result.json")
     _record_config(run, cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
     try:
         dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
@@ -171,7 +173,8 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         logger=[CSVLogger(run / "logs", name=st.value, version=""),
                 TensorBoardLogger(run / "tb", name=st.value, version="")],
-        callbacks=[ModelCheckpoint(dirpath=sdir, save_top_k=0, save_last=True), *callbacks])
+        callbacks=[ModelCheckpoint(dirpath=sdir, filename="last", save_top_k=1,
+                                   enable_version_counter=False), *callbacks])
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/acc"]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
