@@ -9,7 +9,7 @@ import numpy as np
 from errormodels.assignment import Assignment, LayerAssignment
 from errormodels.catalog import ErrorCatalog
 from errormodels.energy import energy, power_source
-from errormodels.errors import SigmasError
+from errormodels.errors import SigmasError, StatsError
 from errormodels.predict import Method, Prediction, predict
 from errormodels.sigmas import LayerSigma, pair_with_stats
 from errormodels.stats import OperandStats
@@ -101,6 +101,7 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
     pred = predict(ordered, catalog, method) if prediction is None else prediction
     tol = tolerances(np.array([sg.sigma for sg, _ in pairs]),
                      np.array([st.out_std for st in ordered]))
+    _check_exact_feasible(ordered, catalog, pred.feasible)
     err = pred.std if metric is Metric.STD else pred.rms
     choice = select(err, tol, catalog.relative_power, pred.feasible, rule)
     layers = tuple(LayerAssignment(
@@ -113,3 +114,22 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
     return Assignment(family=catalog.family, rule=rule.value, metric=metric.value,
                       energy=energy(specs, counts), power_source=power_source(specs),
                       layers=layers)
+
+
+def _check_exact_feasible(stats: Sequence[OperandStats], catalog: ErrorCatalog,
+                          feasible: np.ndarray) -> None:
+    """Raise, naming the layer and the ranges, when the catalog's exact multiplier cannot serve it."""
+    bad = np.flatnonzero(~feasible[:, catalog.exact_index])
+    if bad.size == 0:
+        return
+    st = stats[int(bad[0])]
+    xs = np.flatnonzero(catalog.x_support[catalog.exact_index])
+    ws = np.flatnonzero(catalog.w_support[catalog.exact_index]) - 128
+    used_x = np.flatnonzero(st.field_hists.sum(axis=0))
+    used_w = np.flatnonzero(st.weight_hist) - 128
+    raise StatsError(
+        f"match: layer {st.name!r} uses activations {used_x.min()}..{used_x.max()} and weights "
+        f"{used_w.min()}..{used_w.max()}, but the exact multiplier of catalog {catalog.family!r} "
+        f"({catalog.specs[catalog.exact_index]}) takes activations {xs.min()}..{xs.max()} and "
+        f"weights {ws.min()}..{ws.max()}; collect the operand statistics with the activations "
+        f"quantized to that range (agn.layers.approximate_ narrows the quantizers)")

@@ -7,8 +7,10 @@ import pytest
 
 import hwlib
 from errormodels import (Assignment, AssignmentError, ErrorCatalog, LayerSigma, OperandStats,
-                         SigmasError, energy, match, predict, read_assignment, read_sigmas,
-                         select, tolerances, write_assignment)
+                         SigmasError, StatsError, energy, match, parse_sigmas, predict,
+                         read_assignment, read_sigmas, select, tolerances, write_assignment)
+from hwlib import INT8, UINT7, TableMultiplier
+from hwlib.power import EXACT_POWER
 
 LEVELS = [f"marlin:{lv}" for lv in (0, 1, 3, 15, 63, 127, 128, 255)]
 
@@ -169,7 +171,6 @@ def test_sigmas_file_forms_and_validation(tmp_path):
     with pytest.raises(SigmasError, match="sigma=nan"):
         read_sigmas(tmp_path / "null.json")
     with pytest.raises(SigmasError, match="duplicate layer names"):
-        from errormodels import parse_sigmas
         parse_sigmas([{"name": "a", "sigma": 1}, {"name": "a", "sigma": 2}])
 
 
@@ -194,3 +195,17 @@ def test_exact_appended_when_catalog_lacks_one():
     a = match([LayerSigma(s.name, 0.0) for s in stats], stats, cat)
     assert [x.multiplier for x in a.layers] == ["exact", "exact"]
     assert a.energy == 1.0 and isinstance(a, Assignment)
+
+
+def test_layer_outside_catalog_domain_is_named():
+    rng = np.random.default_rng(7)
+    st = OperandStats.from_operands("conv9", rng.integers(-5, 6, size=20),
+                                    np.array([[0, 3, 200, 7]]), multiplications=40,
+                                    out_std=10.0, out_mean=0.0, seed=0)
+    xs, ws = np.arange(128)[:, None], np.arange(-128, 128)[None, :]
+    exact7 = TableMultiplier("test:exact7", xs * ws, UINT7, INT8, EXACT_POWER)
+    cat = ErrorCatalog.build([exact7])
+    assert cat.specs == ("test:exact7",)
+    with pytest.raises(StatsError, match=r"layer 'conv9' uses activations 0..200 .* takes "
+                                         r"activations 0..127"):
+        match([LayerSigma("conv9", 0.1)], [st], cat)
