@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -97,6 +98,13 @@ class Multiplier(abc.ABC):
         t = np.asarray(self._eval(*np.broadcast_arrays(xs, ws)), dtype=np.int64)
         t.setflags(write=False)
         return t
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the domains and the table: identifies a circuit independently of its name."""
+        h = hashlib.sha256(f"{self.x_domain.lo},{self.x_domain.hi};{self.w_domain.lo},"
+                           f"{self.w_domain.hi};".encode())
+        h.update(np.ascontiguousarray(self.table(), dtype="<i8").tobytes())
+        return h.hexdigest()
 
     def exact_table(self) -> np.ndarray:
         """Exact products over the domains, int64 (x_domain.size, w_domain.size)."""

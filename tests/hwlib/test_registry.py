@@ -109,3 +109,11 @@ def test_call_broadcasts_and_agrees_with_the_table(spec):
     got = m(x, w)
     assert got.dtype == np.int64 and got.shape == (5, 4, 3)
     np.testing.assert_array_equal(got, m.table()[x - m.x_domain.lo, w - m.w_domain.lo])
+
+
+def test_fingerprint_identifies_the_table_not_the_name():
+    assert hwlib.get("evo:mul8s_1KX5").fingerprint() == hwlib.get("bam:v5h2").fingerprint()
+    assert hwlib.get("bam:v5h2").fingerprint() != hwlib.get("bam:v5h3").fingerprint()
+    assert hwlib.get("tm:k0").fingerprint() == hwlib.get("evo:mul8s_1KV6").fingerprint()
+    assert hwlib.get("exact").fingerprint() != hwlib.get("evo:mul8s_1KV6").fingerprint()  # domains
+    assert len(hwlib.get("marlin:0").fingerprint()) == 64
