@@ -209,3 +209,24 @@ def test_layer_outside_catalog_domain_is_named():
     with pytest.raises(StatsError, match=r"layer 'conv9' uses activations 0..200 .* takes "
                                          r"activations 0..127"):
         match([LayerSigma("conv9", 0.1)], [st], cat)
+
+
+def test_signed_evoapprox_catalog_matching():
+    rng = np.random.default_rng(8)
+    stats = [OperandStats.from_operands(
+        f"l{i}", rng.integers(-127, 128, size=(4, fan)),
+        rng.integers(0, rng.integers(20, 128, size=(10, 1)), size=(10, fan)),
+        multiplications=fan * 100, out_std=3000.0, out_mean=0.0, seed=0)
+        for i, fan in enumerate((25, 150))]
+    cat = ErrorCatalog.build("evo:mul8s_*")
+    assert len(cat) == 13 and cat.specs[cat.exact_index] == "evo:mul8s_1KV6"
+    assert cat.relative_power[cat.specs.index("evo:mul8s_1L2N")] == pytest.approx(0.126 / 0.425)
+    pred = predict(stats, cat)
+    assert pred.feasible.all()
+    for sigma in (0.0, 0.05, 0.5):
+        a = match([LayerSigma(s.name, sigma) for s in stats], stats, cat)
+        for i, layer in enumerate(a.layers):
+            ok = [j for j in range(13) if pred.std[i, j] <= layer.tolerance]
+            assert layer.relative_power == min(cat.relative_power[j] for j in ok)
+        if sigma == 0.0:
+            assert all(x.multiplier == "evo:mul8s_1KV6" for x in a.layers) and a.energy == 1.0
