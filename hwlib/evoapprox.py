@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
+
 from hwlib.domain import INT8
 from hwlib.errors import SpecError
 from hwlib.multiplier import Exact, Multiplier
@@ -93,6 +95,16 @@ def model(name: str) -> Multiplier:
     if key.family == "bam":
         return Bam(key.a, key.b, power=power, spec=spec)
     return OperandTruncation(key.a, power=power, spec=spec)
+
+
+def identify(table: np.ndarray) -> str | None:
+    """The v2022 name of the modelled signed circuit whose int8 x int8 table equals ``table``."""
+    from hwlib.registry import get
+
+    t = np.asarray(table)
+    if t.shape != (256, 256):
+        return None
+    return next((n for n in SIGNED_MODELS if np.array_equal(get(f"evo:{n}").table(), t)), None)
 
 
 def expand(pattern: str) -> list[str]:

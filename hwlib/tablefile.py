@@ -152,7 +152,8 @@ def _checked_table(raw: np.ndarray, signed: bool, path: str, check: bool) -> np.
 
 def _power(opts: dict[str, str], header_mw: float | None, name: str, table: np.ndarray,
            signed: bool, spec: str) -> Power:
-    from hwlib.evoapprox import SIGNED_EXACT_MW, UNSIGNED_EXACT_MW, published_metrics
+    from hwlib.evoapprox import SIGNED_EXACT_MW, UNSIGNED_EXACT_MW, identify, published_metrics
+    from hwlib.registry import get
 
     exact_mw = SIGNED_EXACT_MW if signed else UNSIGNED_EXACT_MW
     if "power" in opts:
@@ -177,4 +178,8 @@ def _power(opts: dict[str, str], header_mw: float | None, name: str, table: np.n
                for k, c in (("mae_pct", "MAE_pct"), ("wce_pct", "WCE_pct"), ("ep_pct", "EP_pct"))):
             mw = float(row["power_mW_pdk45"])
             return Power(mw, mw / exact_mw, f"{origin} PDK45 (published), {name}")
+    same = identify(table) if signed else None
+    if same is not None:
+        p = get(f"evo:{same}").power
+        return Power(p.mw, p.relative, f"{p.source} (table identical)")
     return UNKNOWN_POWER

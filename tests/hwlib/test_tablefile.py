@@ -188,3 +188,12 @@ def test_signed_option_overrides_an_unsigned_declaration(tmp_path):
     m = hwlib.get(f"file:{p}?signed=1")
     assert (m.x_domain, m.w_domain) == (hwlib.INT8, hwlib.INT8)
     assert m.is_exact  # uint16_t results re-read as int16_t
+
+
+def test_unnamed_c_model_identical_to_a_published_circuit_gets_its_power(tmp_path):
+    p = _write(tmp_path, "mine.c", "#include <stdint.h>\n"
+               "int16_t my_tm2(int8_t A, int8_t B) { return (A >> 2) * 4 * ((B >> 2) * 4); }\n")
+    m = hwlib.get(f"file:{p}")
+    np.testing.assert_array_equal(m.table(), hwlib.get("tm:k2").table())
+    assert m.power_mw == pytest.approx(0.200)
+    assert "mul8s_1L2L" in m.power.source and "table identical" in m.power.source
