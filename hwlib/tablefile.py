@@ -10,7 +10,8 @@ uint16/int16, index ``(a & 0xFF) * 256 + (b & 0xFF)``, row = first operand); ``.
 256x256 integer array in :meth:`Multiplier.table` order (row = value - domain lo). Unsigned
 circuits come back in network form (:class:`hwlib.signmag.SignMagnitude`), signed ones as
 int8 x int8 tables. Compiled C tables are cached by content hash under
-``$XDG_CACHE_HOME/agn-toolkit`` (or ``~/.cache/agn-toolkit``).
+``$XDG_CACHE_HOME/agn-toolkit`` (or ``~/.cache/agn-toolkit``). ``hwlib.get`` keeps one instance
+per spec string for the life of the process; :func:`load` reads the file afresh.
 """
 from __future__ import annotations
 
