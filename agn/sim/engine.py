@@ -1,22 +1,21 @@
 """The public engine: bit-exact approximate conv2d / linear, dispatching to the planned kernel."""
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 
 from agn.sim import kernels
 from agn.sim.factors import network_error_table, terms_for, u8s8_for
 from agn.sim.operands import (check_zero_point, conv_geometry, integer_tensor, linear_as_conv,
-                              resolve)
+                              pair, resolve)
 from agn.sim.plan import INT32_LIMIT, Plan, choose
 from hwlib import Multiplier
 
-_CACHE_SIZE = 256
-# (id(w), version, id(m), path, kernel, stride, groups) -> (weakref to w, multiplier, plan, prep)
-_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
+_CACHE_SIZE = 512
+# Prepared kernels keyed by the weights' bytes (so a fresh tensor holding the same integers hits,
+# and any change misses), the multiplier object and the call geometry.
+_CACHE: OrderedDict[tuple, tuple[Multiplier, Plan, object]] = OrderedDict()
 
 
 def approx_conv2d(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str,
@@ -38,8 +37,8 @@ def approx_conv2d(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str
         kernel: force a kernel likewise.
 
     Returns:
-        int32 (N, Cout, Ho, Wo) accumulators (int64 when the proven bound reaches 2^31),
-        contiguous, not requiring grad.
+        int32 (N, Cout, Ho, Wo) accumulators (int64 when the proven bound reaches 2^31), not
+        requiring grad; the memory format is unspecified (often channels-last).
 
     Raises:
         hwlib.DomainError: an operand or the zero point outside its domain, or not an integer.
@@ -50,18 +49,16 @@ def approx_conv2d(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str
     geo = conv_geometry(x, w, stride, padding, groups)
     xd = m.network_x_domain()
     zp = check_zero_point(zero_point, xd, m.spec)
-    plan_, prep = _prepared(m, w, geo.stride, groups, path, kernel)
+    p, prepared = _prepared(m, w, geo.stride, geo.padding, groups, zp, path, kernel)
     xi = integer_tensor(x, "x", xd, m.spec)
-    x_index = xi.long() - xd.lo if xd.lo else xi.long()
-    (py, px) = geo.padding
-    if py or px:
-        x_index = F.pad(x_index, (px, px, py, py), value=zp - xd.lo)
-    out_dtype = torch.int32 if plan_.out_bound < INT32_LIMIT else torch.int64
+    out_dtype = torch.int32 if p.out_bound < INT32_LIMIT else torch.int64
     with torch.no_grad():
-        if plan_.path == "gather":
-            return kernels.run_gather(prep, x_index, geo.kernel, geo.c_out, geo.stride, groups,
-                                      out_dtype)
-        return kernels.run_terms(prep, x_index, geo.c_out, geo.stride, groups, out_dtype)
+        if isinstance(prepared, kernels.GatherKernel):
+            return kernels.run_gather(prepared, xi, geo.padding, zp, xd.lo, geo.kernel, geo.c_out,
+                                      geo.stride, groups, out_dtype)
+        assert isinstance(prepared, kernels.TermsKernel)
+        return kernels.run_terms(prepared, xi, geo.padding, zp, xd.lo, geo.c_out, geo.stride,
+                                 groups, out_dtype)
 
 
 def approx_linear(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str, *,
@@ -77,40 +74,42 @@ def approx_linear(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str
 def describe(multiplier: Multiplier | str, w: torch.Tensor, stride: int | tuple[int, int] = 1,
              groups: int = 1) -> Plan:
     """The Plan :func:`approx_conv2d` uses for these weights (for ``extra_repr``)."""
-    from agn.sim.operands import pair
-
-    return _prepared(resolve(multiplier), w, pair(stride, "stride", 1), groups, None, None)[0]
-
-
-def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], groups: int,
-              path: str | None, kernel: str | None) -> tuple[Plan, kernels.Prepared]:
-    """Plan and weight transforms for (w, m), cached while ``w`` is the same unmodified tensor."""
-    key = (id(w), w._version, id(m), path, kernel, stride, groups)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is w and hit[1] is m:
-        _CACHE.move_to_end(key)
-        return hit[2], hit[3]
+    m = resolve(multiplier)
     wi = integer_tensor(w, "w", m.w_domain, m.spec).long() - m.w_domain.lo
-    fan_in = wi[0].numel()
-    p = choose(m, wi, fan_in, path, kernel)
+    pair(stride, "stride", 1)
+    return choose(m, wi, wi[0].numel())
+
+
+def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
+              groups: int, zp: int, path: str | None,
+              kernel: str | None) -> tuple[Plan, kernels.TermsKernel | kernels.GatherKernel]:
+    """Plan and prepared kernel for (w, m, geometry), cached on the weights' integer content."""
+    wi = integer_tensor(w, "w", m.w_domain, m.spec)
+    key = (wi.numpy().tobytes(), tuple(wi.shape), id(m), stride, padding, groups, zp, path,
+           kernel)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is m:
+        _CACHE.move_to_end(key)
+        return hit[1], hit[2]  # type: ignore[return-value]
+    w_index = wi.long() - m.w_domain.lo
+    p = choose(m, w_index, w_index[0].numel(), path, kernel)
+    x_lo = m.network_x_domain().lo
+    prepared: kernels.TermsKernel | kernels.GatherKernel
     if p.path == "gather":
-        table = network_error_table(m) + m.exact_table()[_rows(m)]
-        prep = kernels.prepare_gather(table, p.kernel, wi, groups)
+        rows = slice(x_lo - m.x_domain.lo, m.network_x_domain().hi - m.x_domain.lo + 1)
+        table = network_error_table(m) + m.exact_table()[rows]
+        prepared = kernels.prepare_gather(table, p.kernel, w_index, groups)
     else:
         t = terms_for(m)
         assert t is not None
-        prep = kernels.prepare_terms(t, u8s8_for(m), p.kernel, wi, stride, groups)
-    _CACHE[key] = (weakref.ref(w), m, p, prep)
+        prepared = kernels.prepare_terms(t, u8s8_for(m), p.kernel, w_index, stride, padding,
+                                         groups, x_lo, zp)
+    _CACHE[key] = (m, p, prepared)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return p, prep
-
-
-def _rows(m: Multiplier) -> slice:
-    xd = m.network_x_domain()
-    return slice(xd.lo - m.x_domain.lo, xd.hi - m.x_domain.lo + 1)
+    return p, prepared
 
 
 def clear_cache() -> None:
-    """Drop every cached weight transform."""
+    """Drop every cached prepared kernel."""
     _CACHE.clear()

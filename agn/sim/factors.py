@@ -174,7 +174,24 @@ def u8s8_terms(t: Terms) -> U8S8Terms | None:
                 break
         else:
             return None
-    return U8S8Terms(np.array(f8, np.int64), np.array(g8, np.int64), np.array(off, np.int64))
+    return _merge_equal_features(f8, g8, off)
+
+
+def _merge_equal_features(f8: list, g8: list, off: list) -> U8S8Terms:
+    """Add up the weight features of terms whose activation features are equal (if int8 holds it)."""
+    keep: list[int] = []
+    for i in range(len(f8)):
+        for j in keep:
+            total = g8[j] + g8[i]
+            if off[i] == off[j] and np.array_equal(f8[i], f8[j]) and total.min() >= -128 \
+                    and total.max() <= 127:
+                g8[j] = total
+                break
+        else:
+            keep.append(i)
+    return U8S8Terms(np.array([f8[i] for i in keep], np.int64),
+                     np.array([g8[i] for i in keep], np.int64),
+                     np.array([off[i] for i in keep], np.int64))
 
 
 def _rescalings(f: np.ndarray, g: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

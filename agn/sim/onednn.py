@@ -16,25 +16,27 @@ class SelfTest:
     detail: str
 
 
-def prepack(w8: torch.Tensor, stride: tuple[int, int], groups: int,
+def prepack(w8: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int,
             x_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Pack int8 weights (Cout, C/groups, kh, kw) once for :func:`conv` (no padding, scale 1)."""
+    """Pack int8 weights (Cout, C/groups, kh, kw) once for :func:`conv` (scale 1, zero pad)."""
     ones = torch.ones(w8.shape[0], dtype=torch.float32)
-    return torch.ops.onednn.qconv_prepack(w8.contiguous(), ones, 1.0, 0, list(stride), [0, 0],
-                                          [1, 1], groups, list(x_shape) if x_shape else None)
+    return torch.ops.onednn.qconv_prepack(w8.contiguous(), ones, 1.0, 0, list(stride),
+                                          list(padding), [1, 1], groups,
+                                          list(x_shape) if x_shape else None)
 
 
 def conv(x8: torch.Tensor, packed: torch.Tensor, c_out: int, stride: tuple[int, int],
-         groups: int) -> torch.Tensor:
+         padding: tuple[int, int], groups: int) -> torch.Tensor:
     """``sum x8 * w8`` of uint8 features (channels-last) and packed int8 weights, float32 output.
 
-    Exact only while the int32 accumulators stay below 2^24 in magnitude (the caller proves it).
+    Padded taps hold 0. Exact only while the int32 accumulators stay below 2^24 in magnitude
+    (the caller proves it).
     """
     ones = torch.ones(c_out, dtype=torch.float32)
     zeros = torch.zeros(c_out, dtype=torch.int64)
     return torch.ops.onednn.qconv2d_pointwise(x8, 1.0, 0, packed, ones, zeros, None, list(stride),
-                                              [0, 0], [1, 1], groups, 1.0, 0, torch.float32,
-                                              "none", [], "")
+                                              list(padding), [1, 1], groups, 1.0, 0,
+                                              torch.float32, "none", [], "")
 
 
 @lru_cache(maxsize=1)
@@ -64,10 +66,11 @@ def selftest() -> SelfTest:
         cases.append((x, torch.randint(-128, 128, (4, 4, 3, 3), generator=gen, dtype=torch.int8)))
         for i, (x, w) in enumerate(cases):
             groups = x.shape[1] // w.shape[1]
-            stride = (2, 1) if i == 3 else (1, 1)
+            stride, pad = ((2, 1), (1, 0)) if i == 3 else ((1, 1), (0, 0))
             xcl = x.contiguous(memory_format=torch.channels_last)
-            got = conv(xcl, prepack(w, stride, groups, tuple(x.shape)), w.shape[0], stride, groups)
-            ref = F.conv2d(x.double(), w.double(), stride=stride, groups=groups)
+            packed = prepack(w, stride, pad, groups, tuple(x.shape))
+            got = conv(xcl, packed, w.shape[0], stride, pad, groups)
+            ref = F.conv2d(x.double(), w.double(), stride=stride, padding=pad, groups=groups)
             if not torch.equal(got.double(), ref):
                 bad = int((got.double() != ref).sum())
                 return SelfTest(False, f"case {i}: {bad} of {ref.numel()} sums differ from float64")

@@ -41,9 +41,10 @@ def test_int64_output_when_the_bound_leaves_int32(assert_exact):
     assert_exact(got, ref)
 
 
-def _saturating_conv(x8, packed, c_out, stride, groups):
-    """A non-VNNI style kernel: pairs of uint8 x int8 products saturate at int16."""
+def _saturating_conv(x8, packed, c_out, stride, padding, groups):
+    """A non-VNNI style kernel: pairs of uint8 x int8 products saturate at int16 (groups=1)."""
     w = _saturating_conv.weights
+    x8 = F.pad(x8, (padding[1], padding[1], padding[0], padding[0]))
     cols = F.unfold(x8.double(), w.shape[2:], stride=stride)  # (N, K, L), K = C * kh * kw
     prod = cols[:, None] * w.reshape(w.shape[0], -1, 1).double()  # (N, Cout, K, L)
     if prod.shape[2] % 2:
@@ -54,17 +55,17 @@ def _saturating_conv(x8, packed, c_out, stride, groups):
     return sums.reshape(x8.shape[0], w.shape[0], ho, -1).float()
 
 
-def _float32_accumulating_conv(x8, packed, c_out, stride, groups):
+def _float32_accumulating_conv(x8, packed, c_out, stride, padding, groups):
     """A kernel accumulating in float32 (rounds partial sums beyond 2^24)."""
     w = _saturating_conv.weights
-    return F.conv2d(x8.float(), w.float(), stride=stride, groups=groups)
+    return F.conv2d(x8.float(), w.float(), stride=stride, padding=padding, groups=groups)
 
 
 @pytest.mark.parametrize("fake", [_saturating_conv, _float32_accumulating_conv])
 def test_selftest_rejects_a_broken_kernel_and_the_engine_falls_back(fake, monkeypatch,
                                                                      assert_exact):
     assert onednn.selftest().ok, onednn.selftest().detail  # this machine has VNNI
-    monkeypatch.setattr(onednn, "prepack", lambda w8, stride, groups, x_shape=None:
+    monkeypatch.setattr(onednn, "prepack", lambda w8, stride, padding, groups, x_shape=None:
                         setattr(_saturating_conv, "weights", w8) or w8)
     monkeypatch.setattr(onednn, "conv", fake)
     onednn.selftest.cache_clear()
@@ -86,6 +87,6 @@ def test_selftest_passes_the_real_kernel_on_known_sums():
     x = torch.full((1, 64, 1, 1), 255, dtype=torch.uint8).contiguous(
         memory_format=torch.channels_last)
     w = torch.full((1, 64, 1, 1), -128, dtype=torch.int8)
-    got = onednn.conv(x, onednn.prepack(w, (1, 1), 1), 1, (1, 1), 1)
+    got = onednn.conv(x, onednn.prepack(w, (1, 1), (0, 0), 1), 1, (1, 1), (0, 0), 1)
     assert float(got) == 64 * 255 * -128
     assert onednn.selftest().ok

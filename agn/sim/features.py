@@ -1,0 +1,124 @@
+"""Activation features of the term-split kernels, built in the channels-last layout a conv wants.
+
+A feature ``f(x)`` is recognised as ``((x & mask) << shift) + const * [x != 0]`` (MARLIN's bit
+masks and compensation, truncation) and then computed with a few uint8 ops; any other feature is a
+table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
+contiguous op followed by one wide strided copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class FeatureOp:
+    """One activation feature: bit form when ``lut`` is None, else ``lut[x - x_lo]``.
+
+    Attributes:
+        mask: ``x & mask`` (bit form).
+        shift: left shift applied after the mask.
+        const: added where ``x != 0``.
+        identity: the feature is ``x`` itself.
+        lut: (n_x,) feature table for any other feature (dtype of the kernel's features).
+    """
+
+    mask: int = 0
+    shift: int = 0
+    const: int = 0
+    identity: bool = False
+    lut: torch.Tensor | None = None
+
+
+def feature_ops(f: np.ndarray, x_lo: int, dtype: torch.dtype) -> list[FeatureOp]:
+    """A FeatureOp per row of ``f`` (R + 1, n_x), bit form when exact over the whole domain."""
+    xs = np.arange(x_lo, x_lo + f.shape[1], dtype=np.int64)
+    return [_bit_form(row, xs) or FeatureOp(lut=torch.from_numpy(row.copy()).to(dtype))
+            for row in f]
+
+
+def _bit_form(row: np.ndarray, xs: np.ndarray) -> FeatureOp | None:
+    if xs[0] != 0 or row.dtype.kind != "i" or row.min() < 0 or row.max() > 255:
+        return None
+    if np.array_equal(row, xs):
+        return FeatureOp(identity=True)
+    hi = int(xs[-1])
+    for shift in range(8):
+        for const in {0, int(row[1]) if row.size > 1 else 0,
+                      int(row[1]) - (1 << shift) if row.size > 1 else 0}:
+            if not 0 <= const <= 255:
+                continue
+            mask = ((int(row[-1]) - const) >> shift) & hi
+            if np.array_equal(row, ((xs & mask) << shift) + const * (xs != 0)):
+                return FeatureOp(mask=mask, shift=shift, const=const)
+    return None
+
+
+def padded_channels_last(x: torch.Tensor, padding: tuple[int, int], fill: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) as a contiguous (N, Hp, Wp, C) tensor, borders set to ``fill``."""
+    py, px = padding
+    if not (py or px):
+        return x.permute(0, 2, 3, 1).contiguous()
+    n, c, h, w = x.shape
+    out = torch.empty((n, h + 2 * py, w + 2 * px, c), dtype=x.dtype)
+    if py:
+        out[:, :py].fill_(fill)
+        out[:, py + h:].fill_(fill)
+    if px:
+        out[:, py:py + h, :px].fill_(fill)
+        out[:, py:py + h, px + w:].fill_(fill)
+    out[:, py:py + h, px:px + w].copy_(x.permute(0, 2, 3, 1))
+    return out
+
+
+def build(x_cl: torch.Tensor, ops: list[FeatureOp], groups: int, x_lo: int,
+          dtype: torch.dtype) -> torch.Tensor:
+    """Features (N, G * (R + 1) * Cg, H, W) in channels-last memory from (N, H, W, C) values.
+
+    Channel ``g * (R + 1) * Cg + r * Cg + c`` holds term ``r`` of input channel ``g * Cg + c``.
+    """
+    n, h, w, c = x_cl.shape
+    if len(ops) == 1 and ops[0].identity and x_cl.dtype == dtype:
+        return x_cl.permute(0, 3, 1, 2)
+    cg, r1 = c // groups, len(ops)
+    flat = x_cl.reshape(-1, c)
+    out = torch.empty((flat.shape[0], groups, r1, cg), dtype=dtype)
+    cache: dict[str, torch.Tensor] = {}
+    for r, op in enumerate(ops):
+        val = _apply(op, flat, x_lo, cache)
+        _wide_copy(out[:, :, r, :], val.reshape(-1, groups, cg))
+    return out.reshape(n, h, w, groups * r1 * cg).permute(0, 3, 1, 2)
+
+
+def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+    if op.lut is not None:
+        if "index" not in cache:
+            cache["index"] = (x.to(torch.int32) - x_lo).reshape(-1)
+        return torch.index_select(op.lut, 0, cache["index"]).reshape(x.shape)
+    if op.identity:
+        return x
+    val = torch.bitwise_and(x, op.mask) if op.mask else torch.zeros_like(x)
+    if op.shift:
+        val.bitwise_left_shift_(op.shift)
+    if op.const:
+        if "nonzero" not in cache:
+            cache["nonzero"] = x.ne(0).view(torch.uint8)
+        val.add_(cache["nonzero"], alpha=op.const)
+    return val
+
+
+_WIDE = (torch.complex128, torch.int64, torch.int32, torch.int16)
+
+
+def _wide_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src)`` through the widest element type both last dims allow."""
+    if dst.dtype == src.dtype:
+        nbytes = dst.shape[-1] * dst.element_size()
+        for wide in _WIDE:
+            size = wide.itemsize
+            if nbytes % size == 0 and (dst.storage_offset() * dst.element_size()) % size == 0:
+                dst.view(wide).copy_(src.view(wide))
+                return
+    dst.copy_(src)
