@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "match": "agn.cli.match",
     "multipliers": "agn.cli.multipliers",
+    "train": "agn.cli.train",
 }
 
 
