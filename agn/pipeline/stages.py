@@ -169,7 +169,7 @@ def _export_final(ctx: Context) -> dict:
     summary = _check_integer(ctx, model, net, "test")
     chosen = json.loads((ctx.run_dir / CHOSEN_FILE).read_text())
     summary["assignment_matches_chosen"] = (
-        net.assignment == {r["name"]: r["multiplier"] for r in chosen["layers"]})
+        net.multipliers() == {r["name"]: r["multiplier"] for r in chosen["layers"]})
     if not summary["assignment_matches_chosen"]:
         raise RuntimeError("the exported network does not carry the chosen assignment")
     return summary
