@@ -104,9 +104,15 @@ def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int, cache: dict[str, torch.Ten
         val.bitwise_left_shift_(op.shift)
     if op.const:
         if "nonzero" not in cache:
-            cache["nonzero"] = x.ne(0).view(torch.uint8)
+            cache["nonzero"] = _nonzero_u8(x)
         val.add_(cache["nonzero"], alpha=op.const)
     return val
+
+
+def _nonzero_u8(x: torch.Tensor) -> torch.Tensor:
+    """``[x != 0]`` as uint8 by bit arithmetic (faster than a bool compare on this CPU)."""
+    t = torch.bitwise_and(x, 0x7F).add_(0x7F).bitwise_or_(x)  # bit 7 set iff x != 0
+    return t.bitwise_right_shift_(7)
 
 
 _WIDE = (torch.complex128, torch.int64, torch.int32, torch.int16)
