@@ -297,3 +297,14 @@ def test_integer_operands_are_what_the_engine_receives(monkeypatch):
     x_q, w_q, zp = conv.integer_operands(x)
     assert torch.equal(seen["x_q"], x_q) and torch.equal(seen["w_q"], w_q) and seen["zp"] == zp
     assert x_q.shape == x.shape and w_q.shape == conv.weight.shape
+
+
+def test_integer_activations_are_not_shifted_by_128():
+    """agn.md defect: unsigned activations were shifted by 128 against the unsigned table."""
+    conv = ApproxConv2d(1, 1, 1)
+    conv.train()
+    conv(torch.tensor([-1.0, 0.0, 3.0]).view(1, 1, 3, 1))  # range [-1, 3] -> scale 4/255
+    x = torch.tensor([-1.0, 0.0, 3.0, 1.0]).view(1, 1, 4, 1)
+    x_q, _, zp = conv.integer_operands(x)
+    assert zp == 64  # round(1 / (4/255)) = round(63.75)
+    assert x_q.flatten().tolist() == [0, 64, 255, 128]

@@ -1,0 +1,49 @@
+"""``agn train``: shipped configs, dotted overrides, a tiny run end to end, errors."""
+import json
+
+import pytest
+import yaml
+
+from agn.cli import main
+from agn.cli.train import build_config, shipped_configs
+
+
+def test_shipped_configs_parse():
+    assert {"digits_lenet5", "mnist_marlin", "fashion_resnet8"} <= set(shipped_configs())
+    for name in shipped_configs():
+        cfg = build_config([name], {})
+        assert cfg.model and cfg.data
+    assert build_config(["mnist_marlin"], {}).model == "marlin_mnist"
+
+
+def test_print_config_merges_files_and_overrides(tmp_path, capsys):
+    extra = tmp_path / "x.yaml"
+    extra.write_text("qat: {epochs: 7}\ndata_args: {shift: 2}\n")
+    assert main(["train", "-c", "digits_lenet5", "-c", str(extra), "--noise.lam", "0.7",
+                 "--data_args.root", "/data", "--qat.milestones", "[2, 4]", "--print-config"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out["qat"]["epochs"] == 7 and out["qat"]["lr"] == 0.005     # file merged, not replaced
+    assert out["qat"]["milestones"] == [2, 4] and out["noise"]["lam"] == 0.7
+    assert out["data_args"] == {"batch_size": 64, "shift": 2, "root": "/data"}
+
+
+def test_tiny_float_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "-c", "digits_lenet5", "--run-dir", str(run), "--stage", "float",
+            "--float_stage.epochs", "1", "--limit_train_batches", "3", "--limit_val_batches", "1",
+            "--progress_bar", "false", "--seed", "7"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["stage"] == "float" and result["seed"] == 7 and 0 <= result["test_acc"] <= 1
+    assert (run / "float" / "last.ckpt").exists() and (run / "float" / "result.json").exists()
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 7
+    assert list((run / "logs" / "float").glob("**/metrics.csv"))
+    assert list((run / "tb" / "float").glob("**/events.out.tfevents.*"))
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shipped: digits_lenet5"):
+        main(["train", "-c", "nosuchconfig", "--print-config"])
+    assert main(["train", "-c", "digits_lenet5"]) == 2  # no --run-dir
+    with pytest.raises(SystemExit):
+        main(["train", "--stage", "bogus"])
