@@ -3,7 +3,7 @@
 For every approximable layer of a trained LeNet-5 (8x8 digits) and of the MARLIN MNIST network
 (MNIST), and MARLIN levels 1, 15, 63, 127, 128, 255 plus the signed EvoApprox aliases, the layer's
 real integer operands go through the bit-exact engine (agn.sim) and the measured output error std
-is compared with the three predictions (fixed-field, population, i.i.d.) from operand statistics
+is compared with the four predictions (fixed-field, channel, population, i.i.d.) from operand statistics
 collected on the same seeded sample of training images. The "done when" figure is the median
 |predicted/measured - 1| of the default (fixed-field) formula, which should be at most 10 %.
 
@@ -90,13 +90,13 @@ def validate(name: str, model, batches, specs, n_fields: int, seed: int
 def print_table(rows: list[ValidationRow]) -> None:
     by = {(r.layer, r.multiplier, r.method): r for r in rows}
     keys = list(dict.fromkeys((r.layer, r.multiplier) for r in rows))
-    print(f"  {'layer':<16} {'multiplier':<15} {'measured std':>12} {'fixed':>7} {'popul.':>7} "
-          f"{'iid':>7}  {'meas. mean':>10} {'pred. mean':>10}")
+    order = (Method.FIXED_FIELD, Method.CHANNEL, Method.POPULATION, Method.IID)
+    print(f"  {'layer':<14} {'multiplier':<15} {'measured std':>12} {'fixed':>7} {'channel':>7} "
+          f"{'popul.':>7} {'iid':>7}  {'meas. mean':>10} {'pred. mean':>10}")
     for layer, spec in keys:
-        f, p, i = (by[(layer, spec, m.value)]
-                   for m in (Method.FIXED_FIELD, Method.POPULATION, Method.IID))
-        print(f"  {layer:<16} {spec:<15} {f.measured_std:>12.4g} {f.ratio:>7.3f} {p.ratio:>7.3f} "
-              f"{i.ratio:>7.3f}  {f.measured_mean:>10.4g} {f.predicted_mean:>10.4g}")
+        f, c, p, i = (by[(layer, spec, m.value)] for m in order)
+        print(f"  {layer:<14} {spec:<15} {f.measured_std:>12.4g} {f.ratio:>7.3f} {c.ratio:>7.3f} "
+              f"{p.ratio:>7.3f} {i.ratio:>7.3f}  {f.measured_mean:>10.4g} {f.predicted_mean:>10.4g}")
 
 
 def summary(label: str, rows: list[ValidationRow]) -> None:

@@ -10,6 +10,13 @@ Notation (multipliers.md): ``e(x, w)`` the error table, ``q`` the layer's weight
   ``sqrt(n * mean_k v_k + n^2 * Var_k mu_k)`` with ``v_k = sum_x p_k(x) E2(x) - mu_k^2``.
 - ``FIXED_FIELD``: the field's activations held fixed, only the weights drawn:
   the same combination with ``v_k = sum_x p_k(x) (E2(x) - A(x)^2)``.
+- ``CHANNEL``: fixed fields and, per output channel c, weights drawn from that channel's own
+  distribution ``q_c``: the law of total variance over (field, channel). With
+  ``A_c(x) = sum_w q_c(w) e(x, w)`` and ``Cov_c(q_c) ~= sum_j b_j b_j^T`` (the leading
+  ``CHANNEL_RANK`` components), ``B_j(x) = sum_w b_j(w) e(x, w)`` gives
+  ``Var = n * sum_x pbar(x) (E2 - A^2 - sum_j B_j^2) + n^2 * (Var_k mu_k + mean_k sum_j
+  (sum_x p_k(x) B_j(x))^2)``: a channel whose weights shift its mean error shifts it on all n
+  taps at once, which the per-tap formulas miss (signed BAM/truncation circuits).
 """
 from __future__ import annotations
 
@@ -30,6 +37,11 @@ class Method(str, enum.Enum):
     IID = "iid"
     POPULATION = "population"
     FIXED_FIELD = "fixed_field"
+    CHANNEL = "channel"
+
+
+CHANNEL_RANK = 8
+"""Leading components of the across-channel weight covariance kept by ``Method.CHANNEL``."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,28 @@ def error_moments(errors: np.ndarray, weight_pmfs: np.ndarray,
     return a.reshape(-1, m, x), s.reshape(-1, m, x)
 
 
+def channel_components(channel_pmfs: np.ndarray, rank: int = CHANNEL_RANK) -> np.ndarray:
+    """Leading components ``b_j`` of the covariance of the channels' weight distributions.
+
+    Args:
+        channel_pmfs: (C, W), one weight distribution per output channel.
+        rank: components kept (fewer when the covariance has lower rank).
+
+    Returns:
+        float64 (W, r) with ``sum_j b_j b_j^T`` the best rank-r approximation of ``Cov_c(q_c)``.
+    """
+    qc = np.asarray(channel_pmfs, np.float64)
+    d = qc - qc.mean(axis=0)
+    lam, u = np.linalg.eigh(d.T @ d / qc.shape[0])
+    order = np.argsort(lam)[::-1][:rank]
+    lam = lam[order]
+    keep = lam > max(lam[0], 0.0) * 1e-12 if lam.size else lam > 0
+    return u[:, order[keep]] * np.sqrt(lam[keep])
+
+
 def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray, fan_in: int,
-                          method: Method) -> tuple[np.ndarray, np.ndarray]:
+                          method: Method, b: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of one layer's output error from its moments.
 
     Args:
@@ -87,6 +119,7 @@ def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray,
         field_pmfs: (N, X), the sampled fields' activation distributions.
         fan_in: n, products summed per output element.
         method: the formula.
+        b: (M, X, r), ``B_j(x)`` per multiplier (``Method.CHANNEL`` only).
 
     Returns:
         ``(mean, std)``, each float64 (M,).
@@ -101,8 +134,17 @@ def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray,
         return mean, np.sqrt(var)
     if Method(method) is Method.POPULATION:
         within = p @ e2.T - mu * mu
-    else:
+    elif Method(method) is Method.FIXED_FIELD:
         within = p @ (e2 - a * a).T
+    else:
+        if b is None:
+            raise ValueError("moments_to_prediction: Method.CHANNEL needs the B_j(x) moments b")
+        within = p @ (e2 - a * a - (b * b).sum(axis=-1)).T
+        mm, xx, r = b.shape
+        pb = (p @ b.transpose(1, 0, 2).reshape(xx, mm * r)).reshape(p.shape[0], mm, r)
+        var = (n * np.maximum(within, 0.0).mean(axis=0)
+               + n * n * (mu.var(axis=0) + (pb * pb).sum(axis=-1).mean(axis=0)))
+        return mean, np.sqrt(var)
     var = n * np.maximum(within, 0.0).mean(axis=0) + n * n * mu.var(axis=0)
     return mean, np.sqrt(var)
 
@@ -123,7 +165,8 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
     Args:
         stats: L layers' operand statistics.
         catalog: M multipliers.
-        method: ``"fixed_field"`` (default), ``"population"`` or ``"iid"``.
+        method: ``"fixed_field"`` (default), ``"channel"`` (needs per-channel weight
+            histograms), ``"population"`` or ``"iid"``.
 
     Returns:
         A :class:`Prediction` with (L, M) arrays.
@@ -138,7 +181,14 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
                          f"{[m.value for m in Method]}") from None
     a, e2 = error_moments(catalog.float_errors, np.stack([s.weight_pmf() for s in stats]),
                           catalog.squared_errors)
-    out = [moments_to_prediction(a[i], e2[i], s.field_pmfs(), s.fan_in, method)
+    bs: list[np.ndarray | None] = [None] * len(stats)
+    if method is Method.CHANNEL:
+        comps = [channel_components(s.channel_pmfs()) for s in stats]
+        m, x, w = catalog.errors.shape
+        allb = catalog.float_errors.reshape(m * x, w) @ np.concatenate(comps, axis=1)
+        cuts = np.cumsum([0] + [c.shape[1] for c in comps])
+        bs = [allb[:, lo:hi].reshape(m, x, hi - lo) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    out = [moments_to_prediction(a[i], e2[i], s.field_pmfs(), s.fan_in, method, bs[i])
            for i, s in enumerate(stats)]
     feasible = feasibility(stats, catalog)
     mean = np.where(feasible, np.stack([o[0] for o in out]), np.nan)

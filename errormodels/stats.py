@@ -95,6 +95,9 @@ class OperandStats:
         out_mean: mean of that output.
         seed: seed of the sampling that produced the fields.
         zero_point: integer zero point of the layer's input (the padding value).
+        channel_hists: int64 (C, 256) or None, the weight histogram of each output channel
+            (rows sum to ``fan_in`` and add up to ``weight_hist``); needed by the ``channel``
+            formula.
     """
 
     name: str
@@ -106,6 +109,7 @@ class OperandStats:
     out_mean: float
     seed: int
     zero_point: int = 0
+    channel_hists: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"OperandStats {self.name!r}"
@@ -139,6 +143,18 @@ class OperandStats:
         wh, fh = wh.astype(np.int64), fh.astype(np.int64)
         wh.setflags(write=False)
         fh.setflags(write=False)
+        if self.channel_hists is not None:
+            ch = np.asarray(self.channel_hists)
+            if (ch.ndim != 2 or ch.shape[1] != WEIGHT_DOMAIN.size or ch.dtype.kind not in "iu"
+                    or np.any(ch.sum(axis=1) != int(self.fan_in))
+                    or np.any(ch.sum(axis=0) != wh)):
+                raise StatsError(f"{where}: channel_hists must be integer counts (C, "
+                                 f"{WEIGHT_DOMAIN.size}) with rows summing to fan_in="
+                                 f"{self.fan_in} and columns to weight_hist; got {ch.dtype} "
+                                 f"{ch.shape}")
+            ch = ch.astype(np.int64)
+            ch.setflags(write=False)
+            object.__setattr__(self, "channel_hists", ch)
         for key, val in (("weight_hist", wh), ("field_hists", fh), ("fan_in", int(self.fan_in)),
                          ("multiplications", int(self.multiplications)),
                          ("out_std", float(self.out_std)), ("out_mean", float(self.out_mean)),
@@ -158,17 +174,35 @@ class OperandStats:
         """Per-field activation distributions p_k, float64 (N, 256) over ``ACT_DOMAIN``."""
         return self.field_hists / float(self.fan_in)
 
+    def channel_pmfs(self) -> np.ndarray:
+        """Per-output-channel weight distributions q_c, float64 (C, 256).
+
+        Raises:
+            StatsError: the record holds no per-channel histograms.
+        """
+        if self.channel_hists is None:
+            raise StatsError(f"OperandStats {self.name!r}: no per-channel weight histograms "
+                             f"(collect the statistics again with weights shaped (C, ...))")
+        return self.channel_hists / float(self.fan_in)
+
     @classmethod
     def from_operands(cls, name: str, weights: np.ndarray, fields: np.ndarray, *,
                       multiplications: int, out_std: float, out_mean: float, seed: int,
                       zero_point: int = 0) -> OperandStats:
-        """Build the record from integer weights (any shape) and sampled fields ``(N, fan_in)``."""
+        """Build the record from integer weights and sampled fields ``(N, fan_in)``.
+
+        Weights shaped ``(C, ...)`` with ``fan_in`` values per output channel also give the
+        per-channel histograms; any other shape gives the layer histogram only.
+        """
         f = np.asarray(fields)
         if f.ndim != 2:
             raise StatsError(f"OperandStats {name!r}: fields must be (N, fan_in), got {f.shape}")
-        return cls(name, histogram(weights, WEIGHT_DOMAIN), histogram(f, ACT_DOMAIN, axis=-1),
+        w = np.asarray(weights)
+        per_channel = w.ndim >= 2 and w[0].size == f.shape[1]
+        ch = histogram(w.reshape(w.shape[0], -1), WEIGHT_DOMAIN, axis=-1) if per_channel else None
+        return cls(name, histogram(w, WEIGHT_DOMAIN), histogram(f, ACT_DOMAIN, axis=-1),
                    fan_in=f.shape[1], multiplications=multiplications, out_std=out_std,
-                   out_mean=out_mean, seed=seed, zero_point=zero_point)
+                   out_mean=out_mean, seed=seed, zero_point=zero_point, channel_hists=ch)
 
 
 _SCALARS = ("fan_in", "multiplications", "out_std", "out_mean", "seed", "zero_point")
@@ -192,6 +226,10 @@ def save_stats(path: str | os.PathLike[str], stats: Sequence[OperandStats]) -> P
     for key in _SCALARS:
         dtype = np.float64 if key.startswith("out_") else np.int64
         arrays[key] = np.array([getattr(s, key) for s in stats], dtype)
+    chans = [s.channel_hists for s in stats]
+    arrays["n_channels"] = np.array([0 if c is None else len(c) for c in chans], np.int64)
+    arrays["channel_hists"] = np.concatenate(
+        [np.zeros((0, WEIGHT_DOMAIN.size), np.int64)] + [c for c in chans if c is not None])
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
     return Path(path)
@@ -227,7 +265,14 @@ def load_stats(path: str | os.PathLike[str]) -> list[OperandStats]:
             or data["field_hists"].ndim != 2 or counts.sum() != data["field_hists"].shape[0]):
         raise StatsError(f"operand statistics {p}: arrays disagree on the number of layers ({n}) "
                          f"or fields ({int(counts.sum())})")
+    n_ch = data.get("n_channels", np.zeros(n, np.int64))
+    ch_all = data.get("channel_hists", np.zeros((0, WEIGHT_DOMAIN.size), np.int64))
+    if n_ch.shape != (n,) or ch_all.ndim != 2 or n_ch.sum() != ch_all.shape[0]:
+        raise StatsError(f"operand statistics {p}: channel arrays disagree with {n} layers")
     starts = np.concatenate([[0], np.cumsum(counts)])
+    c0 = np.concatenate([[0], np.cumsum(n_ch)])
     return [OperandStats(str(names[i]), data["weight_hist"][i],
                          data["field_hists"][starts[i]:starts[i + 1]],
-                         **{k: data[k][i].item() for k in _SCALARS}) for i in range(n)]
+                         **{k: data[k][i].item() for k in _SCALARS},
+                         channel_hists=ch_all[c0[i]:c0[i + 1]] if n_ch[i] else None)
+            for i in range(n)]

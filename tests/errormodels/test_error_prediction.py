@@ -75,6 +75,60 @@ def _biased_random_multiplier(seed):
     return TableMultiplier("test:rand", xs * ws + noise, hwlib.UINT8, INT8, EXACT_POWER)
 
 
+def mc_channel(err_of, fields: np.ndarray, weights: np.ndarray, trials: int, seed: int):
+    """Pick a field and an output channel, keep the field's activations, draw every weight from
+    that channel's own weights."""
+    rng = np.random.default_rng(seed)
+    n_f, n = fields.shape
+    x = fields[rng.integers(0, n_f, size=trials)]
+    c = rng.integers(0, weights.shape[0], size=trials)
+    w = weights[c[:, None], rng.integers(0, weights.shape[1], size=(trials, n))]
+    e = err_of(x, w).sum(axis=1)
+    return e.mean(), e.std()
+
+
+def _channel_weights(rng, n_channels, fan_in):
+    """Output channels whose weights differ in mean and spread (as trained channels do)."""
+    centre = rng.integers(-60, 61, size=(n_channels, 1))
+    spread = rng.integers(5, 40, size=(n_channels, 1))
+    return np.clip(np.round(centre + spread * rng.standard_normal((n_channels, fan_in))),
+                   -127, 127).astype(np.int64)
+
+
+@pytest.mark.parametrize("spec", ["marlin:15", "marlin:255", "evo:mul8s_1L2N", "random"])
+def test_channel_formula_matches_monte_carlo_of_its_model(spec):
+    rng = np.random.default_rng(30)
+    fields = scaled_fields(rng, 40, 27, hi=127)
+    weights = _channel_weights(rng, 6, 27)
+    st = layer_stats(rng, fields, weights)
+    assert st.channel_hists.shape == (6, 256)
+    m = _biased_random_multiplier(7) if spec == "random" else hwlib.get(spec)
+    pred = predict([st], ErrorCatalog.build([m]), Method.CHANNEL)
+    mc_mean, mc_std = mc_channel(_err_of(m), fields, weights, TRIALS, seed=3)
+    assert pred.std[0, 0] == pytest.approx(mc_std, rel=0.03)
+    assert pred.mean[0, 0] == pytest.approx(mc_mean, abs=4 * mc_std / np.sqrt(TRIALS))
+    fixed = predict([st], ErrorCatalog.build([m]), Method.FIXED_FIELD).std[0, 0]
+    assert fixed < pred.std[0, 0]     # channel offsets add variance the per-tap model misses
+
+
+def test_channel_formula_equals_fixed_field_for_identical_channels():
+    rng = np.random.default_rng(31)
+    fields = scaled_fields(rng, 20, 16)
+    row = rng.integers(-100, 101, size=16)
+    st = layer_stats(rng, fields, np.stack([rng.permutation(row) for _ in range(5)]))
+    cat = ErrorCatalog.build(["marlin:0", "marlin:63", "marlin:255"])
+    np.testing.assert_allclose(predict([st], cat, "channel").std,
+                               predict([st], cat, "fixed_field").std, rtol=1e-9)
+
+
+def test_channel_formula_needs_channel_histograms():
+    rng = np.random.default_rng(32)
+    st = layer_stats(rng, scaled_fields(rng, 4, 9), rng.integers(-5, 5, size=50))
+    assert st.channel_hists is None
+    with pytest.raises(ValueError, match="no per-channel weight histograms"):
+        predict([st], ErrorCatalog.build(["marlin:3"]), "channel")
+
+
 @pytest.mark.parametrize("spec", ["marlin:15", "marlin:127", "marlin:255", "random"])
 @pytest.mark.parametrize("method, simulate", [(Method.IID, mc_iid),
                                               (Method.POPULATION, mc_population),

@@ -107,13 +107,20 @@ def _stats(rng, name, n_fields=5, fan_in=12):
 
 def test_round_trip(tmp_path):
     rng = np.random.default_rng(5)
-    stats = [_stats(rng, "conv1", 5), _stats(rng, "fc.2", 3, 40)]
+    pooled = OperandStats.from_operands("pooled", rng.integers(-9, 9, size=30),
+                                        rng.integers(0, 256, size=(2, 7)), multiplications=70,
+                                        out_std=1.0, out_mean=0.0, seed=1)
+    stats = [_stats(rng, "conv1", 5), pooled, _stats(rng, "fc.2", 3, 40)]
+    assert stats[0].channel_hists.shape == (4, 256) and pooled.channel_hists is None
     path = save_stats(tmp_path / "run" / "operand_stats.npz", stats)
     back = load_stats(path.parent)
-    assert [s.name for s in back] == ["conv1", "fc.2"]
+    assert [s.name for s in back] == ["conv1", "pooled", "fc.2"]
+    assert back[1].channel_hists is None
     for a, b in zip(stats, back):
         np.testing.assert_array_equal(a.weight_hist, b.weight_hist)
         np.testing.assert_array_equal(a.field_hists, b.field_hists)
+        if a.channel_hists is not None:
+            np.testing.assert_array_equal(a.channel_hists, b.channel_hists)
         assert (a.fan_in, a.multiplications, a.out_std, a.out_mean, a.seed, a.zero_point) == \
             (b.fan_in, b.multiplications, b.out_std, b.out_mean, b.seed, b.zero_point)
     assert sorted(f.name for f in path.parent.iterdir()) == ["operand_stats.npz"]
@@ -153,5 +160,7 @@ def test_record_validation_names_the_bad_value():
         OperandStats("a", w[:128], f, **ok)
     with pytest.raises(StatsError, match="out_std=nan"):
         OperandStats("a", w, f, **{**ok, "out_std": float("nan")})
+    with pytest.raises(StatsError, match="channel_hists must be integer counts"):
+        OperandStats("a", w, f, **ok, channel_hists=np.stack([w, w]))
     with pytest.raises(StatsError, match="duplicate layer names"):
         save_stats("/nonexistent/x.npz", [OperandStats("a", w, f, **ok)] * 2)
