@@ -1,5 +1,7 @@
 """deploy: integer network IR, bit-exact NumPy reference, PULP C emitter and host validation."""
+from deploy import target
 from deploy.assign import load_assignment, with_multipliers
+from deploy.emit_pulp import EmittedLayer, Firmware, emit
 from deploy.errors import AssignmentError, BuildError, IRError
 from deploy.ir import (
     Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node, Requant, Requantize,
@@ -7,9 +9,13 @@ from deploy.ir import (
 from deploy.network import SCHEMA_VERSION, Network, TensorInfo
 from deploy.reference import run
 from deploy.serialize import load, save
+from deploy.target import Target, default_target
+from deploy.validate import LayerReport, ValidationReport, validate, validate_many
 
 __all__ = [
-    "Add", "AssignmentError", "AvgPool", "BuildError", "Conv", "Flatten", "GlobalAvgPool",
-    "IRError", "Input", "Linear", "MaxPool", "Network", "Node", "Requant", "Requantize",
-    "SCHEMA_VERSION", "TensorInfo", "load", "load_assignment", "run", "save", "with_multipliers",
+    "Add", "AssignmentError", "AvgPool", "BuildError", "Conv", "EmittedLayer", "Firmware",
+    "Flatten", "GlobalAvgPool", "IRError", "Input", "LayerReport", "Linear", "MaxPool", "Network",
+    "Node", "Requant", "Requantize", "SCHEMA_VERSION", "Target", "TensorInfo", "ValidationReport",
+    "default_target", "emit", "load", "load_assignment", "run", "save", "target", "validate",
+    "validate_many", "with_multipliers",
 ]

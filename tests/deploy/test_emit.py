@@ -1,0 +1,108 @@
+"""The C emitter: files, one CSR level write per MARLIN layer with its word, table multipliers."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deploy
+import hwlib
+from deploy import zoo
+from deploy.emit_pulp import emit
+
+CSR_WRITE = re.compile(r"hal_csr_write\((0x[0-9A-F]{8})u\);")
+
+
+def csr_writes(firmware_dir: Path) -> dict[str, list[int]]:
+    """Every ``hal_csr_write`` in the generated sources, per file."""
+    return {p.name: [int(w, 16) for w in CSR_WRITE.findall(p.read_text())]
+            for p in sorted(firmware_dir.glob("*.c"))}
+
+
+@pytest.mark.parametrize("make", [lambda: zoo.lenet5(3), lambda: zoo.resnet8(4),
+                                  lambda: zoo.random_network(5)])
+def test_one_level_write_per_marlin_layer_with_its_word(tmp_path, make) -> None:
+    net = make()
+    fw = emit(net, tmp_path)
+    writes = csr_writes(tmp_path)
+    expected = {}
+    for layer in net.layers:
+        level = int(layer.multiplier.split(":")[1])
+        expected[f"layer_{layer.name}.c"] = [hwlib.marlin.csr_word(level)]
+    assert {k: v for k, v in writes.items() if v} == expected
+    # The write is the first statement of the layer function, which every core runs.
+    for layer in net.layers:
+        src = (tmp_path / f"layer_{layer.name}.c").read_text()
+        body = src.split(f"void {fw.prefix}_{layer.name}(void *arg)\n{{\n", 1)[1]
+        assert body.lstrip().startswith("hal_csr_write(")
+    emitted = {l.name: l.csr_word for l in fw.layers if l.csr_word is not None}
+    assert emitted == {n: expected[f"layer_{n}.c"][0] for n in net.multipliers()}
+
+
+def test_enable_bits_set_around_the_multiply_loop_only(tmp_path) -> None:
+    emit(zoo.lenet5(0), tmp_path)
+    kernels = (tmp_path / "nn_kernels.c").read_text()
+    block = kernels.split("if (m->kind == NN_MUL_MARLIN) {", 1)[1].split("}", 1)[0]
+    lines = [l.strip() for l in block.strip().splitlines()]
+    assert lines == ["hal_mac_enable();", "for (int32_t k = 0; k < n; ++k)",
+                     "acc = hal_marlin_mac(acc, x[k], w[k]);", "hal_mac_disable();"]
+    hal = (tmp_path / "marlin_hal.h").read_text()
+    assert '"csrw 0x7D0, %0"' in hal and '"csrs 0x7D0, 6"' in hal and '"csrc 0x7D0, 6"' in hal
+    for name in ("main.c", "network.c", "Makefile"):
+        assert (tmp_path / name).is_file()
+    assert "include $(RULES_DIR)/pmsis_rules.mk" in (tmp_path / "Makefile").read_text()
+    assert "pmsis_kickoff((void *)entry)" in (tmp_path / "main.c").read_text()
+
+
+def test_marlin_level_words_match_hwlib() -> None:
+    assert hwlib.marlin.csr_word(0) == 0xFFFC07F8 and hwlib.marlin.csr_word(255) == 0xFFFC0000
+    assert deploy.target.default_target().csr_address == hwlib.marlin.CSR_ADDRESS
+
+
+def test_non_marlin_layers_call_a_generated_table_function(tmp_path) -> None:
+    net = deploy.with_multipliers(zoo.lenet5(1), ["deploytest:2", "exact", "marlin:9",
+                                                  "deploytest:2", "exact"])
+    emit(net, tmp_path, prefix="lut")
+    writes = csr_writes(tmp_path)
+    assert {k: v for k, v in writes.items() if v} == {"layer_fc1.c": [hwlib.marlin.csr_word(9)]}
+    header = (tmp_path / "mul0_deploytest_2.h").read_text()
+    assert "not a MARLIN level, so layers using it write no CSR" in header
+    assert "from hwlib's 256 x 256 table" in header.replace("\n * ", " ")
+    conv1 = (tmp_path / "layer_conv1.c").read_text()
+    assert ".mul = { NN_MUL_FUNCTION, lut_mul0_deploytest_2 }" in conv1
+    assert ".mul = { NN_MUL_EXACT, 0 }" in (tmp_path / "layer_conv2.c").read_text()
+    table = hwlib.get("deploytest:2").table()
+    body = (tmp_path / "mul0_deploytest_2.c").read_text().split("= {", 1)[1].split("};")[0]
+    values = [int(v) for v in re.findall(r"-?\d+", body)]
+    assert values == table.ravel().tolist()
+    assert len(list(tmp_path.glob("mul*.c"))) == 1          # one table per distinct spec
+
+
+def test_stale_layer_files_are_removed(tmp_path) -> None:
+    emit(zoo.lenet5(0), tmp_path)
+    assert (tmp_path / "layer_fc1.c").exists()
+    emit(zoo.resnet8(0), tmp_path)
+    assert not (tmp_path / "layer_fc1.c").exists()
+    assert (tmp_path / "layer_block3_add.c").exists()
+
+
+def test_emit_refuses_bad_arguments_before_writing(tmp_path) -> None:
+    with pytest.raises(deploy.IRError, match="expected a C identifier of 1..32 characters, got "
+                                             "'1net'"):
+        emit(zoo.lenet5(0), tmp_path / "a", prefix="1net")
+    with pytest.raises(deploy.IRError, match=r"reference_input expected shape \(1, 32, 32\), got "
+                                             r"\(32, 32\)"):
+        emit(zoo.lenet5(0), tmp_path / "b", reference_input=np.zeros((32, 32), np.uint8))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_c_names_are_unique_identifiers(tmp_path) -> None:
+    x = deploy.Input("in put", (1, 2, 2))
+    net = deploy.Network((x, deploy.Flatten("layer1.0", input="in put"),
+                          deploy.Linear("layer1_0", input="layer1.0", weight=[[1, 2, 3, 4]],
+                                        bias=[0], multiplier="marlin:3")))
+    fw = emit(net, tmp_path)
+    assert [l.fn for l in fw.layers] == ["", "net_layer1_0", "net_layer1_0_2"]
+    assert (tmp_path / "layer_layer1_0_2.c").exists()

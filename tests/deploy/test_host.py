@@ -1,0 +1,108 @@
+"""Host builds of the generated C against the NumPy reference, bit for bit, sanitizer-clean."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import deploy
+from deploy import zoo
+from deploy.emit_pulp import emit
+from deploy.host import build_host, run_host
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
+
+
+def _inputs(net: deploy.Network, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n,) + net.input.shape, dtype=np.uint8)
+
+
+def _assert_exact(report: deploy.ValidationReport) -> None:
+    bad = {l.name: (l.mismatches, l.first_mismatch) for l in report.layers if l.mismatches}
+    assert report.ok and not bad, f"{report.network}: mismatching layers {bad}"
+
+
+def test_lenet5_and_resnet8_match_reference_sanitized(tmp_path) -> None:
+    nets = [zoo.lenet5(11), zoo.resnet8(12)]
+    xs = [_inputs(n, 4, i) for i, n in enumerate(nets)]
+    reports = deploy.validate_many(nets, xs, [tmp_path / n.name for n in nets], sanitize=True)
+    for net, x, rep in zip(nets, xs, reports):
+        _assert_exact(rep)
+        assert [l.name for l in rep.layers] == [n.name for n in net.nodes]
+        doc = json.loads((tmp_path / net.name / "validation.json").read_text())
+        assert doc["mismatches"] == 0 and doc["ok"] is True and doc["sanitize"] is True
+        assert doc["inputs"]["count"] == 4 and doc["inputs"]["shape"] == list(net.input.shape)
+        ref = deploy.run(net, x)
+        for entry in doc["layers"]:
+            sums = ref[entry["name"]].astype(np.int64).reshape(4, -1).sum(axis=1) % 2**32
+            assert entry["checksums"] == sums.tolist()
+        marlin = {e["name"]: e["csr_word"] for e in doc["layers"] if e["csr_word"]}
+        assert set(marlin) == set(net.multipliers())
+        assert "-fsanitize=address,undefined" in doc["flags"] and "-Werror" in doc["flags"]
+
+
+def test_200_random_networks_match_reference_sanitized(tmp_path) -> None:
+    nets = [zoo.random_network(1000 + s) for s in range(200)]
+    xs = [_inputs(n, 2, s) for s, n in enumerate(nets)]
+    assert all(n.input.zero_point != 0 for n in nets)
+    reports = deploy.validate_many(nets, xs, [tmp_path / f"net{i}" for i in range(200)],
+                                   sanitize=True)
+    bad = {r.network: r.mismatches for r in reports if not r.ok}
+    assert not bad, f"mismatching networks: {bad}"
+    ops = {l.op for r in reports for l in r.layers}
+    assert ops == {"input", "conv", "linear", "maxpool", "avgpool", "global_avgpool", "add",
+                   "flatten", "requant"}
+    assert sum(l.csr_word is not None for r in reports for l in r.layers) > 400
+
+
+def test_table_and_exact_multipliers_match_reference(tmp_path, mixed_picker) -> None:
+    nets = [zoo.random_network(s, pick=mixed_picker) for s in range(8)]
+    nets.append(deploy.with_multipliers(zoo.lenet5(2), ["deploytest:0", "exact", "marlin:0",
+                                                        "deploytest:1", "marlin:255"]))
+    specs = {s for n in nets for s in n.multipliers().values()}
+    assert {"exact", "deploytest:0", "deploytest:1"} <= specs
+    xs = [_inputs(n, 2, i) for i, n in enumerate(nets)]
+    for rep in deploy.validate_many(nets, xs, [tmp_path / str(i) for i in range(len(nets))]):
+        _assert_exact(rep)
+
+
+def test_comparison_catches_a_missing_enable_and_a_wrong_level(tmp_path) -> None:
+    net = deploy.with_multipliers(zoo.lenet5(5), ["marlin:255"] * 5)
+    x = _inputs(net, 2, 0)
+    ref = deploy.run(net, x)
+    fw = emit(net, tmp_path / "fw")
+    kernels = fw.directory / "nn_kernels.c"
+    kernels.write_text(kernels.read_text().replace("hal_mac_enable();", "", 1))
+    got = run_host(build_host([fw], tmp_path / "b1"), [fw], [x], tmp_path / "b1")[0]
+    assert not np.array_equal(got["conv1"], ref["conv1"])      # products came out exact
+    fw = emit(net, tmp_path / "fw")
+    layer = fw.directory / "layer_conv2.c"
+    layer.write_text(layer.read_text().replace("0xFFFC0000u", "0xFFFC0008u"))  # level 254
+    got = run_host(build_host([fw], tmp_path / "b2"), [fw], [x], tmp_path / "b2")[0]
+    assert np.array_equal(got["conv1"], ref["conv1"])
+    assert not np.array_equal(got["conv2"], ref["conv2"])
+
+
+def test_emitted_makefile_builds_and_runs_on_the_host(tmp_path) -> None:
+    net = zoo.random_network(7)
+    fw = emit(net, tmp_path)
+    subprocess.run(["make", "-s", "host"], cwd=tmp_path, check=True, capture_output=True)
+    x = _inputs(net, 3, 1)
+    got = run_host(tmp_path / f"{fw.prefix}_host", [fw], [x], tmp_path / "run")[0]
+    ref = deploy.run(net, x)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+def test_validate_refuses_bad_input_before_writing(tmp_path) -> None:
+    net = zoo.lenet5(0)
+    with pytest.raises(deploy.IRError, match=r"input expected shape \(N, 1, 32, 32\), got "
+                                             r"\(2, 3, 32, 32\)"):
+        deploy.validate(net, np.zeros((2, 3, 32, 32), np.uint8), tmp_path / "a")
+    with pytest.raises(deploy.IRError, match="expected as many input batches"):
+        deploy.validate_many([net, net], [np.zeros((1, 1, 32, 32), np.uint8)],
+                             [tmp_path / "b", tmp_path / "c"])
+    assert not any(tmp_path.iterdir())
