@@ -47,15 +47,26 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | 
     return (q - zero_point) * scale
 
 
+class _FakeQuantSTE(torch.autograd.Function):
+    """Quantize-dequantize; the gradient passes where ``round(x / s) + zp`` is inside the range."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):
+        q = torch.round(x / scale) + zero_point
+        inside = (q >= qmin) & (q <= qmax)
+        ctx.save_for_backward(inside)
+        return dequantize(torch.clamp(q, qmin, qmax), scale, zero_point)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | int,
                qmin: int, qmax: int) -> torch.Tensor:
-    """Quantize-dequantize with a clipped straight-through gradient."""
-    q = quantize(x.detach(), scale, zero_point, qmin, qmax)
-    xq = dequantize(q, scale, zero_point)
-    lo = dequantize(torch.as_tensor(qmin, dtype=x.dtype), scale, zero_point)
-    hi = dequantize(torch.as_tensor(qmax, dtype=x.dtype), scale, zero_point)
-    inside = ((x >= lo) & (x <= hi)).to(x.dtype)
-    return x * inside + (xq - x * inside).detach()
+    """Quantize-dequantize (values of :func:`quantize`) with a clipped straight-through gradient."""
+    return _FakeQuantSTE.apply(x, scale, zero_point, qmin, qmax)
 
 
 def weight_qparams(w: torch.Tensor, qmax: int) -> torch.Tensor:

@@ -80,3 +80,20 @@ def test_registry_errors():
         MODELS["resnet8"].func(depth=10)
     with pytest.raises(ValueError, match="too small"):
         build_model("marlin_mnist", 1, 4)
+
+
+def test_deepcopy_and_pickle_keep_layers_bound_to_their_own_quantizers():
+    import copy
+    import io
+
+    model = build_model("resnet8", 1, 28)
+    fold_bn(model)
+    calibrate(model, [torch.randn(2, 1, 28, 28)], 1)
+    clone = copy.deepcopy(model)
+    assert clone.blocks[0].branch[0].input_quant is clone.stem[3]
+    assert clone.blocks[0].branch[0].input_quant is not model.stem[3]
+    buf = io.BytesIO()
+    torch.save(clone, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert loaded.fc.input_quant is loaded.pool_quant
