@@ -39,6 +39,7 @@ class EmittedLayer:
         shape: the IR shape (``(C, H, W)`` or ``(F,)``); the buffer holds it in HWC order.
         multiplier: the layer's spec (approximable layers only).
         csr_word: the CSR 0x7D0 word written at the start of the layer (MARLIN layers only).
+        source: the layer's C file (empty for the input).
     """
 
     name: str
@@ -48,9 +49,10 @@ class EmittedLayer:
     shape: tuple[int, ...]
     multiplier: str | None = None
     csr_word: int | None = None
+    source: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Firmware:
     """A generated application directory.
 
@@ -60,6 +62,7 @@ class Firmware:
         network: the network name.
         layers: every node's buffer, in execution order (the input first).
         sources: the C sources of the network itself (no main.c, no shared HAL files).
+        reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
     """
 
     directory: Path
@@ -67,6 +70,7 @@ class Firmware:
     network: str
     layers: tuple[EmittedLayer, ...]
     sources: tuple[str, ...]
+    reference_input: np.ndarray
 
     @property
     def input_bytes(self) -> int:
@@ -274,7 +278,8 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     emitted = tuple(EmittedLayer(
         name=c["name"], op=c["op"], fn=c["fn"], dtype=c["dtype"], shape=tuple(c["shape"]),
         multiplier=c["mul"]["spec"] if c["mul"] else None,
-        csr_word=c["mul"]["word"] if c["mul"] and c["mul"]["kind"] == "marlin" else None)
+        csr_word=c["mul"]["word"] if c["mul"] and c["mul"]["kind"] == "marlin" else None,
+        source=c["source"] if c["fn"] else "")
         for c in layers)
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
-                    sources=tuple(sources))
+                    sources=tuple(sources), reference_input=x.astype(np.uint8))

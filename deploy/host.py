@@ -85,7 +85,8 @@ def _to_hwc_bytes(x: np.ndarray) -> bytes:
     return np.ascontiguousarray(np.asarray(x, np.uint8).transpose(0, 2, 3, 1)).tobytes()
 
 
-def _parse(data: bytes, fw: Firmware, n: int) -> dict[str, np.ndarray]:
+def parse_outputs(data: bytes, fw: Firmware, n: int) -> dict[str, np.ndarray]:
+    """Every node's output for ``n`` inputs from a program's dump (HWC buffers, in layer order)."""
     per_sample = [(l.name, l.shape, np.dtype("<i4") if l.dtype == "int32" else np.dtype("u1"))
                   for l in fw.layers]
     stride = sum(int(np.prod(s)) * d.itemsize for _, s, d in per_sample)
@@ -131,5 +132,5 @@ def run_host(exe: str | os.PathLike[str], firmwares: Sequence[Firmware],
                           env=env)
     if proc.returncode or proc.stderr.strip():
         raise BuildError(f"host run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return [_parse((work / f"out_{i}.bin").read_bytes(), fw, len(x))
+    return [parse_outputs((work / f"out_{i}.bin").read_bytes(), fw, len(x))
             for i, (fw, x) in enumerate(zip(firmwares, inputs))]

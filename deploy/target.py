@@ -21,6 +21,8 @@ class Target:
         march: ``-march`` of the cross build check.
         mabi: ``-mabi`` of the cross build check.
         cross_prefix: prefix of the cross toolchain's tools.
+        cross_cflags: further cross flags (ISA spec 2.2 puts Zicsr in rv32imc, as the PULP
+            toolchains assume; freestanding: no libc).
     """
 
     platform: str
@@ -32,6 +34,7 @@ class Target:
     march: str
     mabi: str
     cross_prefix: str
+    cross_cflags: tuple[str, ...]
 
 
 @lru_cache(maxsize=1)
@@ -39,4 +42,5 @@ def default_target() -> Target:
     """The target described by the package's ``data/target.json``."""
     doc = json.loads(resources.files("deploy").joinpath("data/target.json").read_text())
     doc["csr_address"] = int(doc["csr_address"], 16)
+    doc["cross_cflags"] = tuple(doc["cross_cflags"])
     return Target(**doc)
