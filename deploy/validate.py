@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,10 @@ class LayerReport:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Outcome of one network's host validation (written as ``validation.json``)."""
+    """Outcome of one network's host validation (written as ``validation.json``).
+
+    ``firmware`` is the emitted application (not part of the JSON document).
+    """
 
     network: str
     firmware_dir: str
@@ -63,6 +66,7 @@ class ValidationReport:
     compiler: str
     flags: tuple[str, ...]
     sanitize: bool
+    firmware: Firmware = field(repr=False, compare=False)
 
     @property
     def mismatches(self) -> int:
@@ -77,6 +81,7 @@ class ValidationReport:
     def to_json(self) -> dict[str, Any]:
         """The JSON document written to ``validation.json``."""
         doc = asdict(self)
+        del doc["firmware"]
         doc["inputs"] = {"count": self.inputs, "shape": list(self.input_shape),
                          "sha256": self.input_sha256}
         del doc["input_shape"], doc["input_sha256"]
@@ -144,7 +149,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
             network=net.name, firmware_dir=str(fw.directory), inputs=len(xb),
             input_shape=tuple(xb.shape[1:]), input_sha256=hashlib.sha256(xb.tobytes()).hexdigest(),
             layers=_compare(fw, ref, got), compiler=version, flags=host_flags(sanitize),
-            sanitize=sanitize)
+            sanitize=sanitize, firmware=fw)
         atomic_write_json(Path(d) / REPORT_NAME, rep.to_json())
         reports.append(rep)
     return reports

@@ -8,6 +8,7 @@ import sys
 # Each module exposes ``add_parser(subparsers)`` which registers its subcommand and sets
 # ``func(args) -> int`` as the handler. Modules are imported lazily per subcommand.
 SUBCOMMANDS: dict[str, str] = {
+    "deploy": "agn.cli.deploy",
     "match": "agn.cli.match",
     "multipliers": "agn.cli.multipliers",
     "train": "agn.cli.train",

@@ -1,0 +1,97 @@
+"""``agn deploy``: network.json (+ assignment.json) -> firmware/ and validation.json (no torch)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import deploy
+from deploy.rv32 import check_target, cross_compiler
+from hwlib.fileio import atomic_path, atomic_write_json
+
+INPUTS_FILE = "validation_inputs.npy"
+TARGET_FILE = "target_check.json"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``deploy`` subcommand."""
+    p = subparsers.add_parser(
+        "deploy", help="emit PULP firmware for an integer network and validate it bit for bit",
+        description="Load NETWORK (a run directory holding network.json, or the file itself), "
+        "optionally re-assign its multipliers from an assignment.json, emit the PMSIS "
+        "application into RUN_DIR/firmware, compile and run it on the host against the NumPy "
+        "reference (every layer, every input) and write RUN_DIR/validation.json. With the rv32 "
+        "cross compiler installed, also check the CSR writes in the target build "
+        f"(RUN_DIR/{TARGET_FILE}).")
+    p.add_argument("network", type=Path, help="run directory with network.json, or its path")
+    p.add_argument("--assignment", type=Path, default=None,
+                   help="assignment.json ({\"layers\": [{\"name\", \"multiplier\"}]}) naming "
+                   "every approximable layer")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="where firmware/ and validation.json go (default: the network's "
+                   "directory)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs")
+    p.add_argument("--n-inputs", type=int, default=8, help="random inputs (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs "
+                   "(default: %(default)s)")
+    p.add_argument("--sanitize", action="store_true",
+                   help="build the host program with -fsanitize=address,undefined")
+    p.add_argument("--prefix", default="net", help="C prefix of the generated symbols "
+                   "(default: %(default)s)")
+    p.add_argument("--no-target-check", action="store_true",
+                   help="skip the rv32 cross build even when the cross compiler is installed")
+    p.set_defaults(func=run)
+
+
+def _inputs(args: argparse.Namespace, net: deploy.Network) -> np.ndarray:
+    if args.inputs is not None:
+        return np.load(args.inputs, allow_pickle=False)
+    if args.n_inputs < 1:
+        raise ValueError(f"--n-inputs: expected at least 1, got {args.n_inputs}")
+    rng = np.random.default_rng(args.seed)
+    return rng.integers(0, 256, (args.n_inputs,) + net.input.shape, dtype=np.uint8)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``agn deploy``."""
+    try:
+        net = deploy.load(args.network)
+        if args.assignment is not None:
+            net = deploy.with_multipliers(net, deploy.load_assignment(args.assignment))
+        run_dir = args.run_dir or (args.network if args.network.is_dir()
+                                   else args.network.parent)
+        x = _inputs(args, net)
+        print(f"agn deploy: {net.name}: {len(net.layers)} approximable layers, {len(x)} inputs; "
+              f"emitting and validating on the host", file=sys.stderr)
+        report = deploy.validate(net, x, run_dir, sanitize=args.sanitize, prefix=args.prefix)
+        with atomic_path(run_dir / INPUTS_FILE) as tmp:
+            np.save(tmp, x)
+        target = None
+        if not args.no_target_check and cross_compiler() is not None:
+            print("agn deploy: checking the rv32 target build", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="agn-rv32-") as build:
+                target = check_target(net, report.firmware, build)
+            atomic_write_json(run_dir / TARGET_FILE, {
+                "ok": target.ok, "compiler": target.compiler, "flags": list(target.flags),
+                "enable_sets": target.enable_sets, "enable_clears": target.enable_clears,
+                "qemu_mismatches": target.qemu_mismatches,
+                "layers": [{"name": c.layer, "function": c.function,
+                            "expected": None if c.expected is None else f"0x{c.expected:08X}",
+                            "found": [None if v is None else f"0x{v:08X}" for v in c.found],
+                            "ok": c.ok} for c in target.layers]})
+    except (ValueError, TypeError, FileNotFoundError, deploy.BuildError) as exc:
+        print(f"agn deploy: error: {exc}", file=sys.stderr)
+        return 2
+    for layer in report.layers:
+        word = f"  csrw 0x{layer.csr_word:08X}" if layer.csr_word is not None else ""
+        print(f"{layer.name:<24} {layer.op:<15} {layer.multiplier or '':<14} mismatches "
+              f"{layer.mismatches}{word}")
+    print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
+          f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")
+    if target is not None:
+        print(f"rv32 target check: {'ok' if target.ok else 'FAILED'} ({run_dir / TARGET_FILE})")
+    return 0 if report.ok and (target is None or target.ok) else 1

@@ -1,0 +1,92 @@
+"""``agn deploy`` on the command line: outputs, assignment handling, refusal before writing."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deploy
+import hwlib
+from agn.cli import main
+from deploy import zoo
+from deploy.ir import Input, Linear, Requant
+from deploy.rv32 import cross_compiler
+
+
+def _run_dir(tmp_path, net=None):
+    run = tmp_path / "run"
+    deploy.save(net or zoo.lenet5(8), run)
+    return run
+
+
+def _assignment(path, pairs):
+    path.write_text(json.dumps({"layers": [{"name": n, "multiplier": m, "sigma": 0.1}
+                                           for n, m in pairs]}))
+    return path
+
+
+def test_deploy_writes_firmware_and_validation(tmp_path, capsys) -> None:
+    run = _run_dir(tmp_path)
+    levels = {"conv1": 3, "conv2": 200, "fc1": 128, "fc2": 0, "fc3": 255}
+    a = _assignment(tmp_path / "assignment.json", [(n, f"marlin:{v}") for n, v in levels.items()])
+    assert main(["deploy", str(run), "--assignment", str(a), "--n-inputs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact" in out
+    doc = json.loads((run / "validation.json").read_text())
+    assert doc["ok"] and doc["mismatches"] == 0 and doc["inputs"]["count"] == 3
+    words = {l["name"]: l["csr_word"] for l in doc["layers"] if l["csr_word"]}
+    assert words == {n: f"0x{hwlib.marlin.csr_word(v):08X}" for n, v in levels.items()}
+    for name, level in levels.items():
+        src = (run / "firmware" / f"layer_{name}.c").read_text()
+        assert src.count("hal_csr_write(") == 1
+        assert f"hal_csr_write(0x{hwlib.marlin.csr_word(level):08X}u)" in src
+    assert np.load(run / "validation_inputs.npy").shape == (3, 1, 32, 32)
+    if cross_compiler() is not None:
+        target = json.loads((run / "target_check.json").read_text())
+        assert target["ok"] and len(target["layers"]) == 5
+
+
+@pytest.mark.parametrize("pairs, message", [
+    ([("conv1", "marlin:300")] + [(n, "exact") for n in ("conv2", "fc1", "fc2", "fc3")],
+     "layer 'conv1'.*level 300 outside 0..255"),
+    ([("conv1", "exact")], r"missing \['conv2', 'fc1', 'fc2', 'fc3'\]"),
+    ([(n, "exact") for n in ("conv1", "conv2", "fc1", "fc2", "fc3", "fc9")], r"unknown \['fc9'\]"),
+])
+def test_bad_assignment_is_refused_before_writing(tmp_path, capsys, pairs, message) -> None:
+    run = _run_dir(tmp_path)
+    a = _assignment(tmp_path / "assignment.json", pairs)
+    assert main(["deploy", str(run), "--assignment", str(a)]) == 2
+    err = capsys.readouterr().err
+    assert "agn deploy: error:" in err
+    assert re.search(message, err), err
+    assert sorted(p.name for p in run.iterdir()) == ["network.json", "network.npz"]
+
+
+def test_accumulator_overflow_is_refused_before_writing(tmp_path, capsys) -> None:
+    fan_in = 64
+    bias = 2**31 - 1 - fan_in * 32640                     # fits with the exact multiplier
+    net = deploy.Network((Input("x", (fan_in, 1, 1)), deploy.Flatten("f", input="x"),
+                          Linear("fc", input="f", weight=np.ones((1, fan_in), np.int8),
+                                 bias=[bias], requant=Requant([1], [1]))))
+    run = _run_dir(tmp_path, net)
+    a = _assignment(tmp_path / "a.json", [("fc", "deploytest:0")])   # max|m| > 32640
+    assert main(["deploy", str(run), "--assignment", str(a)]) == 2
+    assert "exceeds int32" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["network.json", "network.npz"]
+
+
+def test_bad_inputs_are_refused_before_writing(tmp_path, capsys) -> None:
+    run = _run_dir(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 32, 32), np.uint8))
+    assert main(["deploy", str(run / "network.json"), "--inputs", str(tmp_path / "x.npy")]) == 2
+    assert r"expected shape (N, 1, 32, 32)" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["network.json", "network.npz"]
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    code = "import sys, agn.cli.deploy; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
