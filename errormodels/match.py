@@ -79,7 +79,7 @@ def select(error: np.ndarray, tolerance: np.ndarray, relative_power: np.ndarray,
 
 def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: ErrorCatalog,
           rule: Rule | str = Rule.CHEAPEST, metric: Metric | str = Metric.STD,
-          method: Method | str = Method.FIXED_FIELD,
+          method: Method | str = Method.CHANNEL,
           prediction: Prediction | None = None) -> Assignment:
     """Choose one multiplier per layer (in the order of ``sigmas``).
 
@@ -118,7 +118,7 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
 
 def _check_exact_feasible(stats: Sequence[OperandStats], catalog: ErrorCatalog,
                           feasible: np.ndarray) -> None:
-    """Raise, naming the layer and the ranges, when the catalog's exact multiplier cannot serve it."""
+    """Raise, naming the layer and ranges, when the catalog's exact multiplier cannot serve it."""
     bad = np.flatnonzero(~feasible[:, catalog.exact_index])
     if bad.size == 0:
         return

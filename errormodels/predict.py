@@ -100,12 +100,10 @@ def channel_components(channel_pmfs: np.ndarray, rank: int = CHANNEL_RANK) -> np
         float64 (W, r) with ``sum_j b_j b_j^T`` the best rank-r approximation of ``Cov_c(q_c)``.
     """
     qc = np.asarray(channel_pmfs, np.float64)
-    d = qc - qc.mean(axis=0)
-    lam, u = np.linalg.eigh(d.T @ d / qc.shape[0])
-    order = np.argsort(lam)[::-1][:rank]
-    lam = lam[order]
-    keep = lam > max(lam[0], 0.0) * 1e-12 if lam.size else lam > 0
-    return u[:, order[keep]] * np.sqrt(lam[keep])
+    d = (qc - qc.mean(axis=0)) / np.sqrt(qc.shape[0])       # Cov_c(q_c) = d^T d
+    _, s, vt = np.linalg.svd(d, full_matrices=False)        # singular values descending
+    keep = s[:rank] > (s[0] if s.size else 0.0) * 1e-6
+    return (vt[:rank][keep] * s[:rank][keep, None]).T
 
 
 def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray, fan_in: int,
@@ -159,14 +157,14 @@ def feasibility(stats: Sequence[OperandStats], catalog: ErrorCatalog) -> np.ndar
 
 
 def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
-            method: Method | str = Method.FIXED_FIELD) -> Prediction:
+            method: Method | str = Method.CHANNEL) -> Prediction:
     """Predicted output error mean and std of every layer under every catalog multiplier.
 
     Args:
         stats: L layers' operand statistics.
         catalog: M multipliers.
-        method: ``"fixed_field"`` (default), ``"channel"`` (needs per-channel weight
-            histograms), ``"population"`` or ``"iid"``.
+        method: ``"channel"`` (default; needs per-channel weight histograms, which
+            ``agn.stats`` records), ``"fixed_field"``, ``"population"`` or ``"iid"``.
 
     Returns:
         A :class:`Prediction` with (L, M) arrays.

@@ -29,7 +29,7 @@ import os
 
 RUN_DIR = os.environ.get("AGN_RUN_DIR", "runs/lenet5")
 CATALOG = os.environ.get("AGN_CATALOG", "marlin:*")
-METHOD = os.environ.get("AGN_METHOD", "fixed_field")
+METHOD = os.environ.get("AGN_METHOD", "channel")
 
 # %%
 from pathlib import Path

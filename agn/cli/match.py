@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "%(default)s)")
     p.add_argument("--metric", choices=[m.value for m in Metric], default=Metric.STD.value,
                    help="predicted error compared with the tolerance (default: %(default)s)")
-    p.add_argument("--method", choices=[m.value for m in Method], default=Method.FIXED_FIELD.value,
+    p.add_argument("--method", choices=[m.value for m in Method], default=Method.CHANNEL.value,
                    help="error-model formula (default: %(default)s)")
     p.add_argument("--output", type=Path, default=None,
                    help=f"where to write the assignment (default: RUN_DIR/{ASSIGNMENT_FILE})")

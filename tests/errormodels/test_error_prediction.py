@@ -198,8 +198,9 @@ def test_operands_outside_a_multiplier_domain_make_it_infeasible():
     narrow = TableMultiplier("test:uint7", xs * ws + 1, UINT7, INT8, EXACT_POWER)
     cat = ErrorCatalog.build([narrow])
     assert cat.specs == ("test:uint7", "exact") and cat.exact_index == 1
-    low = layer_stats(rng, rng.integers(0, 128, size=(4, 9)), rng.integers(-5, 5, size=9), "low")
-    high = layer_stats(rng, rng.integers(0, 256, size=(4, 9)), rng.integers(-5, 5, size=9), "high")
+    w = rng.integers(-5, 5, size=(1, 9))
+    low = layer_stats(rng, rng.integers(0, 128, size=(4, 9)), w, "low")
+    high = layer_stats(rng, rng.integers(0, 256, size=(4, 9)), w, "high")
     pred = predict([low, high], cat)
     np.testing.assert_array_equal(pred.feasible, [[True, True], [False, True]])
     assert pred.mean[0, 0] == pytest.approx(9.0) and pred.std[0, 0] == pytest.approx(0.0)

@@ -199,7 +199,7 @@ def test_exact_appended_when_catalog_lacks_one():
 
 def test_layer_outside_catalog_domain_is_named():
     rng = np.random.default_rng(7)
-    st = OperandStats.from_operands("conv9", rng.integers(-5, 6, size=20),
+    st = OperandStats.from_operands("conv9", rng.integers(-5, 6, size=(5, 4)),
                                     np.array([[0, 3, 200, 7]]), multiplications=40,
                                     out_std=10.0, out_mean=0.0, seed=0)
     xs, ws = np.arange(128)[:, None], np.arange(-128, 128)[None, :]
