@@ -52,7 +52,7 @@ def test_deploy_writes_firmware_and_validation(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("pairs, message", [
     ([("conv1", "marlin:300")] + [(n, "exact") for n in ("conv2", "fc1", "fc2", "fc3")],
-     "layer 'conv1'.*level 300 outside 0..255"),
+     "multiplier for layer 'conv1'.*'marlin:300'"),
     ([("conv1", "exact")], r"missing \['conv2', 'fc1', 'fc2', 'fc3'\]"),
     ([(n, "exact") for n in ("conv1", "conv2", "fc1", "fc2", "fc3", "fc9")], r"unknown \['fc9'\]"),
 ])
