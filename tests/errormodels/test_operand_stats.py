@@ -78,11 +78,11 @@ def test_error_grid_matches_per_pair_evaluation(x_domain):
     m = _random_table_multiplier(x_domain, INT8)
     grid, xs, ws = error_grid(m)
     assert ws.all()
-    for x in range(256):
-        inside = x_domain.lo <= x <= x_domain.hi
-        assert xs[x] == inside
-        for w in range(-128, 128):
-            assert grid[x, w + 128] == (_g(x, w) if inside else 0)
+    x = np.arange(256)[:, None]                 # operand values, not indices
+    w = np.arange(-128, 128)[None, :]
+    inside = (x_domain.lo <= x) & (x <= x_domain.hi)
+    np.testing.assert_array_equal(xs, inside[:, 0])
+    np.testing.assert_array_equal(grid, np.where(inside, _g(x, w), 0))
 
 
 def test_single_value_field_predicts_that_rows_error():
