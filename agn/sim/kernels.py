@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from agn.sim import features, onednn
 from agn.sim.factors import Terms, U8S8Terms
 
-GATHER_TILE = 1 << 20  # table entries per output-channel tile of the gather path
+GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,22 @@ class TermsKernel:
 
 @dataclass(frozen=True)
 class GatherKernel:
-    """A layer's per-(group, output tile) lookup tables ``T[k * n_x + x, co] = m(x, w[co, k])``."""
+    """A layer's lookup tables ``T[k * n_x + x, co] = m(x, w[co, k])``, one per group.
+
+    Taps ``k`` run over (ky, kx, c) so that unfolded activations copy in contiguous runs; they
+    are summed in chunks of whole kernel positions whose table rows stay in cache.
+
+    Attributes:
+        kernel: "float32" or "float64" tables.
+        n_x: activation domain size.
+        tables: per group, (K * n_x, Cout/groups).
+        chunks: (ky0, ky1, kx0, kx1) kernel windows summed per embedding_bag call.
+    """
 
     kernel: str
     n_x: int
-    tables: list[tuple[int, int, int, torch.Tensor]]
+    tables: list[torch.Tensor]
+    chunks: list[tuple[int, int, int, int]]
 
 
 def term_major_weights(w_index: torch.Tensor, g: np.ndarray, groups: int,
@@ -101,40 +112,43 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
 
 def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,
                    groups: int) -> GatherKernel:
-    """Per-group, per-tile lookup tables ``T[k * n_x + x, co] = m(x, w[co, k])``."""
+    """Per-group lookup tables ``T[k * n_x + x, co] = m(x, w[co, k])`` (K * n_x, Cout/groups)."""
     dtype = torch.float32 if kernel == "float32" else torch.float64
     tab = torch.from_numpy(np.ascontiguousarray(table)).to(dtype)  # (n_x, n_w)
-    n_x, co = tab.shape[0], w_index.shape[0]
+    n_x = tab.shape[0]
+    co, cg, kh, kw = w_index.shape
     og = co // groups
-    wk = w_index.reshape(co, -1)
-    k = wk.shape[1]
-    tile = max(1, min(og, GATHER_TILE // (k * n_x)))
-    tables = []
-    for gi in range(groups):
-        for start in range(gi * og, (gi + 1) * og, tile):
-            stop = min(start + tile, (gi + 1) * og)
-            sub = tab[:, wk[start:stop]]  # (n_x, tile, K)
-            tables.append((gi, start, stop, sub.permute(2, 0, 1).reshape(k * n_x, stop - start)
-                           .contiguous()))
-    return GatherKernel(kernel, n_x, tables)
+    wk = w_index.permute(0, 2, 3, 1).reshape(co, -1)  # taps in (ky, kx, c) order
+    tables = [tab[:, wk[gi * og:(gi + 1) * og]].permute(2, 0, 1).reshape(-1, og).contiguous()
+              for gi in range(groups)]
+    positions = max(1, GATHER_CHUNK_BYTES // (n_x * og * cg * tab.element_size()))
+    if positions >= kw:
+        rows = positions // kw
+        chunks = [(y, min(y + rows, kh), 0, kw) for y in range(0, kh, rows)]
+    else:
+        chunks = [(y, y + 1, x, min(x + positions, kw)) for y in range(kh)
+                  for x in range(0, kw, positions)]
+    return GatherKernel(kernel, n_x, tables, chunks)
 
 
 def run_gather(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
                x_lo: int, kernel_hw: tuple[int, int], c_out: int, stride: tuple[int, int],
                groups: int, out_dtype: torch.dtype) -> torch.Tensor:
-    """Unfold, offset each tap's index by ``k * n_x`` and sum table rows with embedding_bag."""
+    """Unfold, offset each tap's index by its row block and sum table rows with embedding_bag."""
     (kh, kw), (sy, sx) = kernel_hw, stride
-    xcl = features.padded_channels_last(x, padding, zero_point)
-    cols = xcl.unfold(1, kh, sy).unfold(2, kw, sx)  # (N, Ho, Wo, C, kh, kw)
-    n, ho, wo, c = cols.shape[:4]
-    cg = c // groups
-    offsets = torch.arange(cg * kh * kw, dtype=torch.int32) * k.n_x - x_lo
-    out = torch.empty((n, ho, wo, c_out), dtype=k.tables[0][3].dtype)
-    current, idx = -1, cols
-    for gi, start, stop, table in k.tables:
-        if gi != current:
-            idx = cols[:, :, :, gi * cg:(gi + 1) * cg].reshape(n * ho * wo, cg * kh * kw)
-            idx = idx.to(torch.int32) + offsets
-            current = gi
-        out[..., start:stop] = F.embedding_bag(idx, table, mode="sum").reshape(n, ho, wo, -1)
-    return out.permute(0, 3, 1, 2).to(out_dtype)
+    xcl = features.padded_channels_last(x, padding, zero_point).to(torch.int32)
+    if x_lo:
+        xcl -= x_lo
+    cols = xcl.unfold(1, kh, sy).unfold(2, kw, sx).permute(0, 1, 2, 4, 5, 3)  # (N,Ho,Wo,kh,kw,C)
+    n, ho, wo, _, _, c = cols.shape
+    cg, og = c // groups, c_out // groups
+    out = torch.zeros((n * ho * wo, c_out), dtype=k.tables[0].dtype)
+    for gi, table in enumerate(k.tables):
+        acc = out[:, gi * og:(gi + 1) * og]
+        for y0, y1, x0, x1 in k.chunks:
+            idx = cols[:, :, :, y0:y1, x0:x1, gi * cg:(gi + 1) * cg].reshape(n * ho * wo, -1)
+            idx = idx + torch.arange(idx.shape[1], dtype=torch.int32) * k.n_x
+            first = (y0 * kw + x0) * cg * k.n_x
+            rows = table[first:first + idx.shape[1] * k.n_x]
+            acc += F.embedding_bag(idx, rows, mode="sum")
+    return out.reshape(n, ho, wo, c_out).permute(0, 3, 1, 2).to(out_dtype)

@@ -81,3 +81,20 @@ def test_padding_goes_through_the_multiplier_with_the_zero_point(assert_exact):
     assert_exact(approx_conv2d(x2, w2, m, padding=1, zero_point=7),
                  reference_conv2d(x2, w2, m, padding=1, zero_point=7))
 
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 256 * 4 * 6 * 4, 256 * 4 * 6 * 4 * 4])
+def test_gather_chunking_over_kernel_positions(chunk_bytes, monkeypatch, random_table,
+                                               random_layer, assert_exact):
+    """Chunks of one tap position, of part of a kernel row, and of whole rows sum exactly."""
+    from agn.sim import clear_cache, kernels
+
+    monkeypatch.setattr(kernels, "GATHER_CHUNK_BYTES", chunk_bytes)
+    clear_cache()
+    m = random_table(None, seed=5)
+    gen = torch.Generator().manual_seed(8)
+    x, w = random_layer(gen, m, 2, 12, 6, 7, 8, (3, 5), groups=2)
+    got = approx_conv2d(x, w, m, stride=(1, 2), padding=(2, 1), groups=2, zero_point=9)
+    clear_cache()
+    assert_exact(got, reference_conv2d(x, w, m, stride=(1, 2), padding=(2, 1), groups=2,
+                                       zero_point=9))
