@@ -124,27 +124,25 @@ def moments_to_prediction(a: np.ndarray, e2: np.ndarray, field_pmfs: np.ndarray,
     """
     p = np.asarray(field_pmfs, np.float64)
     n = float(fan_in)
+    method = Method(method)
     mu = p @ a.T                                               # (N, M)
     mean = n * mu.mean(axis=0)
-    if Method(method) is Method.IID:
+    if method is Method.IID:
         pbar = p.mean(axis=0)
-        var = n * np.maximum(e2 @ pbar - (a @ pbar) ** 2, 0.0)
-        return mean, np.sqrt(var)
-    if Method(method) is Method.POPULATION:
+        return mean, np.sqrt(n * np.maximum(e2 @ pbar - (a @ pbar) ** 2, 0.0))
+    between = mu.var(axis=0)
+    if method is Method.POPULATION:
         within = p @ e2.T - mu * mu
-    elif Method(method) is Method.FIXED_FIELD:
+    elif method is Method.FIXED_FIELD:
         within = p @ (e2 - a * a).T
     else:
         if b is None:
             raise ValueError("moments_to_prediction: Method.CHANNEL needs the B_j(x) moments b")
         within = p @ (e2 - a * a - (b * b).sum(axis=-1)).T
-        mm, xx, r = b.shape
-        pb = (p @ b.transpose(1, 0, 2).reshape(xx, mm * r)).reshape(p.shape[0], mm, r)
-        var = (n * np.maximum(within, 0.0).mean(axis=0)
-               + n * n * (mu.var(axis=0) + (pb * pb).sum(axis=-1).mean(axis=0)))
-        return mean, np.sqrt(var)
-    var = n * np.maximum(within, 0.0).mean(axis=0) + n * n * mu.var(axis=0)
-    return mean, np.sqrt(var)
+        m, x, r = b.shape
+        pb = (p @ b.transpose(1, 0, 2).reshape(x, m * r)).reshape(p.shape[0], m, r)
+        between = between + (pb * pb).sum(axis=-1).mean(axis=0)
+    return mean, np.sqrt(n * np.maximum(within, 0.0).mean(axis=0) + n * n * between)
 
 
 def feasibility(stats: Sequence[OperandStats], catalog: ErrorCatalog) -> np.ndarray:
