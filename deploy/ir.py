@@ -144,12 +144,18 @@ def _check_input_name(value: Any) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Input(Node):
-    """The network input: uint8 ``(C, H, W)`` with real value ``scale * (q - zero_point)``."""
+    """The network input: uint8 ``(C, H, W)`` with real value ``scale * (q - zero_point)``.
+
+    ``lo``/``hi`` bound the quantized values (e.g. 0..127 when the first layer uses a multiplier
+    whose activation domain is 0..127).
+    """
 
     op: ClassVar[str] = "input"
     shape: tuple[int, int, int] = (1, 1, 1)
     scale: float = 1.0
     zero_point: int = 0
+    lo: int = 0
+    hi: int = 255
 
     def _check(self) -> None:
         shape = _ints(self.shape, "", "shape", 3, 1, 65535)
@@ -157,7 +163,10 @@ class Input(Node):
                 and self.scale > 0):
             raise IRError(f"field 'scale' expected a finite number > 0, got {self.scale!r}")
         _set(self, shape=shape, scale=float(self.scale),
-             zero_point=_int(self.zero_point, "", "zero_point", 0, 255))
+             zero_point=_int(self.zero_point, "", "zero_point", 0, 255),
+             lo=_int(self.lo, "", "lo", 0, 255), hi=_int(self.hi, "", "hi", 0, 255))
+        if self.lo > self.hi:
+            raise IRError(f"field 'lo' ({self.lo}) expected <= 'hi' ({self.hi})")
 
 
 @dataclass(frozen=True, eq=False)

@@ -83,9 +83,10 @@ def _check_layer(node: _Layer, x: TensorInfo) -> None:
         raise IRError(f"{owner}: field 'multiplier' {node.multiplier!r} is not usable: {e}") \
             from None
     xd, wd = m.x_domain, m.w_domain
-    lo = min(x.lo, x.zero_point) if isinstance(node, Conv) and any(node.padding) else x.lo
-    if lo < xd.lo or x.hi > xd.hi:
-        raise IRError(f"{owner}: activations in [{lo}, {x.hi}] (input zero point "
+    padded = isinstance(node, Conv) and any(node.padding)
+    lo, hi = (min(x.lo, x.zero_point), max(x.hi, x.zero_point)) if padded else (x.lo, x.hi)
+    if lo < xd.lo or hi > xd.hi:
+        raise IRError(f"{owner}: activations in [{lo}, {hi}] (input zero point "
                       f"{x.zero_point}) outside the activation domain {xd.name} [{xd.lo}, "
                       f"{xd.hi}] of multiplier {m.spec!r}; quantize the input to that range")
     wmin, wmax = int(node.weight.min()), int(node.weight.max())
@@ -104,7 +105,7 @@ def infer(node: Node, ins: list[TensorInfo]) -> TensorInfo:
     """The output TensorInfo of ``node`` given its inputs' (raises IRError on a mismatch)."""
     owner = node.owner
     if isinstance(node, Input):
-        return TensorInfo(node.shape, "uint8", node.zero_point, 0, 255)
+        return TensorInfo(node.shape, "uint8", node.zero_point, node.lo, node.hi)
     if isinstance(node, Conv):
         x = ins[0]
         _need(x, owner, "uint8", 3)

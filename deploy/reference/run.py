@@ -67,8 +67,8 @@ def run(net: Network, x: np.ndarray) -> dict[str, np.ndarray]:
     if a.ndim != 4 or a.shape[1:] != inp.shape:
         raise IRError(f"run({net.name!r}): input expected shape (N, {', '.join(map(str, inp.shape))}),"
                       f" got {a.shape}")
-    if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
-        raise IRError(f"run({net.name!r}): input expected values in 0..255, got "
+    if a.size and (int(a.min()) < inp.lo or int(a.max()) > inp.hi):
+        raise IRError(f"run({net.name!r}): input expected values in {inp.lo}..{inp.hi}, got "
                       f"[{int(a.min())}, {int(a.max())}]")
     outs: dict[str, np.ndarray] = {inp.name: a.astype(np.uint8)}
     for node in net.nodes[1:]:

@@ -1,6 +1,7 @@
 """Host builds of the generated C against the NumPy reference, bit for bit, sanitizer-clean."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import deploy
+import hwlib
 from deploy import zoo
 from deploy.emit_pulp import emit
 from deploy.host import build_host, run_host
@@ -106,3 +108,24 @@ def test_validate_refuses_bad_input_before_writing(tmp_path) -> None:
         deploy.validate_many([net, net], [np.zeros((1, 1, 32, 32), np.uint8)],
                              [tmp_path / "b", tmp_path / "c"])
     assert not any(tmp_path.iterdir())
+
+
+def test_catalog_circuit_with_narrow_activation_domain(tmp_path) -> None:
+    spec = "evo:mul8s_1L2N"                      # signed circuit: activations 0..127 only
+    assert hwlib.get(spec).network_x_domain().hi == 127
+    with pytest.raises(deploy.IRError, match=r"node 'conv2': activations in \[0, 255\] .* outside "
+                                             r"the activation domain int8 \[-128, 127\] of "
+                                             r"multiplier 'evo:mul8s_1L2N'"):
+        deploy.with_multipliers(zoo.lenet5(6), ["marlin:1", spec, "exact", "exact", "exact"])
+    base = zoo.lenet5(6)
+    rq = base.node("conv1").requant
+    narrow = dataclasses.replace(rq, hi=127)
+    nodes = [dataclasses.replace(base.input, hi=127)] + [
+        dataclasses.replace(n, requant=narrow) if n.name == "conv1" else n for n in base.nodes[1:]]
+    net = deploy.with_multipliers(deploy.Network(tuple(nodes), name="lenet_narrow"),
+                                  [spec, spec, "marlin:7", "exact", "marlin:250"])
+    x = np.random.default_rng(3).integers(0, 128, (2, 1, 32, 32), dtype=np.uint8)
+    assert deploy.run(net, x)["conv1"].max() <= 127
+    with pytest.raises(deploy.IRError, match=r"input expected values in 0..127, got \[128, 128\]"):
+        deploy.run(net, np.full((1, 1, 32, 32), 128, np.uint8))
+    _assert_exact(deploy.validate(net, x, tmp_path))
