@@ -83,11 +83,14 @@ def test_padding_goes_through_the_multiplier_with_the_zero_point(assert_exact):
 
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 256 * 4 * 6 * 4, 256 * 4 * 6 * 4 * 4])
+POSITION_BYTES = 256 * 4 * 6 * 4  # n_x * Cout/groups * C/groups * float32
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2 * POSITION_BYTES, 10 * POSITION_BYTES])
 def test_gather_chunking_over_kernel_positions(chunk_bytes, monkeypatch, random_table,
                                                random_layer, assert_exact):
-    """Chunks of one tap position, of part of a kernel row, and of whole rows sum exactly."""
-    from agn.sim import clear_cache, kernels
+    """Chunks of one kernel position, of two (part of a row), and of two rows sum exactly."""
+    from agn.sim import clear_cache, engine, kernels
 
     monkeypatch.setattr(kernels, "GATHER_CHUNK_BYTES", chunk_bytes)
     clear_cache()
@@ -95,6 +98,9 @@ def test_gather_chunking_over_kernel_positions(chunk_bytes, monkeypatch, random_
     gen = torch.Generator().manual_seed(8)
     x, w = random_layer(gen, m, 2, 12, 6, 7, 8, (3, 5), groups=2)
     got = approx_conv2d(x, w, m, stride=(1, 2), padding=(2, 1), groups=2, zero_point=9)
+    n_chunks = {1: 15, 2 * POSITION_BYTES: 9, 10 * POSITION_BYTES: 2}[chunk_bytes]
+    prepared = [entry[2] for entry in engine._CACHE.values()]
+    assert [len(p.chunks) for p in prepared] == [n_chunks]
     clear_cache()
     assert_exact(got, reference_conv2d(x, w, m, stride=(1, 2), padding=(2, 1), groups=2,
                                        zero_point=9))
