@@ -40,6 +40,9 @@ class MarlinMNIST(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), ApproxLinear(24 * s * s, num_classes,
                                                                    bias=False))
         bind_chain([self.features, self.classifier], self.quant_in)
+        for m in self.modules():  # no BN and no bias: He init keeps the signal alive at depth 6
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.quant_in(x)))
