@@ -16,7 +16,7 @@ import numpy as np
 import hwlib
 from deploy.errors import IRError
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node, Requant, Requantize,
+    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Linear, MaxPool, Node, Requant, Requantize,
 )
 from deploy.network import Network
 from deploy.reference import run

@@ -81,7 +81,9 @@ def from_json_and_arrays(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
 
 
 def save(net: Network, directory: str | os.PathLike[str]) -> Path:
-    """Write ``network.json`` and ``network.npz`` into ``directory`` atomically; return the JSON path.
+    """Write ``network.json`` and ``network.npz`` into ``directory`` atomically.
+
+    Returns the path of ``network.json``.
 
     The JSON records the SHA-256 of the .npz, so a mismatched pair is refused on load.
     """

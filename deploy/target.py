@@ -1,4 +1,4 @@
-"""Target facts (cores, CSR address and enable bits, memories, ISA) from ``deploy/data/target.json``."""
+"""Target facts (cores, CSR address and enables, memories, ISA) from ``deploy/data/target.json``."""
 from __future__ import annotations
 
 import json

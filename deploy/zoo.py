@@ -74,7 +74,8 @@ class _Builder:
     def linear(self, name: str, src: str, cout: int, logits: bool = False) -> str:
         (fan_in,) = self.shapes[src]
         weight = self._weights((cout, fan_in))
-        rq = None if logits else random_requant(self.rng, cout, math.sqrt(fan_in) * self.rms[src] * 40)
+        std = math.sqrt(fan_in) * self.rms[src] * 40
+        rq = None if logits else random_requant(self.rng, cout, std)
         node = Linear(name, input=src, weight=weight, bias=self.rng.integers(-2000, 2000, cout),
                       multiplier=self.pick(self.rng), requant=rq)
         return self._add(node, (cout,))
@@ -122,7 +123,7 @@ def lenet5(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
 
 
 def resnet8(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
-    """ResNet-8 shape (MARLIN's): 3x32x32, conv 16, three basic blocks (16, 32/2, 64/2), GAP, fc 10."""
+    """ResNet-8 shape (MARLIN's): 3x32x32, conv 16, basic blocks 16, 32/2, 64/2, GAP, fc 10."""
     rng = np.random.default_rng(seed)
     b = _Builder(rng, pick, (3, 32, 32), zero_point=int(rng.integers(1, 256)))
     x = b.conv("conv1", "input", 16, 3, padding=1)

@@ -65,8 +65,8 @@ def run(net: Network, x: np.ndarray) -> dict[str, np.ndarray]:
     if a.dtype.kind not in "iu":
         raise IRError(f"run({net.name!r}): input expected integers, got dtype {a.dtype}")
     if a.ndim != 4 or a.shape[1:] != inp.shape:
-        raise IRError(f"run({net.name!r}): input expected shape (N, {', '.join(map(str, inp.shape))}),"
-                      f" got {a.shape}")
+        dims = ", ".join(map(str, inp.shape))
+        raise IRError(f"run({net.name!r}): input expected shape (N, {dims}), got {a.shape}")
     if a.size and (int(a.min()) < inp.lo or int(a.max()) > inp.hi):
         raise IRError(f"run({net.name!r}): input expected values in {inp.lo}..{inp.hi}, got "
                       f"[{int(a.min())}, {int(a.max())}]")

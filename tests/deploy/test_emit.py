@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,17 @@ def test_c_names_are_unique_identifiers(tmp_path) -> None:
     fw = emit(net, tmp_path)
     assert [l.fn for l in fw.layers] == ["", "net_layer1_0", "net_layer1_0_2"]
     assert (tmp_path / "layer_layer1_0_2.c").exists()
+
+
+def test_pmsis_build_type_checks_against_an_sdk_stub(tmp_path) -> None:
+    net = deploy.with_multipliers(zoo.lenet5(2), ["marlin:5", "deploytest:0", "exact",
+                                                  "marlin:200", "marlin:0"])
+    fw = emit(net, tmp_path)
+    stub = Path(__file__).parent / "pmsis_stub"
+    sources = [str(tmp_path / s) for s in ("main.c", *fw.sources, "input_data.c",
+                                           "marlin_hal.c", "nn_kernels.c")]
+    proc = subprocess.run(
+        ["gcc", "-fsyntax-only", "-Wall", "-Werror", "-std=c11", "-DNUM_CORES=8",
+         "-DMARLIN_TARGET", "-DMARLIN_PMSIS", "-DMARLIN_HAVE_XPULP", f"-I{stub}", *sources],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
