@@ -99,6 +99,9 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
     pairs = pair_with_stats(sigmas, stats)
     ordered = [st for _, st in pairs]
     pred = predict(ordered, catalog, method) if prediction is None else prediction
+    if pred.std.shape != (len(ordered), len(catalog)):
+        raise ValueError(f"match: prediction has shape {pred.std.shape}, expected "
+                         f"({len(ordered)} layers, {len(catalog)} multipliers) in sigmas order")
     tol = tolerances(np.array([sg.sigma for sg, _ in pairs]),
                      np.array([st.out_std for st in ordered]))
     _check_exact_feasible(ordered, catalog, pred.feasible)

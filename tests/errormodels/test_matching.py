@@ -230,3 +230,13 @@ def test_signed_evoapprox_catalog_matching():
             assert layer.relative_power == min(cat.relative_power[j] for j in ok)
         if sigma == 0.0:
             assert all(x.multiplier == "evo:mul8s_1KV6" for x in a.layers) and a.energy == 1.0
+
+
+def test_precomputed_prediction_must_fit():
+    stats = _layers(9, 3)
+    cat = ErrorCatalog.build(["marlin:0", "marlin:7"])
+    sig = [LayerSigma(s.name, 0.1) for s in stats]
+    pred = predict(stats, cat)
+    assert match(sig, stats, cat, prediction=pred) == match(sig, stats, cat)
+    with pytest.raises(ValueError, match=r"prediction has shape \(2, 2\), expected \(3 layers"):
+        match(sig, stats, cat, prediction=predict(stats[:2], cat))
