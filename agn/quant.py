@@ -69,16 +69,21 @@ def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | 
     return _FakeQuantSTE.apply(x, scale, zero_point, qmin, qmax)
 
 
-def weight_qparams(w: torch.Tensor, qmax: int) -> torch.Tensor:
-    """Per-output-channel symmetric scales ``max|w[c]| / qmax``, shaped to broadcast with ``w``."""
+def weight_qparams(w: torch.Tensor, qmax: int, per_channel: bool = True) -> torch.Tensor:
+    """Symmetric scales ``max|w[c]| / qmax`` per output channel (or one ``max|w| / qmax`` for
+    all channels when ``per_channel`` is false), shaped to broadcast with ``w``."""
     amax = w.detach().abs().flatten(1).amax(dim=1)
+    if not per_channel:
+        amax = amax.amax().expand_as(amax)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     return scale.view(-1, *([1] * (w.dim() - 1)))
 
 
-def fake_quant_weight(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(w_fq, w_q, s_w)``: fake-quantized weights (STE), their integers and per-channel scales."""
-    s_w = weight_qparams(w, qmax)
+def fake_quant_weight(w: torch.Tensor, qmax: int, per_channel: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(w_fq, w_q, s_w)``: fake-quantized weights (STE), their integers and per-channel scales
+    (all equal when ``per_channel`` is false)."""
+    s_w = weight_qparams(w, qmax, per_channel)
     w_q = quantize(w.detach(), s_w, 0, -qmax, qmax)
     return w + (w_q * s_w - w).detach(), w_q, s_w
 

@@ -11,6 +11,8 @@ SUBCOMMANDS: dict[str, str] = {
     "deploy": "agn.cli.deploy",
     "match": "agn.cli.match",
     "multipliers": "agn.cli.multipliers",
+    "pipeline": "agn.cli.pipeline",
+    "search": "agn.cli.search",
     "train": "agn.cli.train",
 }
 

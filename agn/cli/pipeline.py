@@ -15,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "restarts at its first unfinished stage.")
     p.add_argument("--run-dir", type=Path, default=Path("runs/pipeline"),
                    help="run directory (default: %(default)s)")
+    p.add_argument("--config", type=Path, help="YAML file of PipelineConfig fields (options "
+                   "given on the command line override it), e.g. configs/marlin_mnist.yaml")
     p.add_argument("--quick", action="store_true",
                    help="tiny budget for smoke tests (about a minute)")
     p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
@@ -45,12 +47,32 @@ def run(args: argparse.Namespace) -> int:
     """Build the configuration from the options and run the pipeline."""
     from agn.pipeline import PipelineConfig, run_pipeline
 
+    over = load_yaml(args.config) if args.config else {}
     keys = ("dataset", "model", "catalog", "lam", "seed", "pop_size", "n_gen", "init",
             "baseline", "epochs", "threads")
-    over = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    over.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
     if args.data_dir:
-        over["data_args"] = {"root": args.data_dir}
+        over["data_args"] = {**over.get("data_args", {}), "root": args.data_dir}
     cfg = PipelineConfig.quick(**over) if args.quick else PipelineConfig(**over)
     run_pipeline(args.run_dir, cfg, workers=args.workers, scheduler=args.scheduler)
     print(f"report: {args.run_dir / 'report.md'}")
     return 0
+
+
+def load_yaml(path: Path) -> dict:
+    """PipelineConfig fields from a YAML file, checked against the known field names."""
+    import dataclasses
+
+    import yaml
+
+    from agn.pipeline import PipelineConfig
+
+    if not path.is_file():
+        raise SystemExit(f"agn pipeline: config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(data) - known)
+    if not isinstance(data, dict) or unknown:
+        raise SystemExit(f"agn pipeline: {path}: unknown fields {unknown}; known fields: "
+                         f"{', '.join(sorted(known))}")
+    return data

@@ -62,6 +62,9 @@ class _Approximable:
         self._bound: tuple[ActQuant, ...] = ()
         self.spec = "exact"
         self.last_macs: int | None = None
+        # One weight scale for all channels instead of one per channel: set on the classifier
+        # producing logits, so its int32 logits rank exactly like the real-valued ones.
+        self.per_channel = True
 
     # ---- configuration -----------------------------------------------------------------
     @property
@@ -123,10 +126,10 @@ class _Approximable:
     def _weight_ints(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(w_q int8, s_w)`` of the current weights, cached until the weights change (the
         engine caches its weight transforms per w_q tensor, so eval loops reuse them)."""
-        key = (self.weight._version, self.weight.data_ptr(), self.w_qmax)
+        key = (self.weight._version, self.weight.data_ptr(), self.w_qmax, self.per_channel)
         cached = getattr(self, "_wq_cache", None)
         if cached is None or cached[0] != key:
-            _, w_q, s_w = fake_quant_weight(self.weight.detach(), self.w_qmax)
+            _, w_q, s_w = fake_quant_weight(self.weight.detach(), self.w_qmax, self.per_channel)
             cached = (key, w_q.to(torch.int8), s_w)
             self._wq_cache = cached
         return cached[1], cached[2]

@@ -15,7 +15,7 @@ class PipelineConfig:
     Attributes:
         dataset, data_args, model: what to train (``digits`` + ``lenet5`` by default).
         catalog: hwlib catalog the multipliers come from (``marlin:*``).
-        lam, sigma_init, sigma_max: noise-training hyperparameters (agn.md).
+        lam, sigma_init, sigma_max, sigma_lr: noise-training hyperparameters (agn.md).
         seed: seed of every random choice.
         epochs: epochs of the float, qat, noise and retrain stages.
         n_fields: receptive fields sampled per layer for the error model.
@@ -31,14 +31,15 @@ class PipelineConfig:
     """
 
     dataset: str = "digits"
-    data_args: dict[str, Any] = field(default_factory=dict)
+    data_args: dict[str, Any] = field(default_factory=lambda: {"batch_size": 64})
     model: str = "lenet5"
     catalog: str = "marlin:*"
-    lam: float = 0.5
-    sigma_init: float = 0.5
+    lam: float = 0.2
+    sigma_init: float = 0.1
     sigma_max: float = 1.0
+    sigma_lr: float = 0.05
     seed: int = 0
-    epochs: tuple[int, int, int, int] = (30, 10, 10, 3)
+    epochs: tuple[int, int, int, int] = (30, 10, 10, 5)
     n_fields: int = 64
     stats_samples: int = 512
     pop_size: int = 40
@@ -65,7 +66,7 @@ class PipelineConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> PipelineConfig:
         """A tiny budget that runs every stage in about a minute (smoke tests)."""
-        base = dict(epochs=(6, 2, 2, 1), n_fields=16, stats_samples=128, pop_size=10, n_gen=3,
+        base = dict(epochs=(12, 2, 3, 1), data_args={"batch_size": 32}, n_fields=16, stats_samples=128, pop_size=10, n_gen=3,
                     baseline=False, uniform_points=6, deploy_inputs=2, scales=(0.5, 2.0))
         return cls(**{**base, **overrides})
 
@@ -83,5 +84,6 @@ class PipelineConfig:
             float_stage=StageConfig(epochs=f, lr=0.05, milestones=(max(1, int(f * 0.7)),)),
             qat=StageConfig(epochs=q, lr=0.005), noise_stage=StageConfig(epochs=n, lr=0.005),
             retrain=StageConfig(epochs=r, lr=0.001),
-            noise=NoiseConfig(lam=self.lam, sigma_init=self.sigma_init, sigma_max=self.sigma_max),
+            noise=NoiseConfig(lam=self.lam, sigma_init=self.sigma_init, sigma_max=self.sigma_max,
+                              sigma_lr=self.sigma_lr),
             assignment=assignment, threads=self.threads)

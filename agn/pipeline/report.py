@@ -92,11 +92,13 @@ def write_report(run_dir: str | Path) -> Path:
          f"relative multiplication energy with power from {pareto['power_source']}.", "",
          "## Accuracy through the stages", "",
          "| stage | test accuracy |", "|---|---|"]
-    for st in ("float", "qat", "noise", "retrain"):
-        L.append(f"| {st} (fake-quant torch model) | {_pct(done[st]['test_acc'])} |")
+    for st, what in (("float", "float model"), ("qat", "8-bit fake-quant model"),
+                     ("noise", "after noise training, noise off"),
+                     ("retrain", "retrained with the chosen multipliers")):
+        L.append(f"| {st} ({what}) | {_pct(done[st]['test_acc'])} |")
     L += [f"| retrained integer network (bit-exact, what the firmware runs) | "
           f"{_pct(ex['integer_acc'])} |", "",
-          f"The float fake-quant model and the integer network agree on "
+          f"The retrained torch model and its integer network agree on "
           f"{_pct(ex['fake_quant_agreement'])} of test predictions (requantisation rounds in "
           f"integers on the device).", "",
           "## Learned noise tolerance", "", "![sigmas](sigmas.png)", "",

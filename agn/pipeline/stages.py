@@ -98,7 +98,8 @@ def search_stage(ctx: Context) -> dict:
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     seed_asg = {layer.name: layer.multiplier for layer in matched.layers}
     extra = json.loads((ctx.run_dir / SEARCH_DIR / "seeds.json").read_text())
-    seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()]
+    exact = space.uniform(space.candidates.index(_exact_spec(space)))
+    seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()] + [exact]
     search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
                               init=cfg.init)
     with ctx.runner() as runner:
@@ -123,8 +124,8 @@ def search_stage(ctx: Context) -> dict:
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    exact = tuple(int(v) for v in space.uniform(space.candidates.index(_exact_spec(space))))
-    exact_err = result.store[exact].error if exact in result.store else scorer(
+    exact_key = tuple(int(v) for v in exact)
+    exact_err = result.store[exact_key].error if exact_key in result.store else scorer(
         space.decode(exact))
     chosen = choose_point(records, exact_err, cfg.max_loss)
     atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
@@ -179,8 +180,10 @@ def _deploy(ctx: Context) -> dict:
     net = deploy.load(ctx.run_dir)
     model = ctx.model("retrain")
     x, _ = ctx.integer_split(model, "test", ctx.cfg.deploy_inputs)
-    report = deploy.validate(net, x, ctx.run_dir / "firmware",
-                             report_path=ctx.run_dir / "validation.json")
+    report = deploy.validate(net, x, ctx.run_dir)
+    if report.mismatches:
+        raise RuntimeError(f"firmware disagrees with the NumPy reference: {report.mismatches} "
+                           f"mismatching values (see {ctx.run_dir / 'validation.json'})")
     return {"mismatches": report.mismatches, "inputs": len(x)}
 
 

@@ -37,7 +37,8 @@ from agn.training.config import ConfigError, TrainConfig, load_config
 from agn.training.module import AGNModule, Stage
 from hwlib.fileio import atomic_write_json, atomic_write_text
 
-__all__ = ["StageError", "StageResult", "build_stage_model", "run_stage", "run_stages"]
+__all__ = ["StageError", "StageResult", "build_stage_model", "load_stage_model", "run_stage",
+           "run_stages"]
 
 PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
 SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
@@ -93,16 +94,29 @@ def build_stage_model(stage: Stage | str, cfg: TrainConfig, dm: ImageDataModule)
     return model
 
 
-def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
-    prev = PREVIOUS[stage]
-    ckpt = run / prev.value / "last.ckpt"
-    if not (run / prev.value / "result.json").exists() or not ckpt.exists():
-        raise StageError(f"stage {stage.value!r} starts from {ckpt}, which is missing or "
-                         f"unfinished; run stage {prev.value!r} first")
-    model = build_stage_model(prev, cfg, dm)
+def load_stage_model(stage: Stage | str, run_dir: str | Path, cfg: TrainConfig,
+                     dm: ImageDataModule) -> nn.Module:
+    """The model a finished stage left in ``run_dir`` (mode, multipliers, sigmas and quantizer
+    ranges come from its checkpoint).
+
+    Raises:
+        StageError: the stage has not finished in ``run_dir``.
+    """
+    st = Stage.parse(stage)
+    sdir = Path(run_dir) / st.value
+    ckpt = sdir / "last.ckpt"
+    if not (sdir / "result.json").exists() or not ckpt.exists():
+        raise StageError(f"stage {st.value!r} has not finished in {run_dir}: {ckpt} is missing "
+                         f"or unfinished; run stage {st.value!r} first")
+    model = build_stage_model(st, cfg, dm)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
-    if prev is Stage.FLOAT:
+    return model
+
+
+def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
+    model = load_stage_model(PREVIOUS[stage], run, cfg, dm)
+    if PREVIOUS[stage] is Stage.FLOAT:
         fold_bn(model)
     return model
 
