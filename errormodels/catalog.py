@@ -12,7 +12,7 @@ from errormodels.stats import ACT_DOMAIN, WEIGHT_DOMAIN, align
 from hwlib.multiplier import Multiplier
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class ErrorCatalog:
     """Error tables of M multipliers re-indexed onto ``ACT_DOMAIN x WEIGHT_DOMAIN``.
 

@@ -44,7 +44,7 @@ CHANNEL_RANK = 8
 """Leading components of the across-channel weight covariance kept by ``Method.CHANNEL``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class Prediction:
     """Predicted output error of L layers under M multipliers.
 

@@ -78,7 +78,7 @@ def align(hist: np.ndarray, src: Domain, dst: Domain, *, strict: bool = True) ->
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class OperandStats:
     """What the error model needs to know about one approximable layer's operands.
 
