@@ -58,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"agn match: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(a))
-    print(f"wrote {path}")
+    print(f"error model: {args.method} formula over {len(catalog)} multipliers of "
+          f"{args.catalog!r}; wrote {path}")
     return 0
