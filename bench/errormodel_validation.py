@@ -7,8 +7,9 @@ is compared with the four predictions (fixed-field, channel, population, i.i.d.)
 statistics collected on the same seeded sample of training images. The "done when" figure is the
 median |predicted/measured - 1| of the default formula (channel), which should be at most 10 %.
 
-Models are trained here through agn.training (float -> QAT -> noise) in --work-dir, or reused
-from there when already trained. Prints ratios measured in this run; writes
+Models are trained here through agn.training (float -> QAT -> noise, the shipped configs
+digits_lenet5 and a shortened mnist_marlin) in --work-dir, or reused from there when already
+trained. Prints ratios measured in this run; writes
 ``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py).
 
     python bench/errormodel_validation.py [--work-dir runs/errormodel_validation] [--quick]
@@ -28,7 +29,8 @@ from agn.data import build_datamodule
 from agn.layers import approx_layers, approximate_, set_mode
 from agn.stats import collect_stats, measure_errors, sample_batches
 import hwlib
-from agn.training import StageConfig, TrainConfig, build_stage_model, run_stages
+from agn.cli.train import build_config
+from agn.training import TrainConfig, load_stage_model, run_stages
 from errormodels import (ErrorCatalog, Method, OperandStats, ValidationRow, median_abs_error,
                          predict, save_stats, write_validation)
 
@@ -37,21 +39,15 @@ MNIST_ROOT = "/work/shared/data/mnist"
 
 
 def configs(quick: bool) -> dict[str, TrainConfig]:
-    """Short but real trainings: LeNet-5 on digits, MARLIN MNIST on (a part of) MNIST."""
-    return {
-        "lenet5_digits": TrainConfig(
-            model="lenet5", data="digits", data_args={"batch_size": 64}, seed=0,
-            float_stage=StageConfig(epochs=4 if quick else 15, lr=0.05),
-            qat=StageConfig(epochs=2 if quick else 4, lr=0.005),
-            noise_stage=StageConfig(epochs=2 if quick else 4, lr=0.005), progress_bar=False),
-        "marlin_mnist": TrainConfig(
-            model="marlin_mnist", data="mnist",
-            data_args={"root": MNIST_ROOT, "download": False, "batch_size": 128,
-                       "limit_train": 6000 if quick else 20000},
-            seed=0, float_stage=StageConfig(epochs=2, lr=0.05),
-            qat=StageConfig(epochs=1, lr=0.005), noise_stage=StageConfig(epochs=1, lr=0.005),
-            limit_val_batches=4, progress_bar=False),
-    }
+    """The shipped configs; MARLIN MNIST shortened (part of MNIST, fewer epochs) for a bench."""
+    mnist = {"data_args.root": MNIST_ROOT, "data_args.download": False,
+             "data_args.limit_train": 6000 if quick else 20000, "limit_val_batches": 4,
+             "float_stage.epochs": 2 if quick else 4, "float_stage.milestones": [],
+             "qat.epochs": 1, "noise_stage.epochs": 1 if quick else 2}
+    digits = {"float_stage.epochs": 6, "float_stage.milestones": [], "qat.epochs": 2,
+              "noise_stage.epochs": 2} if quick else {}
+    return {"lenet5_digits": build_config(["digits_lenet5"], {**digits, "progress_bar": False}),
+            "marlin_mnist": build_config(["mnist_marlin"], {**mnist, "progress_bar": False})}
 
 
 def trained_model(run: Path, cfg: TrainConfig):
@@ -60,9 +56,7 @@ def trained_model(run: Path, cfg: TrainConfig):
     dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
     dm.prepare_data()
     dm.setup()
-    model = build_stage_model("noise", cfg, dm)
-    state = torch.load(run / "noise" / "last.ckpt", map_location="cpu", weights_only=False)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state["state_dict"].items()})
+    model = load_stage_model("noise", run, cfg, dm)
     set_mode(model, "noise")
     return model.eval(), dm, results[-1].test_acc
 
