@@ -172,11 +172,13 @@ def _op_context(net: Network, node: Node, fn: str, prefix: str,
                     summary=f"kernel {tuple(kernel)} stride {tuple(stride)} padding {padding}")
     if isinstance(node, Add):
         params = dict(n=net.infos[node.name].size, mult_a=node.mult_a, mult_b=node.mult_b,
-                      shift=node.shift)
+                      shift=node.shift, zp_a=node.zp_a, zp_b=node.zp_b, zp_out=node.zp_out,
+                      lo=node.lo, hi=node.hi)
         return dict(kernel="nn_add", params_type="nn_add_t", params=params,
                     kernel_args=f"{_U8_IN}, (const uint8_t *)a->in1, {_U8_OUT}",
-                    summary=f"({node.a} * {node.mult_a} + {node.b} * {node.mult_b}) >> "
-                            f"{node.shift}")
+                    summary=f"(({node.a} - {node.zp_a}) * {node.mult_a} + ({node.b} - "
+                            f"{node.zp_b}) * {node.mult_b}) >> {node.shift}, + {node.zp_out}, "
+                            f"clip {node.lo}..{node.hi}")
     if isinstance(node, Flatten):
         assert src is not None
         c, h, w = src.shape

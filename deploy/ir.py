@@ -130,11 +130,6 @@ class Node:
         """Names of the nodes this node reads."""
         return ()
 
-    @property
-    def approximable(self) -> bool:
-        """True for layers whose products go through a multiplier (conv, linear)."""
-        return False
-
 
 def _check_input_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
@@ -171,13 +166,18 @@ class Input(Node):
 
 @dataclass(frozen=True, eq=False)
 class _Layer(Node):
-    """A conv or linear layer: int8 weights, int32 bias, a multiplier spec, optional requant."""
+    """A conv or linear layer: int8 weights, int32 bias, a multiplier spec, optional requant.
+
+    ``approximable=False`` marks a layer whose multiplier is fixed (e.g. an exact shortcut
+    convolution): it is not part of the multiplier assignment.
+    """
 
     input: str = ""
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int8))
     bias: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
     multiplier: str = "exact"
     requant: Requant | None = None
+    approximable: bool = True
     weight_ndim: ClassVar[int] = 2
 
     def _check(self) -> None:
@@ -190,6 +190,8 @@ class _Layer(Node):
         if not isinstance(self.multiplier, str) or not self.multiplier:
             raise IRError(f"field 'multiplier' expected a spec string such as 'marlin:17', got "
                           f"{self.multiplier!r}")
+        if not isinstance(self.approximable, (bool, np.bool_)):
+            raise IRError(f"field 'approximable' expected a bool, got {self.approximable!r}")
         if self.requant is not None:
             if not isinstance(self.requant, Requant):
                 raise IRError(f"field 'requant' expected a Requant or None, got {self.requant!r}")
@@ -201,10 +203,6 @@ class _Layer(Node):
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
-
-    @property
-    def approximable(self) -> bool:
-        return True
 
     @property
     def out_channels(self) -> int:
@@ -310,7 +308,11 @@ class GlobalAvgPool(Node):
 
 @dataclass(frozen=True, eq=False)
 class Add(Node):
-    """Residual add ``clip((a*mult_a + b*mult_b + 2^(shift-1)) >> shift, 0, 255)``."""
+    """Residual add of two uint8 tensors with their zero points, rescaled and clipped:
+
+    ``clip((((a - zp_a)*mult_a + (b - zp_b)*mult_b + 2^(shift-1)) >> shift) + zp_out, lo, hi)``.
+    ``zp_a``/``zp_b`` must be the zero points of the inputs.
+    """
 
     op: ClassVar[str] = "add"
     a: str = ""
@@ -318,6 +320,11 @@ class Add(Node):
     mult_a: int = 1
     mult_b: int = 1
     shift: int = 1
+    zp_a: int = 0
+    zp_b: int = 0
+    zp_out: int = 0
+    lo: int = 0
+    hi: int = 255
 
     def _check(self) -> None:
         for fld in ("a", "b"):
@@ -325,7 +332,11 @@ class Add(Node):
                 raise IRError(f"field {fld!r} expected a node name, got {getattr(self, fld)!r}")
         _set(self, mult_a=_int(self.mult_a, "", "mult_a", 0, INT32_MAX),
              mult_b=_int(self.mult_b, "", "mult_b", 0, INT32_MAX),
-             shift=_int(self.shift, "", "shift", 1, 62))
+             shift=_int(self.shift, "", "shift", 1, 62),
+             **{f: _int(getattr(self, f), "", f, 0, 255)
+                for f in ("zp_a", "zp_b", "zp_out", "lo", "hi")})
+        if self.lo > self.hi:
+            raise IRError(f"field 'lo' ({self.lo}) expected <= 'hi' ({self.hi})")
 
     @property
     def inputs(self) -> tuple[str, ...]:

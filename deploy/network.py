@@ -157,7 +157,11 @@ def infer(node: Node, ins: list[TensorInfo]) -> TensorInfo:
         if a.shape != b.shape:
             raise IRError(f"{owner}: inputs {node.a!r} {a.shape} and {node.b!r} {b.shape} "
                           f"expected the same shape")
-        return TensorInfo(a.shape, "uint8", 0, 0, 255)
+        if (node.zp_a, node.zp_b) != (a.zero_point, b.zero_point):
+            raise IRError(f"{owner}: fields 'zp_a', 'zp_b' ({node.zp_a}, {node.zp_b}) expected "
+                          f"the zero points of {node.a!r} and {node.b!r} ({a.zero_point}, "
+                          f"{b.zero_point})")
+        return TensorInfo(a.shape, "uint8", node.zp_out, node.lo, node.hi)
     if isinstance(node, Flatten):
         x = ins[0]
         _need(x, owner, "uint8", 3)
@@ -222,7 +226,7 @@ class Network:
     @property
     def layers(self) -> tuple[_Layer, ...]:
         """The approximable layers (conv, linear) in execution order."""
-        return tuple(n for n in self.nodes if isinstance(n, _Layer))
+        return tuple(n for n in self.nodes if isinstance(n, _Layer) and n.approximable)
 
     def node(self, name: str) -> Node:
         """The node called ``name`` (KeyError listing the names otherwise)."""

@@ -36,17 +36,24 @@ class _Builder:
     """Appends nodes while tracking shapes, to size weights and requant parameters."""
 
     def __init__(self, rng: np.random.Generator, pick: SpecPicker, shape: tuple[int, int, int],
-                 zero_point: int) -> None:
+                 zero_point: int, random_zp: bool = False) -> None:
         self.rng, self.pick = rng, pick
         self.nodes: list[Node] = [Input("input", shape, scale=1 / 64, zero_point=zero_point)]
         self.shapes: dict[str, tuple[int, ...]] = {"input": shape}
         self.rms: dict[str, float] = {"input": 147.0}
+        self.zps: dict[str, int] = {"input": zero_point}
+        self.random_zp = random_zp
 
-    def _add(self, node: Node, shape: tuple[int, ...], rms: float = 40.0) -> str:
+    def _add(self, node: Node, shape: tuple[int, ...], rms: float = 40.0, zp: int = 0) -> str:
         self.nodes.append(node)
         self.shapes[node.name] = shape
         self.rms[node.name] = rms
+        self.zps[node.name] = zp
         return node.name
+
+    def _zp(self) -> int:
+        """A random non-zero output zero point (no ReLU) for 30 % of the tensors when enabled."""
+        return int(self.rng.integers(1, 128)) if self.random_zp and self.rng.random() < 0.3 else 0
 
     def _weights(self, shape: tuple[int, ...]) -> np.ndarray:
         return np.clip(np.round(self.rng.normal(0, 40, size=shape)), -128, 127).astype(np.int8)
@@ -60,16 +67,17 @@ class _Builder:
         fan_in = weight[0].size
         bias = self.rng.integers(-2000, 2000, size=cout)
         std = math.sqrt(fan_in) * self.rms[src] * 40
-        rq = random_requant(self.rng, cout, std)
+        zp = self._zp()
+        rq = random_requant(self.rng, cout, std, zp_out=zp)
         ho = (h + pad[0] + pad[1] - k) // stride + 1
         wo = (w + pad[2] + pad[3] - k) // stride + 1
         node = Conv(name, input=src, weight=weight, bias=bias, multiplier=self.pick(self.rng),
                     stride=(stride, stride), padding=pad, groups=groups,
                     requant=rq if fused else None)
+        if fused:
+            return self._add(node, (cout, ho, wo), zp=zp)
         out = self._add(node, (cout, ho, wo))
-        if not fused:
-            out = self._add(Requantize(f"{name}_rq", input=out, requant=rq), (cout, ho, wo))
-        return out
+        return self._add(Requantize(f"{name}_rq", input=out, requant=rq), (cout, ho, wo), zp=zp)
 
     def linear(self, name: str, src: str, cout: int, logits: bool = False) -> str:
         (fan_in,) = self.shapes[src]
@@ -84,28 +92,36 @@ class _Builder:
         c, h, w = self.shapes[src]
         ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
         return self._add(MaxPool(name, input=src, kernel=(k, k), stride=(stride, stride),
-                                 padding=padding), (c, ho, wo), self.rms[src] * 1.5)
+                                 padding=padding), (c, ho, wo), self.rms[src] * 1.5,
+                         self.zps[src])
 
     def avgpool(self, name: str, src: str, k: int, stride: int) -> str:
         c, h, w = self.shapes[src]
-        rq = random_requant(self.rng, c, self.rms[src] * k * k)
+        zp = self._zp()
+        rq = random_requant(self.rng, c, self.rms[src] * k * k, zp_out=zp)
         return self._add(AvgPool(name, input=src, kernel=(k, k), stride=(stride, stride),
-                                 requant=rq), (c, (h - k) // stride + 1, (w - k) // stride + 1))
+                                 requant=rq), (c, (h - k) // stride + 1, (w - k) // stride + 1),
+                         zp=zp)
 
     def global_avgpool(self, name: str, src: str) -> str:
         c, h, w = self.shapes[src]
-        rq = random_requant(self.rng, c, self.rms[src] * h * w)
-        return self._add(GlobalAvgPool(name, input=src, requant=rq), (c, 1, 1))
+        zp = self._zp()
+        rq = random_requant(self.rng, c, self.rms[src] * h * w, zp_out=zp)
+        return self._add(GlobalAvgPool(name, input=src, requant=rq), (c, 1, 1), zp=zp)
 
     def add(self, name: str, a: str, b: str) -> str:
         mult_a, mult_b = (int(v) for v in self.rng.integers(2**11, 2**13, size=2))
         rms = (self.rms[a] * mult_a + self.rms[b] * mult_b) / 2**13
-        return self._add(Add(name, a=a, b=b, mult_a=mult_a, mult_b=mult_b, shift=13),
-                         self.shapes[a], rms)
+        zp = self._zp()
+        lo, hi = (int(self.rng.integers(0, 20)), int(self.rng.integers(200, 256))) \
+            if self.random_zp else (0, 255)
+        return self._add(Add(name, a=a, b=b, mult_a=mult_a, mult_b=mult_b, shift=13,
+                             zp_a=self.zps[a], zp_b=self.zps[b], zp_out=zp, lo=lo, hi=hi),
+                         self.shapes[a], rms, zp)
 
     def flatten(self, name: str, src: str) -> str:
         return self._add(Flatten(name, input=src), (int(np.prod(self.shapes[src])),),
-                         self.rms[src])
+                         self.rms[src], self.zps[src])
 
     def network(self, name: str) -> Network:
         return Network(tuple(self.nodes), name=name)
@@ -140,10 +156,11 @@ def resnet8(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
 
 def random_network(seed: int, pick: SpecPicker = random_marlin, name: str = "") -> Network:
     """A small random graph: random shapes, strides, paddings, groups, pools, residual adds,
-    fused and separate requantisation, a non-zero input zero point, int32 logits at the end."""
+    fused and separate requantisation, a non-zero input zero point, random non-zero zero points
+    and clip ranges on some tensors, int32 logits at the end."""
     rng = np.random.default_rng(seed)
     c, h, w = (int(v) for v in (rng.integers(1, 5), rng.integers(4, 10), rng.integers(4, 10)))
-    b = _Builder(rng, pick, (c, h, w), zero_point=int(rng.integers(1, 256)))
+    b = _Builder(rng, pick, (c, h, w), zero_point=int(rng.integers(1, 256)), random_zp=True)
     x = "input"
     for i in range(int(rng.integers(1, 4))):
         cin, hh, ww = b.shapes[x]

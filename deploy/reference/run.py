@@ -40,7 +40,8 @@ def _step(node: Node, ins: list[np.ndarray], zps: list[int]) -> np.ndarray:
         stride = node.stride if isinstance(node, AvgPool) else (1, 1)
         return avgpool(ins[0], kernel, stride, rq.mult, rq.shift, rq.zp_out, rq.lo, rq.hi)
     if isinstance(node, Add):
-        return add(ins[0], ins[1], node.mult_a, node.mult_b, node.shift)
+        return add(ins[0], ins[1], node.mult_a, node.mult_b, node.shift, node.zp_a, node.zp_b,
+                   node.zp_out, node.lo, node.hi)
     if isinstance(node, Flatten):
         return ins[0].reshape(ins[0].shape[0], -1)
     if isinstance(node, Requantize):

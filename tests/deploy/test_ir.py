@@ -1,6 +1,7 @@
 """The IR: node validation, whole-network checks, JSON/npz round trip, multiplier re-assignment."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -154,3 +155,30 @@ def test_load_assignment(tmp_path) -> None:
     p.write_text(json.dumps({"layers": [{"name": "c"}]}))
     with pytest.raises(AssignmentError, match=r"layers\[0\] expected 'name' and 'multiplier'"):
         deploy.load_assignment(p)
+
+
+def test_non_approximable_layer_keeps_its_multiplier() -> None:
+    net = _tiny("marlin:3")
+    fixed = deploy.Network(tuple(dataclasses.replace(n, approximable=False) if n.name == "c"
+                                 else n for n in net.nodes), name="fixed")
+    assert [n.name for n in fixed.layers] == ["fc"]
+    assert fixed.multipliers() == {"fc": "exact"}
+    new = deploy.with_multipliers(fixed, {"fc": "marlin:9"})
+    assert new.node("c").multiplier == "marlin:3" and new.node("fc").multiplier == "marlin:9"
+    with pytest.raises(AssignmentError, match=r"unknown \['c'\]"):
+        deploy.with_multipliers(fixed, {"fc": "exact", "c": "exact"})
+    with pytest.raises(IRError, match="field 'approximable' expected a bool, got 'no'"):
+        dataclasses.replace(net.node("c"), approximable="no")
+
+
+def test_add_zero_points_must_match_its_inputs() -> None:
+    x = Input("x", (1, 2, 2), zero_point=9)
+    with pytest.raises(IRError, match=r"node 'a': fields 'zp_a', 'zp_b' \(0, 9\) expected the "
+                                      r"zero points of 'x' and 'x' \(9, 9\)"):
+        deploy.Network((x, deploy.Add("a", a="x", b="x", zp_b=9)))
+    net = deploy.Network((x, deploy.Add("a", a="x", b="x", mult_a=3, mult_b=1, shift=2, zp_a=9,
+                                        zp_b=9, zp_out=100, lo=90, hi=120)))
+    assert net.infos["a"] == deploy.TensorInfo((1, 2, 2), "uint8", 100, 90, 120)
+    out = deploy.run(net, np.array([[[[0, 9], [30, 255]]]]))["a"]
+    # ((v-9)*3 + (v-9) + 2) >> 2 = v - 9 (+ rounding), + 100, clipped to 90..120.
+    assert out.tolist() == [[[[91, 100], [120, 120]]]]

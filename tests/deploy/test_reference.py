@@ -67,8 +67,10 @@ def slow_run(net: deploy.Network, x: np.ndarray) -> dict[str, np.ndarray]:
                     out[c, oy, ox] = _requant_py(acc, node.requant, c)
             elif isinstance(node, Add):
                 for idx in np.ndindex(*info.shape):
-                    v = int(ins[0][idx]) * node.mult_a + int(ins[1][idx]) * node.mult_b
-                    out[idx] = min(max((v + (1 << (node.shift - 1))) >> node.shift, 0), 255)
+                    v = ((int(ins[0][idx]) - node.zp_a) * node.mult_a
+                         + (int(ins[1][idx]) - node.zp_b) * node.mult_b)
+                    v = ((v + (1 << (node.shift - 1))) >> node.shift) + node.zp_out
+                    out[idx] = min(max(v, node.lo), node.hi)
             elif isinstance(node, Flatten):
                 c, h, w = ins[0].shape
                 for ci, yy, xx in np.ndindex(c, h, w):
