@@ -63,6 +63,8 @@ class Firmware:
         layers: every node's buffer, in execution order (the input first).
         sources: the C sources of the network itself (no main.c, no shared HAL files).
         reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
+        activation_bytes: static output buffers of every node (no reuse between layers).
+        parameter_bytes: weights, biases, requant parameters, im2col buffers and tables.
     """
 
     directory: Path
@@ -71,6 +73,8 @@ class Firmware:
     layers: tuple[EmittedLayer, ...]
     sources: tuple[str, ...]
     reference_input: np.ndarray
+    activation_bytes: int
+    parameter_bytes: int
 
     @property
     def input_bytes(self) -> int:
@@ -216,6 +220,20 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
     return ctx
 
 
+def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any]],
+                     cores: int) -> int:
+    total = 0
+    for c in layers:
+        if c["weight"] is not None:
+            total += c["weight"].size + 4 * c["bias"].size
+        if c["requant"]:
+            total += 5 * c["requant"]["mult"].size
+        if c["op"] == "conv":
+            total += cores * c["k"]
+    return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
+                       for t in luts.values())
+
+
 def _hwc(a: np.ndarray) -> np.ndarray:
     return a.transpose(1, 2, 0) if a.ndim == 3 else a
 
@@ -284,4 +302,6 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
         source=c["source"] if c["fn"] else "")
         for c in layers)
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
-                    sources=tuple(sources), reference_input=x.astype(np.uint8))
+                    sources=tuple(sources), reference_input=x.astype(np.uint8),
+                    activation_bytes=sum(c["elems"] * c["elem_bytes"] for c in layers),
+                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores))

@@ -154,7 +154,7 @@ class Input(Node):
 
     def _check(self) -> None:
         shape = _ints(self.shape, "", "shape", 3, 1, 65535)
-        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
+        if not (isinstance(self.scale, (int, float, np.floating)) and math.isfinite(self.scale)
                 and self.scale > 0):
             raise IRError(f"field 'scale' expected a finite number > 0, got {self.scale!r}")
         _set(self, shape=shape, scale=float(self.scale),

@@ -121,3 +121,14 @@ def test_pmsis_build_type_checks_against_an_sdk_stub(tmp_path) -> None:
          "-DMARLIN_TARGET", "-DMARLIN_PMSIS", "-DMARLIN_HAVE_XPULP", f"-I{stub}", *sources],
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_memory_footprint_counts_buffers_and_parameters(tmp_path) -> None:
+    net = zoo.lenet5(0)
+    fw = emit(net, tmp_path)
+    buffers = sum(net.infos[n.name].size * (4 if net.infos[n.name].dtype == "int32" else 1)
+                  for n in net.nodes)
+    assert fw.activation_bytes == buffers == 1024 + 4704 + 1176 + 1600 + 400 + 400 + 120 + 84 + 40
+    params = sum(n.weight.size + 4 * n.bias.size + 5 * n.out_channels for n in net.layers[:-1])
+    params += net.layers[-1].weight.size + 4 * 10 + 8 * (25 + 150)      # logits, im2col x 8 cores
+    assert fw.parameter_bytes == params
