@@ -109,10 +109,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir:
         print("agn train: --run-dir is required", file=sys.stderr)
         return 2
-    from agn.training import run_stage
+    from agn.training import run_stages
 
     stages = ("float", "qat", "noise") if args.stage == "all" else (args.stage,)
-    for st in stages:
-        res = run_stage(st, args.run_dir, cfg)
+    for res in run_stages(args.run_dir, cfg, stages):
         print(json.dumps(dataclasses.asdict(res)))
     return 0

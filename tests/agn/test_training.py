@@ -8,9 +8,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from agn.data import DigitsDataModule
 from agn.layers import AssignmentError, Mode, approx_layers
+from agn.models import build_model
 from agn.training import (AGNModule, ConfigError, NoiseConfig, StageConfig, StageError,
-                          TrainConfig, load_config, run_stage)
+                          TrainConfig, build_stage_model, load_config, run_stage)
 
 torch.set_num_threads(1)
 
@@ -53,8 +55,7 @@ def test_sigmas_grow_with_lambda_default_keeps_accuracy_and_seed_reproduces(qat_
         if name == "default":
             assert result.test_acc >= qat_run[1]["qat"].test_acc - 0.02
     low, high = sigmas(runs["weak"]), sigmas(runs["default"])
-    assert set(low) == {n for n, _ in approx_layers(
-        __import__("agn.models", fromlist=["build_model"]).build_model("lenet5", 1, 8))}
+    assert set(low) == {n for n, _ in approx_layers(build_model("lenet5", 1, 8))}
     doc = json.loads((runs["default"] / "sigmas.json").read_text())
     assert all(high[n] > 1.5 * low[n] for n in low), (low, high)  # every layer grows with lambda
     assert sigmas(runs["again"]) == high  # same seed, same sigmas
@@ -69,14 +70,15 @@ def test_sigmas_grow_with_lambda_default_keeps_accuracy_and_seed_reproduces(qat_
     assert retrained.test_acc >= qat_run[1]["qat"].test_acc - 0.03
     # every sigma is in the checkpoint, with the value written to sigmas.json
     state = torch.load(runs["default"] / "noise" / "last.ckpt", weights_only=False)["state_dict"]
+    model = build_stage_model("noise", BASE, DigitsDataModule())
+    assert {f"model.{n}" for n, _ in model.named_parameters()} <= set(state)
+    assert {f"model.{n}" for n, _ in model.named_buffers()} <= set(state)
     for n, s in high.items():
         assert abs(float(state[f"model.{n}.sigma"].abs()) - s) < 1e-7
         assert int(state[f"model.{n}.mode_id"]) == int(Mode.NOISE)
 
 
 def test_every_parameter_reaches_the_optimizer():
-    from agn.models import build_model
-
     model = build_model("resnet8", 3, 32)
     module = AGNModule(model, "noise", StageConfig(milestones=(2,)), NoiseConfig(sigma_lr=0.5))
     opt = module.configure_optimizers()["optimizer"]
@@ -116,8 +118,7 @@ def test_every_stage_resumes_from_its_checkpoint_and_finished_stages_are_no_ops(
     for stage in ("float", "qat", "noise", "retrain"):
         if stage == "retrain":
             layers = [{"name": n, "multiplier": f"marlin:{3 + i}"}
-                      for i, (n, _) in enumerate(approx_layers(
-                          __import__("agn.models", fromlist=["x"]).build_model("lenet5", 1, 8)))]
+                      for i, (n, _) in enumerate(approx_layers(build_model("lenet5", 1, 8)))]
             (run / "assignment.json").write_text(json.dumps({"layers": layers}))
         with pytest.raises(RuntimeError, match="killed"):
             run_stage(stage, run, cfg, callbacks=[Killer(1)])
