@@ -11,6 +11,7 @@ from agn.sim import features, onednn
 from agn.sim.factors import Terms, U8S8Terms
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
+FEATURE_CHUNK_BYTES = 4 << 20  # activation features built and convolved per batch slice
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class TermsKernel:
         padding: padding the convolution itself applies (features of the zero point are all 0),
             else (0, 0) and the activations are padded with the zero point before the features.
         round_output: float outputs are rounded (non-integer features, error proven < 1/4).
+        group_channels: input channels per group in the feature layout: C/groups rounded up to a
+            multiple of 4 (extra channels hold 0 and meet zero weights), so that every term is
+            copied in words of at least 4 bytes.
     """
 
     kernel: str
@@ -33,6 +37,7 @@ class TermsKernel:
     correction: torch.Tensor | None
     padding: tuple[int, int]
     round_output: bool
+    group_channels: int
 
 
 @dataclass(frozen=True)
@@ -55,19 +60,21 @@ class GatherKernel:
     chunks: list[tuple[int, int, int, int]]
 
 
-def term_major_weights(w_index: torch.Tensor, g: np.ndarray, groups: int,
+def term_major_weights(w_index: torch.Tensor, g: np.ndarray, group_channels: int,
                        dtype: torch.dtype) -> torch.Tensor:
-    """Weight features (Cout, (R + 1) * Cg, kh, kw), input channel ``r * Cg + c`` in each group.
+    """Weight features (Cout, (R + 1) * Cg', kh, kw), input channel ``r * Cg' + c`` per group.
 
     Args:
         w_index: int64 (Cout, Cg, kh, kw) weight indices (w - w_lo).
         g: (R + 1, n_w) weight features per index.
-        groups: conv groups.
+        group_channels: Cg' >= Cg; channels Cg..Cg'-1 get zero weights.
         dtype: weight dtype of the kernel.
     """
     co, cg, kh, kw = w_index.shape
     gt = torch.from_numpy(np.ascontiguousarray(g)).to(dtype)  # (R+1, n_w)
-    return gt[:, w_index].permute(1, 0, 2, 3, 4).reshape(co, g.shape[0] * cg, kh, kw).contiguous()
+    w = gt[:, w_index].permute(1, 0, 2, 3, 4)  # (Cout, R+1, Cg, kh, kw)
+    w = F.pad(w, (0, 0, 0, 0, 0, group_channels - cg))
+    return w.reshape(co, g.shape[0] * group_channels, kh, kw).contiguous()
 
 
 def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Tensor,
@@ -85,29 +92,51 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         dtype = wdtype = torch.float32 if kernel == "float32" else torch.float64
     zero_features = not f[:, zero_point - x_lo].any()
     inner = padding if zero_features else (0, 0)
-    w = term_major_weights(w_index, g, groups, wdtype)
+    cg = w_index.shape[1]
+    group_channels = cg if cg % 4 == 0 else cg + 4 - cg % 4
+    w = term_major_weights(w_index, g, group_channels, wdtype)
     packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
     return TermsKernel(kernel, features.feature_ops(f, x_lo, dtype), packed, corr_or_none, inner,
-                       kernel != "onednn-u8s8" and not t.integral)
+                       kernel != "onednn-u8s8" and not t.integral, group_channels)
 
 
 def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
               x_lo: int, c_out: int, stride: tuple[int, int], groups: int,
               out_dtype: torch.dtype) -> torch.Tensor:
-    """The fused term-split convolution of activations ``x`` (N, C, H, W, integer values)."""
+    """The fused term-split convolution of activations ``x`` (N, C, H, W, integer values).
+
+    Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, so they stay in cache
+    between being built and being convolved.
+    """
     outer = (0, 0) if k.padding == padding else padding
-    x_cl = features.padded_channels_last(x, outer, zero_point)
-    dtype = torch.uint8 if k.kernel == "onednn-u8s8" else k.weights.dtype
-    feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
-    if k.kernel == "onednn-u8s8":
-        y = onednn.conv(feats, k.weights, c_out, stride, k.padding, groups).to(out_dtype)
-        if k.correction is not None:
-            y += k.correction.to(out_dtype)[:, None, None]
-        return y
-    y = F.conv2d(feats, k.weights, stride=stride, padding=k.padding, groups=groups)
-    if k.round_output:
-        y = y.round()
-    return y.to(out_dtype)
+    n, c, h, w = x.shape
+    if k.group_channels != c // groups:
+        extra = k.group_channels - c // groups
+        x = F.pad(x.reshape(n, groups, c // groups, h, w), (0, 0, 0, 0, 0, extra))
+        x = x.reshape(n, groups * k.group_channels, h, w)
+    onednn_kernel = k.kernel == "onednn-u8s8"
+    dtype = torch.uint8 if onednn_kernel else k.weights.dtype
+    per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups
+                 * k.group_channels * dtype.itemsize)
+    step = max(1, FEATURE_CHUNK_BYTES // per_image)
+    out: torch.Tensor | None = None
+    for n0 in range(0, n, step):
+        x_cl = features.padded_channels_last(x[n0:n0 + step], outer, zero_point)
+        feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
+        if onednn_kernel:
+            y = onednn.conv(feats, k.weights, c_out, stride, k.padding, groups)
+        else:
+            y = F.conv2d(feats, k.weights, stride=stride, padding=k.padding, groups=groups)
+            if k.round_output:
+                y = y.round()
+        if out is None:
+            out = torch.empty((n, *y.shape[1:]), dtype=out_dtype,
+                              memory_format=torch.channels_last)
+        out[n0:n0 + step] = y
+    assert out is not None
+    if k.correction is not None:
+        out += k.correction.to(out_dtype)[:, None, None]
+    return out
 
 
 def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,

@@ -61,3 +61,21 @@ def test_large_fan_in_3x3x512_falls_back_to_a_wide_kernel(random_layer, assert_e
     small = w.clamp(-2, 2)  # small weights keep the oneDNN output below 2^24
     assert plan(m, small).kernel == "onednn-u8s8"
     assert_exact(approx_conv2d(x, small, m, padding=1), reference_conv2d(x, small, m, padding=1))
+
+
+def test_batch_slices_and_feature_offsets(monkeypatch, random_table, random_layer, assert_exact):
+    """One image per feature slice; a table whose features need an offset correction."""
+    from agn.sim import clear_cache, kernels
+    from agn.sim.factors import u8s8_for
+
+    monkeypatch.setattr(kernels, "FEATURE_CHUNK_BYTES", 1)
+    clear_cache()
+    shifted = random_table(1, seed=21)
+    assert u8s8_for(shifted).offset.any()  # features below 0 are shifted into 0..255
+    gen = torch.Generator().manual_seed(6)
+    for m in (hwlib.get("marlin:200"), shifted):
+        x, w = random_layer(gen, m, 3, 6, 5, 4, 6, (3, 3), groups=3)
+        ref = reference_conv2d(x, w, m, 1, 1, 3, 2)
+        for kernel in ("onednn-u8s8", "float32"):
+            assert_exact(approx_conv2d(x, w, m, 1, 1, 3, 2, kernel=kernel), ref, f"{m} {kernel}")
+    clear_cache()
