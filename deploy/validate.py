@@ -131,10 +131,12 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
         raise IRError(f"validate_many: expected as many input batches and directories as "
                       f"networks ({len(nets)}), got {len(inputs)} and {len(out_dirs)}")
     prefixes = [check_prefix(p) for p in (prefixes or [f"n{i}" for i in range(len(nets))])]
+    if any(len(x) == 0 for x in inputs):
+        raise IRError("validate_many: expected at least one input per network, got an empty "
+                      "batch")
     refs = [run(net, x) for net, x in zip(nets, inputs)]
     log.info("validate: emitting %d network(s)", len(nets))
-    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0]
-                if len(x) else None)
+    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0])
            for net, x, d, p in zip(nets, inputs, out_dirs, prefixes)]
     with tempfile.TemporaryDirectory(prefix="agn-deploy-") as tmp:
         log.info("validate: compiling %d network(s) into one host program", len(nets))

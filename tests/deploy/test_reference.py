@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import deploy
 import hwlib
@@ -148,3 +150,31 @@ def test_run_refuses_bad_input() -> None:
         deploy.run(net, np.full((1, 1, 32, 32), 256))
     with pytest.raises(deploy.IRError, match="expected integers, got dtype float64"):
         deploy.run(net, np.zeros((1, 1, 32, 32)))
+
+
+@st.composite
+def conv_geometries(draw):
+    """One padded, strided, grouped conv on a MARLIN level or the test table multiplier."""
+    groups = draw(st.integers(1, 3))
+    cin, cout = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(max(1, kh - pad[0] - pad[1]), 6))
+    w = draw(st.integers(max(1, kw - pad[2] - pad[3]), 6))
+    spec = draw(st.sampled_from(["deploytest:0", "exact"]) | st.integers(0, 255).map(
+        lambda v: f"marlin:{v}"))
+    weight = np.array(draw(st.lists(st.integers(-128, 127), min_size=cout * (cin // groups) * kh
+                                    * kw, max_size=cout * (cin // groups) * kh * kw)), np.int8)
+    return deploy.Network((
+        Input("x", (cin, h, w), zero_point=draw(st.integers(0, 255))),
+        Conv("c", input="x", weight=weight.reshape(cout, cin // groups, kh, kw),
+             bias=draw(st.lists(st.integers(-10**6, 10**6), min_size=cout, max_size=cout)),
+             multiplier=spec, stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+             padding=pad, groups=groups)))
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(net=conv_geometries(), seed=st.integers(0, 2**16))
+def test_conv_geometries_match_slow_implementation(net: deploy.Network, seed: int) -> None:
+    _assert_same(net, np.random.default_rng(seed).integers(0, 256, (2,) + net.input.shape))
