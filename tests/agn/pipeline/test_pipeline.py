@@ -1,0 +1,123 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import deploy
+import hwlib
+import errormodels as em
+from agn.cli import main
+from agn.pipeline import PipelineConfig, RunStatus, Stage, run_stages
+from agn.pipeline.stages import STAGES, choose_point
+
+ARTIFACTS = ["sigmas.json", "operand_stats.npz", "assignment.json", "pareto.csv", "pareto.json",
+             "pareto.png", "network.json", "network.npz", "firmware", "validation.json",
+             "report.md", "sigmas.png", "tolerances.png", "chosen_assignment.json",
+             "hypervolume.csv", "pipeline.json"]
+
+
+def test_quickstart_notebook_runs_every_stage(quick_run):
+    run_dir, nb = quick_run
+    for name in ARTIFACTS:
+        assert (run_dir / name).exists(), f"{name} missing"
+    finished = json.loads((run_dir / "pipeline.json").read_text())["finished"]
+    assert list(finished) == [s.name for s in STAGES]
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))
+    assert "firmware mismatches 0" in outputs
+
+
+def test_artifacts_are_consistent(quick_run):
+    run_dir, _ = quick_run
+    validation = json.loads((run_dir / "validation.json").read_text())
+    assert validation["mismatches"] == 0
+    chosen = json.loads((run_dir / "chosen_assignment.json").read_text())
+    chosen_asg = {r["name"]: r["multiplier"] for r in chosen["layers"]}
+    rows = list(csv.DictReader((run_dir / "pareto.csv").open()))
+    match = [r for r in rows if [r[n] for n in chosen_asg] == list(chosen_asg.values())]
+    assert len(match) == 1, "the chosen point is not on the Pareto front"
+    sig = {s.name: s.multiplications for s in em.read_sigmas(run_dir / "sigmas.json")}
+    energy = em.energy(list(chosen_asg.values()), [sig[n] for n in chosen_asg])
+    assert energy == pytest.approx(chosen["energy"], rel=1e-9)
+    assert float(match[0]["energy"]) == pytest.approx(energy, abs=1e-6)
+    net = deploy.load(run_dir)
+    assert net.multipliers() == chosen_asg
+    assert [layer.name for layer in net.layers] == list(sig)
+    for name, spec in chosen_asg.items():
+        source = (run_dir / "firmware" / f"layer_{name.replace('.', '_')}.c").read_text()
+        writes = [ln for ln in source.splitlines() if "hal_csr_write(" in ln]
+        if spec.startswith("marlin:"):
+            word = hwlib.marlin.csr_word(int(spec.split(":")[1]))
+            assert len(writes) == 1 and f"0x{word:08X}u" in writes[0], (name, writes)
+        else:
+            assert writes == []
+    report = (run_dir / "report.md").read_text()
+    assert f"**{chosen['energy']:.4f}**" in report and "**0 mismatches**" in report
+
+
+def test_cli_resumes_at_the_first_unfinished_stage(quick_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    (run_dir / "validation.json").unlink()
+    assert main(["pipeline", "--run-dir", str(run_dir), "--quick"]) == 0
+    out = capsys.readouterr().out
+    skipped = [s.name for s in STAGES if f"[{s.name}] already finished" in out]
+    assert skipped == [s.name for s in STAGES[:STAGES.index(
+        next(s for s in STAGES if s.name == "deploy"))]]
+    assert "[deploy] running" in out and "[report] running" in out
+    assert json.loads((run_dir / "validation.json").read_text())["mismatches"] == 0
+
+
+def test_cli_refuses_another_configuration_in_the_same_run_dir(quick_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    with pytest.raises(ValueError, match="another configuration"):
+        main(["pipeline", "--run-dir", str(run_dir), "--quick", "--seed", "7"])
+
+
+def test_runner_restarts_a_killed_stage_and_everything_after(tmp_path):
+    calls = []
+
+    def make(name, fail=False):
+        def run(ctx):
+            calls.append(name)
+            if fail and calls.count(name) == 1:
+                raise KeyboardInterrupt  # a kill in the middle of the stage
+            (tmp_path / f"{name}.out").write_text(name)
+            return {"n": len(calls)}
+        return Stage(name, (f"{name}.out",), run)
+
+    stages = [make("a"), make("b", fail=True), make("c")]
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(stages, tmp_path, {"k": 1}, None, log=lambda s: None)
+    status = run_stages(stages, tmp_path, {"k": 1}, None, log=lambda s: None)
+    assert calls == ["a", "b", "b", "c"]
+    assert list(status.finished) == ["a", "b", "c"]
+    (tmp_path / "b.out").unlink()
+    run_stages(stages, tmp_path, {"k": 1}, None, log=lambda s: None)
+    assert calls[4:] == ["b", "c"]
+    with pytest.raises(ValueError, match="another configuration"):
+        RunStatus.load_or_new(tmp_path, {"k": 2})
+
+
+def test_choose_point_picks_the_cheapest_within_the_loss():
+    front = [{"energy": 0.7, "error": 0.2}, {"energy": 0.8, "error": 0.05},
+             {"energy": 0.9, "error": 0.03}, {"energy": 1.0, "error": 0.02}]
+    assert choose_point(front, 0.02, 0.01)["energy"] == 0.9
+    assert choose_point(front, 0.02, 0.05)["energy"] == 0.8
+    with pytest.raises(ValueError, match="no front point"):
+        choose_point(front[:2], 0.0, 0.01)
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).resolve()
+                                         .parents[3] / "configs").glob("*.yaml")))
+def test_shipped_configs_build(path):
+    from agn.cli.pipeline import load_yaml
+
+    data = load_yaml(path)
+    cfg = PipelineConfig(**data)
+    tc = cfg.train_config()
+    assert tc.model == cfg.model and tc.data == cfg.dataset
+    assert np.all(np.array(cfg.epochs) >= 1)
