@@ -67,6 +67,12 @@ def _need(info: TensorInfo, owner: str, dtype: str, ndim: int) -> None:
                       f"{info.shape}")
 
 
+def _check_window_sum(area: int, x: TensorInfo, owner: str) -> None:
+    if area * x.hi > INT32_MAX:
+        raise IRError(f"{owner}: window sum of {area} values up to {x.hi} exceeds int32 "
+                      f"({INT32_MAX})")
+
+
 def _requant_info(rq: Requant, shape: tuple[int, ...], owner: str) -> TensorInfo:
     if rq.channels != shape[0]:
         raise IRError(f"{owner}: field 'requant' expected {shape[0]} channels, got "
@@ -143,11 +149,13 @@ def infer(node: Node, ins: list[TensorInfo]) -> TensorInfo:
         _need(x, owner, "uint8", 3)
         ho = _out_size(x.shape[1], node.kernel[0], node.stride[0], 0, 0, owner, "height")
         wo = _out_size(x.shape[2], node.kernel[1], node.stride[1], 0, 0, owner, "width")
+        _check_window_sum(node.kernel[0] * node.kernel[1], x, owner)
         assert node.requant is not None
         return _requant_info(node.requant, (x.shape[0], ho, wo), owner)
     if isinstance(node, GlobalAvgPool):
         x = ins[0]
         _need(x, owner, "uint8", 3)
+        _check_window_sum(x.shape[1] * x.shape[2], x, owner)
         assert node.requant is not None
         return _requant_info(node.requant, (x.shape[0], 1, 1), owner)
     if isinstance(node, Add):

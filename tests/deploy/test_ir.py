@@ -182,3 +182,12 @@ def test_add_zero_points_must_match_its_inputs() -> None:
     out = deploy.run(net, np.array([[[[0, 9], [30, 255]]]]))["a"]
     # ((v-9)*3 + (v-9) + 2) >> 2 = v - 9 (+ rounding), + 100, clipped to 90..120.
     assert out.tolist() == [[[[91, 100], [120, 120]]]]
+
+
+def test_pooling_window_sum_must_fit_int32() -> None:
+    rq = Requant([1], [1])
+    deploy.Network((Input("x", (1, 2900, 2900)), deploy.GlobalAvgPool("g", input="x", requant=rq)))
+    with pytest.raises(IRError, match=r"node 'g': window sum of 8456464 values up to 255 exceeds "
+                                      r"int32"):
+        deploy.Network((Input("x", (1, 2908, 2908)),
+                        deploy.GlobalAvgPool("g", input="x", requant=rq)))
