@@ -129,3 +129,15 @@ def test_catalog_circuit_with_narrow_activation_domain(tmp_path) -> None:
     with pytest.raises(deploy.IRError, match=r"input expected values in 0..127, got \[128, 128\]"):
         deploy.run(net, np.full((1, 1, 32, 32), 128, np.uint8))
     _assert_exact(deploy.validate(net, x, tmp_path))
+
+
+def test_sanitized_build_reports_an_out_of_bounds_read(tmp_path) -> None:
+    net = zoo.lenet5(1)
+    fw = emit(net, tmp_path / "fw")
+    kernels = fw.directory / "nn_kernels.c"
+    line = "out[i] = in[(i % (p->h * p->w)) * p->c + i / (p->h * p->w)];"
+    assert line in kernels.read_text()
+    kernels.write_text(kernels.read_text().replace(line, line.replace(")];", ") + 1];")))
+    exe = build_host([fw], tmp_path / "b", sanitize=True)
+    with pytest.raises(deploy.BuildError, match="global-buffer-overflow"):
+        run_host(exe, [fw], [np.zeros((1, 1, 32, 32), np.uint8)], tmp_path / "r")
