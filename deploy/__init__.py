@@ -1,4 +1,13 @@
-"""deploy: integer network IR, bit-exact NumPy reference, PULP C emitter and host validation."""
+"""deploy: integer network IR, bit-exact NumPy reference, PULP C emitter and host validation.
+
+    net = deploy.load("runs/x")                            # network.json + network.npz
+    net = deploy.with_multipliers(net, {"conv1": "marlin:17", ...})
+    outs = deploy.run(net, x)                              # every node's integers
+    report = deploy.validate(net, x, "runs/x")             # firmware/ + validation.json
+    deploy.rv32.check_target(net, report.firmware, build)  # CSR words in the rv32 disassembly
+
+Seeded test networks (LeNet-5, ResNet-8, random graphs) live in :mod:`deploy.zoo`.
+"""
 from deploy import target
 from deploy.assign import load_assignment, with_multipliers
 from deploy.emit_pulp import EmittedLayer, Firmware, emit
