@@ -7,7 +7,6 @@ from functools import partial
 from torch import nn
 
 from agn.layers import approx_layers
-
 from agn.models.lenet import LeNet5
 from agn.models.marlin_mnist import MarlinMNIST
 from agn.models.mobilenet import MobileNetV2Small

@@ -94,31 +94,40 @@ def build_stage_model(stage: Stage | str, cfg: TrainConfig, dm: ImageDataModule)
     return model
 
 
-def load_stage_model(stage: Stage | str, run_dir: str | Path, cfg: TrainConfig,
-                     dm: ImageDataModule) -> nn.Module:
+def load_stage_model(stage: Stage | str, run_dir: str | Path, config: Any,
+                     dm: ImageDataModule | None = None) -> nn.Module:
     """The model a finished stage left in ``run_dir`` (mode, multipliers, sigmas and quantizer
-    ranges come from its checkpoint).
+    ranges come from its checkpoint); ``dm`` defaults to the config's data module.
 
     Raises:
         StageError: the stage has not finished in ``run_dir``.
     """
-    st = Stage.parse(stage)
+    st, cfg = Stage.parse(stage), load_config(config)
     sdir = Path(run_dir) / st.value
     ckpt = sdir / "last.ckpt"
     if not (sdir / "result.json").exists() or not ckpt.exists():
         raise StageError(f"stage {st.value!r} has not finished in {run_dir}: {ckpt} is missing "
                          f"or unfinished; run stage {st.value!r} first")
-    model = build_stage_model(st, cfg, dm)
+    model = build_stage_model(st, cfg, dm if dm is not None else _datamodule(cfg))
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return model
 
 
 def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
-    model = load_stage_model(PREVIOUS[stage], run, cfg, dm)
-    if PREVIOUS[stage] is Stage.FLOAT:
+    prev = PREVIOUS[stage]
+    model = load_stage_model(prev, run, cfg, dm)
+    if prev is Stage.FLOAT:
         fold_bn(model)
     return model
+
+
+def _datamodule(cfg: TrainConfig) -> ImageDataModule:
+    try:
+        return build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
+    except TypeError as exc:
+        raise ConfigError(f"data_args {cfg.data_args} do not fit dataset {cfg.data!r}: {exc}") \
+            from None
 
 
 def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
@@ -161,11 +170,7 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
-    try:
-        dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
-    except TypeError as exc:
-        raise ConfigError(f"data_args {cfg.data_args} do not fit dataset {cfg.data!r}: {exc}") \
-            from None
+    dm = _datamodule(cfg)
     dm.prepare_data()
     dm.setup()
     resume = sdir / "last.ckpt"

@@ -12,7 +12,8 @@ from agn.data import DigitsDataModule
 from agn.layers import AssignmentError, Mode, approx_layers
 from agn.models import build_model
 from agn.training import (AGNModule, ConfigError, NoiseConfig, StageConfig, StageError,
-                          TrainConfig, build_stage_model, load_config, run_stage)
+                          TrainConfig, build_stage_model, load_config, load_stage_model,
+                          run_stage)
 
 torch.set_num_threads(1)
 
@@ -136,6 +137,9 @@ def test_every_stage_resumes_from_its_checkpoint_and_finished_stages_are_no_ops(
     assert int(state["model.features.0.mode_id"]) == int(Mode.APPROX)
     assert state["model.features.0._extra_state"] == {"spec": "marlin:3"}
     assert (run / "config.yaml").exists() and "seed: 0" in (run / "config.yaml").read_text()
+    loaded = load_stage_model("retrain", run, cfg)
+    assert loaded.features[0].mode is Mode.APPROX and loaded.features[0].spec == "marlin:3"
+    assert loaded.features[0].input_quant.calibrated
 
 
 def test_stage_errors(tmp_path, qat_run):
