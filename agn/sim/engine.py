@@ -77,7 +77,7 @@ def describe(multiplier: Multiplier | str, w: torch.Tensor, stride: int | tuple[
     m = resolve(multiplier)
     wi = integer_tensor(w, "w", m.w_domain, m.spec).long() - m.w_domain.lo
     pair(stride, "stride", 1)
-    return choose(m, wi, wi[0].numel())
+    return choose(m, wi, wi[0].numel(), groups=groups)
 
 
 def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
@@ -92,7 +92,7 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
         _CACHE.move_to_end(key)
         return hit[1], hit[2]  # type: ignore[return-value]
     w_index = wi.long() - m.w_domain.lo
-    p = choose(m, w_index, w_index[0].numel(), path, kernel)
+    p = choose(m, w_index, w_index[0].numel(), path, kernel, groups)
     x_lo = m.network_x_domain().lo
     prepared: kernels.TermsKernel | kernels.GatherKernel
     if p.path == "gather":
@@ -103,7 +103,7 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
         t = terms_for(m)
         assert t is not None
         prepared = kernels.prepare_terms(t, u8s8_for(m), p.kernel, w_index, stride, padding,
-                                         groups, x_lo, zp)
+                                         groups, x_lo, zp, p.slices)
     _CACHE[key] = (m, p, prepared)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

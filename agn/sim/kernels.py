@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from agn.sim import features, onednn
 from agn.sim.factors import Terms, U8S8Terms
+from agn.sim.plan import channel_slices
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
 FEATURE_CHUNK_BYTES = 4 << 20  # activation features built and convolved per batch slice
@@ -21,23 +22,22 @@ class TermsKernel:
     Attributes:
         kernel: "onednn-u8s8", "float32" or "float64".
         ops: one FeatureOp per term.
-        weights: packed oneDNN weights, or float weights (Cout, G-major (R + 1) * Cg, kh, kw).
+        slices: per input-channel slice (c0, c1, Cg', weights): weights packed for oneDNN, or
+            float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is c1 - c0 rounded up to a
+            multiple of 4 (extra channels hold 0 and meet zero weights), so that every term is
+            copied in words of at least 4 bytes.
         correction: int64 (Cout,) added to every output (activation-feature offsets), or None.
         padding: padding the convolution itself applies (features of the zero point are all 0),
             else (0, 0) and the activations are padded with the zero point before the features.
         round_output: float outputs are rounded (non-integer features, error proven < 1/4).
-        group_channels: input channels per group in the feature layout: C/groups rounded up to a
-            multiple of 4 (extra channels hold 0 and meet zero weights), so that every term is
-            copied in words of at least 4 bytes.
     """
 
     kernel: str
     ops: list[features.FeatureOp]
-    weights: torch.Tensor
+    slices: list[tuple[int, int, int, torch.Tensor]]
     correction: torch.Tensor | None
     padding: tuple[int, int]
     round_output: bool
-    group_channels: int
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def term_major_weights(w_index: torch.Tensor, g: np.ndarray, group_channels: int
 
 def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Tensor,
                   stride: tuple[int, int], padding: tuple[int, int], groups: int, x_lo: int,
-                  zero_point: int) -> TermsKernel:
+                  zero_point: int, slices: int = 1) -> TermsKernel:
     """Transform and pack a layer's weights for the term-split kernel ``kernel``."""
     if kernel == "onednn-u8s8":
         assert t8 is not None, "planner chose oneDNN for terms that do not fit uint8 x int8"
@@ -92,12 +92,14 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         dtype = wdtype = torch.float32 if kernel == "float32" else torch.float64
     zero_features = not f[:, zero_point - x_lo].any()
     inner = padding if zero_features else (0, 0)
-    cg = w_index.shape[1]
-    group_channels = cg if cg % 4 == 0 else cg + 4 - cg % 4
-    w = term_major_weights(w_index, g, group_channels, wdtype)
-    packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
-    return TermsKernel(kernel, features.feature_ops(f, x_lo, dtype), packed, corr_or_none, inner,
-                       kernel != "onednn-u8s8" and not t.integral, group_channels)
+    prepared = []
+    for c0, c1 in channel_slices(w_index.shape[1], slices):
+        gc = c1 - c0 + (-(c1 - c0)) % 4
+        w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
+        packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
+        prepared.append((c0, c1, gc, packed))
+    return TermsKernel(kernel, features.feature_ops(f, x_lo, dtype), prepared, corr_or_none,
+                       inner, kernel != "onednn-u8s8" and not t.integral)
 
 
 def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
@@ -106,33 +108,38 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     """The fused term-split convolution of activations ``x`` (N, C, H, W, integer values).
 
     Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, so they stay in cache
-    between being built and being convolved.
+    between being built and being convolved; input-channel slices add up in ``out_dtype``.
     """
     outer = (0, 0) if k.padding == padding else padding
     n, c, h, w = x.shape
-    if k.group_channels != c // groups:
-        extra = k.group_channels - c // groups
-        x = F.pad(x.reshape(n, groups, c // groups, h, w), (0, 0, 0, 0, 0, extra))
-        x = x.reshape(n, groups * k.group_channels, h, w)
+    cg = c // groups
     onednn_kernel = k.kernel == "onednn-u8s8"
-    dtype = torch.uint8 if onednn_kernel else k.weights.dtype
-    per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups
-                 * k.group_channels * dtype.itemsize)
+    dtype = torch.uint8 if onednn_kernel else k.slices[0][3].dtype
+    widest = max(gc for _, _, gc, _ in k.slices)
+    per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups * widest
+                 * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
     out: torch.Tensor | None = None
     for n0 in range(0, n, step):
-        x_cl = features.padded_channels_last(x[n0:n0 + step], outer, zero_point)
-        feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
-        if onednn_kernel:
-            y = onednn.conv(feats, k.weights, c_out, stride, k.padding, groups)
-        else:
-            y = F.conv2d(feats, k.weights, stride=stride, padding=k.padding, groups=groups)
-            if k.round_output:
-                y = y.round()
-        if out is None:
-            out = torch.empty((n, *y.shape[1:]), dtype=out_dtype,
-                              memory_format=torch.channels_last)
-        out[n0:n0 + step] = y
+        xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
+        for i, (c0, c1, gc, weights) in enumerate(k.slices):
+            part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)))
+            x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w), outer,
+                                                 zero_point)
+            feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
+            if onednn_kernel:
+                y = onednn.conv(feats, weights, c_out, stride, k.padding, groups)
+            else:
+                y = F.conv2d(feats, weights, stride=stride, padding=k.padding, groups=groups)
+                if k.round_output:
+                    y = y.round()
+            if out is None:
+                out = torch.empty((n, *y.shape[1:]), dtype=out_dtype,
+                                  memory_format=torch.channels_last)
+            if i == 0:
+                out[n0:n0 + step] = y
+            else:
+                out[n0:n0 + step] += y.to(out_dtype)
     assert out is not None
     if k.correction is not None:
         out += k.correction.to(out_dtype)[:, None, None]

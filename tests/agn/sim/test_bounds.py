@@ -15,12 +15,14 @@ def test_unsafe_float32_is_refused_with_the_bound():
     w = torch.full((2, 512, 3, 3), -128)
     with pytest.raises(UnsafePathError, match=r"float32: partial sums reach .* >= 2\^24"):
         plan(m, w, kernel="float32")
-    with pytest.raises(UnsafePathError, match=r"onednn-u8s8: float32 output reaches"):
-        plan(m, w, kernel="onednn-u8s8")
     with pytest.raises(UnsafePathError, match="float32: table sums reach"):
         plan(m, w, path="gather", kernel="float32")
-    assert plan(m, w).kernel == "float64"
+    sliced = plan(m, w, kernel="onednn-u8s8")  # 4608 taps of 255 * 128: slice the channels
+    assert sliced.slices == 10 and str(sliced).endswith("x10 slices")  # 52 channels each
     assert plan(m, w.clamp(-1, 1), kernel="float32").kernel == "float32"
+    grouped = torch.full((4, 256, 3, 3), -128)  # slicing is for groups == 1 only
+    with pytest.raises(UnsafePathError, match=r"onednn-u8s8: float32 output reaches .* >= 2\^24"):
+        plan(m, grouped, groups=2, kernel="onednn-u8s8")
     with pytest.raises(UnsafePathError, match="path: expected one of"):
         plan(m, w, path="fast")
 

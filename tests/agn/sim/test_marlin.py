@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hwlib
-from agn.sim import KERNELS, approx_conv2d, plan, reference_conv2d
+from agn.sim import KERNELS, UnsafePathError, approx_conv2d, plan, reference_conv2d
 
 # (N, C, H, W, Cout, (kh, kw), stride, padding, groups)
 GEOMETRIES = [
@@ -49,15 +49,26 @@ def test_structured_plan_names_rank():
     assert plan("marlin:255", (8, 8, 3, 3)).rank == 9
 
 
-def test_large_fan_in_3x3x512_falls_back_to_a_wide_kernel(random_layer, assert_exact):
+def test_large_fan_in_3x3x512_slices_the_channels(random_layer, assert_exact):
     gen = torch.Generator().manual_seed(5)
     m = hwlib.get("marlin:255")
     x, w = random_layer(gen, m, 1, 512, 3, 3, 3, (3, 3))
     x[:] = 255  # worst case activations
+    w = -w.abs()  # no cancellation: the sums really pass 2^24
     p = plan(m, w)
-    assert p.kernel == "float64", p  # int8 sums of 4608 taps of 255*128 exceed 2^24
+    assert (p.kernel, p.slices) == ("onednn-u8s8", 5), p  # |acc| <= 4.74 * 2^24
     ref = reference_conv2d(x, w, m, padding=1)
     assert_exact(approx_conv2d(x, w, m, padding=1), ref, "3x3x512")
+    assert int(ref.abs().max()) >= 2**24  # the float32 output of one conv would have rounded
+    x2 = x[:, :510]  # odd slices (102 channels, padded to 104), explicit zero-point padding
+    assert_exact(approx_conv2d(x2, w[:, :510], m, padding=1, zero_point=7),
+                 reference_conv2d(x2, w[:, :510], m, padding=1, zero_point=7), "510 channels")
+    for kernel in ("float64", "float32"):
+        if kernel == "float32":
+            with pytest.raises(UnsafePathError):
+                approx_conv2d(x, w, m, padding=1, kernel=kernel)
+        else:
+            assert_exact(approx_conv2d(x, w, m, padding=1, kernel=kernel), ref, kernel)
     small = w.clamp(-2, 2)  # small weights keep the oneDNN output below 2^24
     assert plan(m, small).kernel == "onednn-u8s8"
     assert_exact(approx_conv2d(x, small, m, padding=1), reference_conv2d(x, small, m, padding=1))
