@@ -52,17 +52,17 @@ SIGNED_MODELS: dict[str, tuple[ClosedForm, float]] = {
 }
 
 
-def published_power(name: str, mw: float, signed: bool) -> Power:
+def published_power(mw: float, signed: bool) -> Power:
     """PDK45 power of an EvoApprox circuit, relative to the exact circuit of its signedness."""
     exact = SIGNED_EXACT_MW if signed else UNSIGNED_EXACT_MW
-    return Power(mw=mw, relative=mw / exact, source=f"{POWER_SOURCE}, {name}")
+    return Power(mw=mw, relative=mw / exact, source=POWER_SOURCE)
 
 
 def published_power_of(model: ClosedForm) -> Power | None:
     """Published power of the signed circuit ``model`` stands for, if it is one of the 13."""
     for name, (key, mw) in SIGNED_MODELS.items():
         if key == model:
-            return published_power(name, mw, signed=True)
+            return published_power(mw, signed=True)
     return None
 
 
@@ -89,7 +89,7 @@ def model(name: str) -> Multiplier:
         raise SpecError(f"multiplier spec 'evo:{name}': {hint}. Closed-form models: "
                         f"{', '.join(SIGNED_MODELS)}")
     key, mw = SIGNED_MODELS[name]
-    spec, power = f"evo:{name}", published_power(name, mw, signed=True)
+    spec, power = f"evo:{name}", published_power(mw, signed=True)
     if key == ClosedForm("bam", 0, 0):
         return Exact(spec, INT8, INT8, power)
     if key.family == "bam":

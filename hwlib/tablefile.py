@@ -182,5 +182,5 @@ def _power(opts: dict[str, str], header_mw: float | None, name: str, table: np.n
     same = identify(table) if signed else None
     if same is not None:
         p = get(f"evo:{same}").power
-        return Power(p.mw, p.relative, f"{p.source} (table identical)")
+        return Power(p.mw, p.relative, f"{p.source} (table identical to {same})")
     return UNKNOWN_POWER
