@@ -149,3 +149,31 @@ def test_bad_arguments():
         DigitsDataModule(val_fraction=1.5)
     with pytest.raises(ValueError, match="unknown; known datasets: digits"):
         build_datamodule("imagenet")
+
+
+def test_missing_idx_files_are_downloaded_and_failures_leave_a_clear_error(tmp_path, monkeypatch):
+    import agn.data.files as files
+
+    src = fake_mnist(tmp_path / "src")
+    fetched = []
+
+    def fake_fetch(url):
+        fetched.append(url)
+        return (src / url.rsplit("/", 1)[1]).read_bytes()
+
+    monkeypatch.setattr(files, "_fetch", fake_fetch)
+    dm = IdxDataModule(str(tmp_path / "dst"), dataset="mnist")
+    dm.prepare_data()
+    assert fetched == [files.IDX_MIRRORS["mnist"] + f"{n}.gz" for n in files.IDX_FILES]
+    dm.setup()
+    assert len(dm.split("test")) == 20
+
+    def offline(url):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(files, "_fetch", offline)
+    dm = IdxDataModule(str(tmp_path / "offline"), dataset="fashion-mnist")
+    dm.prepare_data()  # logs a warning, writes nothing
+    assert not (tmp_path / "offline").exists() or not any((tmp_path / "offline").iterdir())
+    with pytest.raises(DataFileError, match="offline: file train-images-idx3-ubyte"):
+        dm.setup()
