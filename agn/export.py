@@ -58,6 +58,7 @@ class _Acc:
     weight: np.ndarray
     bias: np.ndarray
     relu: bool = False
+    cap: float | None = None
 
 
 @dataclass
@@ -75,6 +76,7 @@ class _AddP:
     a: _Q
     b: _Q
     relu: bool = False
+    cap: float | None = None
 
 
 def requant_params(ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +127,15 @@ class _Exporter:
     # ---- finalising pending values at a quantization point ------------------------------
     def _quantize(self, v, q: ActQuant, qname: str) -> _Q:
         scale, zp, lo, hi = _qparams(q)
+        cap = getattr(v, "cap", None)
+        if cap is not None and scale * (hi - zp) > cap * (1 + 1e-6):
+            raise ExportError(f"quantizer {qname!r} reaches {scale * (hi - zp):.4g} above the "
+                              f"ReLU6 cap {cap}; the integer clip cannot express the cap")
         if isinstance(v, torch.Tensor):  # the network input
             name = self._fresh("input")
             self.nodes.append(Input(name=name, shape=self.input_shape, scale=scale,
-                                    zero_point=zp))
-            return _Q(name, scale, zp, 0, 255)
+                                    zero_point=zp, lo=lo, hi=hi))
+            return _Q(name, scale, zp, lo, hi)
         if isinstance(v, _Acc):
             mult, shift = requant_params(v.scale / scale)
             rq = Requant(mult=mult, shift=shift, zp_out=zp, lo=max(lo, zp) if v.relu else lo,
@@ -246,8 +252,8 @@ class _Exporter:
             return self._layer(mod, name, x)
         if isinstance(mod, ShortcutA):
             return self._shortcut(mod, name, x)
-        if isinstance(mod, nn.ReLU):
-            return self._relu(x, name)
+        if isinstance(mod, (nn.ReLU, nn.ReLU6)):
+            return self._relu(x, name, 6.0 if isinstance(mod, nn.ReLU6) else None)
         if isinstance(mod, nn.Identity):
             return x
         if isinstance(mod, nn.MaxPool2d):
@@ -267,6 +273,8 @@ class _Exporter:
         t = n.target
         if t in (F.relu, torch.relu, "relu"):
             return self._relu(args[0], n.name)
+        if t is F.relu6:
+            return self._relu(args[0], n.name, 6.0)
         if t in (operator.add, torch.add, "add"):
             a, b = args[0], args[1]
             if not (isinstance(a, _Q) and isinstance(b, _Q)):
@@ -277,9 +285,11 @@ class _Exporter:
             return self._flatten(args[0], n.name)
         raise ExportError(f"fx node {n.name!r}: function {t!r} has no integer IR equivalent")
 
-    def _relu(self, x, name: str):
+    def _relu(self, x, name: str, cap: float | None = None):
+        """ReLU (or ReLU6 when ``cap`` is 6: the next quantizer's range must end below it, so the
+        integer clip at its top is the cap)."""
         if isinstance(x, (_Acc, _AddP)):
-            x.relu = True
+            x.relu, x.cap = True, cap
             return x
         if isinstance(x, _Q) and x.lo >= x.zp:
             return x

@@ -59,8 +59,9 @@ def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
         stride = node.stride if isinstance(node, AvgPool) else (1, 1)
         return _requant(_window_sum(ins[0], kernel, stride), node.requant)
     if isinstance(node, Add):
-        s = (ins[0] * node.mult_a + ins[1] * node.mult_b + (1 << (node.shift - 1)))
-        return torch.bitwise_right_shift(s, node.shift).clamp_(0, 255)
+        s = ((ins[0] - node.zp_a) * node.mult_a + (ins[1] - node.zp_b) * node.mult_b
+             + (1 << (node.shift - 1)))
+        return (torch.bitwise_right_shift(s, node.shift) + node.zp_out).clamp_(node.lo, node.hi)
     if isinstance(node, Flatten):
         return ins[0].reshape(ins[0].shape[0], -1)
     if isinstance(node, Requantize):
@@ -81,9 +82,9 @@ def run_integer(net: Network, x: torch.Tensor | np.ndarray,
     if xt.dim() != 4 or tuple(xt.shape[1:]) != tuple(inp.shape):
         raise ValueError(f"run_integer({net.name!r}): input expected shape (N, "
                          f"{', '.join(map(str, inp.shape))}), got {tuple(xt.shape)}")
-    if xt.numel() and (int(xt.min()) < 0 or int(xt.max()) > 255):
-        raise ValueError(f"run_integer({net.name!r}): input expected values in 0..255, got "
-                         f"[{int(xt.min())}, {int(xt.max())}]")
+    if xt.numel() and (int(xt.min()) < inp.lo or int(xt.max()) > inp.hi):
+        raise ValueError(f"run_integer({net.name!r}): input expected values in {inp.lo}.."
+                         f"{inp.hi}, got [{int(xt.min())}, {int(xt.max())}]")
     outs: dict[str, torch.Tensor] = {inp.name: xt}
     for node in net.nodes[1:]:
         outs[node.name] = _step(node, [outs[s] for s in node.inputs],

@@ -90,3 +90,25 @@ def test_unfolded_batchnorm_is_refused():
     set_mode(m, "quant")
     with pytest.raises(ExportError, match="BatchNorm must be folded"):
         export(m.eval(), (1, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["resnet8", "mobilenetv2_small"])
+def test_residual_networks_export_bit_exact(name):
+    torch.manual_seed(0)
+    m = build_model(name, 3, 16)
+    x = torch.randn(24, 3, 16, 16)
+    calibrate(m, [x], 1)  # float-mode statistics for BatchNorm, then fold and recalibrate
+    fold_bn(m)
+    calibrate(m, [x], 1)
+    set_mode(m, "quant")
+    m.eval()
+    net = export(m, (3, 16, 16), name)
+    assert [layer.name for layer in net.layers] == [n for n, _ in approx_layers(m)]
+    assert any(node.op == "add" for node in net.nodes)
+    xq = m.quant_in.to_int(x).to(torch.uint8).numpy()
+    rng = np.random.default_rng(3)
+    _assert_same(deploy.with_multipliers(
+        net, {layer.name: f"marlin:{rng.integers(256)}" for layer in net.layers}), xq)
+    with torch.no_grad():
+        fq = m(x).argmax(1).numpy()
+    assert np.mean(predict(net, xq) == fq) >= 0.9
