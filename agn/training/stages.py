@@ -167,8 +167,18 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
     if (sdir / "result.json").exists():
         return StageResult.load(sdir / "result.json")
     _record_config(run, cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:  # Lightning's deterministic mode and the thread count are process-wide: restore them
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _run(st, run, cfg, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback]) -> StageResult:
+    sdir = run / st.value
     pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
     dm = _datamodule(cfg)
     dm.prepare_data()

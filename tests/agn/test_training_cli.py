@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from agn.cli import main
@@ -32,7 +33,10 @@ def test_tiny_float_run(tmp_path, capsys):
     argv = ["train", "-c", "digits_lenet5", "--run-dir", str(run), "--stage", "float",
             "--float_stage.epochs", "1", "--limit_train_batches", "3", "--limit_val_batches", "1",
             "--progress_bar", "false", "--seed", "7"]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    assert main(argv + ["--threads", str(threads + 1)]) == 0
+    assert torch.get_num_threads() == threads  # process-wide settings restored
+    assert not torch.are_deterministic_algorithms_enabled()
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["stage"] == "float" and result["seed"] == 7 and 0 <= result["test_acc"] <= 1
     assert (run / "float" / "last.ckpt").exists() and (run / "float" / "result.json").exists()
