@@ -167,13 +167,14 @@ def u8s8_terms(t: Terms) -> U8S8Terms | None:
     for f, g in zip(t.f, t.g):
         if f.dtype.kind != "i":
             return None
-        for fs, gs in _rescalings(f, g):
-            lo = int(fs.min())
-            if int(fs.max()) - lo <= 255 and gs.min() >= -128 and gs.max() <= 127:
-                f8.append(fs - lo), g8.append(gs), off.append(lo)
-                break
-        else:
+        fits = [(fs, gs) for fs, gs in _rescalings(f, g)
+                if int(fs.max()) - int(fs.min()) <= 255 and gs.min() >= -128 and gs.max() <= 127]
+        if not fits:
             return None
+        # prefer features that start at 0: no offset to correct, and bit forms stay recognisable
+        fs, gs = min(fits, key=lambda p: int(p[0].min()) != 0)
+        lo = int(fs.min())
+        f8.append(fs - lo), g8.append(gs), off.append(lo)
     return _merge_equal_features(f8, g8, off)
 
 

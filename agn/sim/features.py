@@ -1,8 +1,8 @@
 """Activation features of the term-split kernels, built in the channels-last layout a conv wants.
 
-A feature ``f(x)`` is recognised as ``((x & mask) << shift) + const * [x != 0]`` (MARLIN's bit
-masks and compensation, truncation) and then computed with a few uint8 ops; any other feature is a
-table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
+A feature ``f(x)`` is recognised as ``(((x & mask) ^ flip) << shift) + const * [x != 0]`` (MARLIN's
+bit masks and compensation, BAM rows, truncation, their complements) and then computed with a few
+uint8 ops; any other feature is a table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
 contiguous op followed by one wide strided copy.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ class FeatureOp:
 
     Attributes:
         mask: ``x & mask`` (bit form).
+        flip: xor-ed into the masked bits (``mask`` for a complement, else 0).
         shift: left shift applied after the mask.
         const: added where ``x != 0``.
         identity: the feature is ``x`` itself.
@@ -26,6 +27,7 @@ class FeatureOp:
     """
 
     mask: int = 0
+    flip: int = 0
     shift: int = 0
     const: int = 0
     identity: bool = False
@@ -45,14 +47,18 @@ def _bit_form(row: np.ndarray, xs: np.ndarray) -> FeatureOp | None:
     if np.array_equal(row, xs):
         return FeatureOp(identity=True)
     hi = int(xs[-1])
+    nonzero = (xs != 0).astype(np.int64)
     for shift in range(8):
-        for const in {0, int(row[1]) if row.size > 1 else 0,
-                      int(row[1]) - (1 << shift) if row.size > 1 else 0}:
-            if not 0 <= const <= 255:
+        candidates = [(int(row[0]) >> shift, True)]  # complement: f(0) = mask << shift
+        candidates += [(((int(row[-1]) - c) >> shift) & hi, False)
+                       for c in {0, int(row[1]), int(row[1]) - (1 << shift)} if 0 <= c <= 255]
+        for mask, flip in candidates:
+            if mask > hi:
                 continue
-            mask = ((int(row[-1]) - const) >> shift) & hi
-            if np.array_equal(row, ((xs & mask) << shift) + const * (xs != 0)):
-                return FeatureOp(mask=mask, shift=shift, const=const)
+            bits = ((xs & mask) ^ (mask if flip else 0)) << shift
+            const = int(row[-1] - bits[-1])
+            if 0 <= const <= 255 and np.array_equal(row, bits + const * nonzero):
+                return FeatureOp(mask=mask, flip=mask if flip else 0, shift=shift, const=const)
     return None
 
 
@@ -100,6 +106,8 @@ def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int, cache: dict[str, torch.Ten
     if op.identity:
         return x
     val = torch.bitwise_and(x, op.mask) if op.mask else torch.zeros_like(x)
+    if op.flip:
+        val.bitwise_xor_(op.flip)
     if op.shift:
         val.bitwise_left_shift_(op.shift)
     if op.const:

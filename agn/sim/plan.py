@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from agn.sim import onednn
-from agn.sim.factors import Terms, U8S8Terms, error_rank, terms_for, u8s8_for
+from agn.sim.factors import Terms, error_rank, terms_for, u8s8_for
 from agn.sim.operands import OperandError, integer_tensor, resolve
 from hwlib import Multiplier
 
