@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also run the random-init search for comparison")
     p.add_argument("--max-loss", type=float, dest="max_loss",
                    help="accuracy the chosen point may lose against exact (fraction)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads per scorer (0 = torch default)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score on a local Dask cluster of N workers")
     group.add_argument("--scheduler", help="score on an existing Dask scheduler (tcp://host:port)")
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     over = {k: getattr(args, k) for k in ("pop_size", "n_gen", "init", "seed", "baseline",
                                            "max_loss") if getattr(args, k) is not None}
     cfg = dataclasses.replace(cfg, **over)
-    summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler))
+    summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
+                                   args.threads))
     print(json.dumps(summary, indent=2))
     return 0

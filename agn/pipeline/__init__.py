@@ -6,8 +6,8 @@ __all__ = ["PipelineConfig", "RunStatus", "STATUS_FILE", "Stage", "run_pipeline"
 
 
 def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = True,
-                 log=print, workers: int | None = None, scheduler: str | None = None
-                 ) -> RunStatus:
+                 log=print, workers: int | None = None, scheduler: str | None = None,
+                 threads: int = 1) -> RunStatus:
     """Run (or resume) every stage in ``run_dir``; returns the recorded status."""
     from pathlib import Path
 
@@ -15,5 +15,5 @@ def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = Tr
     from agn.pipeline.stages import STAGES
 
     cfg = cfg or PipelineConfig()
-    ctx = Context(Path(run_dir), cfg, progress, workers, scheduler)
+    ctx = Context(Path(run_dir), cfg, progress, workers, scheduler, threads)
     return run_stages(STAGES, run_dir, cfg.to_dict(), ctx, log)

@@ -27,7 +27,6 @@ class PipelineConfig:
         scales: tolerance factors of the extra seed assignments.
         uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
         deploy_inputs: inputs the firmware is validated on.
-        threads: torch threads (0 = torch default).
     """
 
     dataset: str = "digits"
@@ -51,7 +50,6 @@ class PipelineConfig:
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
     uniform_points: int = 16
     deploy_inputs: int = 8
-    threads: int = 0
 
     def __post_init__(self) -> None:
         if len(self.epochs) != 4 or any(e < 0 for e in self.epochs):
@@ -76,8 +74,9 @@ class PipelineConfig:
         d["epochs"], d["scales"] = list(self.epochs), list(self.scales)
         return d
 
-    def train_config(self, assignment: str | None = None) -> TrainConfig:
-        """The training configuration of the four training stages."""
+    def train_config(self, assignment: str | None = None, threads: int = 0) -> TrainConfig:
+        """The training configuration of the four training stages (``threads``: torch CPU
+        threads, 0 = torch's default; not part of the recorded configuration)."""
         f, q, n, r = self.epochs
         return TrainConfig(
             model=self.model, data=self.dataset, data_args=dict(self.data_args), seed=self.seed,
@@ -86,4 +85,4 @@ class PipelineConfig:
             retrain=StageConfig(epochs=r, lr=0.001),
             noise=NoiseConfig(lam=self.lam, sigma_init=self.sigma_init, sigma_max=self.sigma_max,
                               sigma_lr=self.sigma_lr),
-            assignment=assignment, threads=self.threads)
+            assignment=assignment, threads=threads)

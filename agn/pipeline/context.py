@@ -18,13 +18,23 @@ from agn.training import load_stage_model
 
 @dataclass
 class Context:
-    """Lazily built shared state of one pipeline run."""
+    """Lazily built shared state of one pipeline run, plus run-time options that do not change
+    results (progress bars, Dask workers, torch threads: one thread is fastest for the small
+    default networks, 0 keeps torch's default for large ones)."""
 
     run_dir: Path
     cfg: PipelineConfig
     progress: bool = True
     workers: int | None = None
     scheduler: str | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"Context.threads: expected >= 0 (0 = torch default), got "
+                             f"{self.threads}")
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
     @cached_property
     def dm(self) -> ImageDataModule:
@@ -41,7 +51,7 @@ class Context:
 
     def model(self, stage: str) -> nn.Module:
         """The model as the stage ``stage`` left it (from its checkpoint), in eval mode."""
-        model = load_stage_model(stage, self.run_dir, self.cfg.train_config(), self.dm)
+        model = load_stage_model(stage, self.run_dir, self.train_config(), self.dm)
         return model.eval()
 
     def integer_split(self, model: nn.Module, split: str, limit: int = 0
@@ -61,3 +71,7 @@ class Context:
 
             return dask_runner(workers=self.workers, scheduler=self.scheduler)
         return nullcontext(None)
+
+    def train_config(self, assignment: str | None = None):
+        """The training configuration with this run's thread setting."""
+        return self.cfg.train_config(assignment, self.threads)

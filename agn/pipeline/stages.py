@@ -27,7 +27,7 @@ CHOSEN_FILE = "chosen_assignment.json"
 def _train(stage: str):
     def run(ctx: Context) -> dict:
         assignment = str(ctx.run_dir / CHOSEN_FILE) if stage == "retrain" else None
-        res = run_stage(stage, ctx.run_dir, ctx.cfg.train_config(assignment))
+        res = run_stage(stage, ctx.run_dir, ctx.train_config(assignment))
         return {"test_acc": res.test_acc, "val_acc": res.val_acc, "epochs": res.epochs}
     return run
 
