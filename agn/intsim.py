@@ -102,17 +102,21 @@ def predict(net: Network, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
 class IntegerScorer:
     """Validation error (1 - accuracy) of ``net`` under an assignment, by bit-exact simulation.
 
-    Picklable (numpy data and the frozen IR only), so Dask workers can run it.
+    ``fixed`` maps layers kept out of the search to their multiplier (MARLIN's protocol keeps the
+    classifier exact). Picklable (numpy data and the frozen IR only), so Dask workers run it.
     """
 
-    def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> None:
+    def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512,
+                 fixed: Mapping[str, str] | None = None) -> None:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"IntegerScorer: expected as many labels as inputs (> 0), got "
                              f"{len(x)} inputs and {len(y)} labels")
         self.net, self.x, self.y, self.batch_size = net, np.asarray(x), np.asarray(y), batch_size
+        self.fixed = dict(fixed or {})
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
+        """Error of the network with ``assignment`` (plus the ``fixed`` layers) on the data."""
         from deploy import with_multipliers
 
-        net = with_multipliers(self.net, dict(assignment))
+        net = with_multipliers(self.net, {**self.fixed, **assignment})
         return float(np.mean(predict(net, self.x, self.batch_size) != self.y))

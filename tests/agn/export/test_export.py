@@ -71,6 +71,12 @@ def test_scorer_counts_errors():
     assert scorer(net.multipliers()) == pytest.approx(12 / len(y))
     with pytest.raises(ValueError, match="as many labels"):
         IntegerScorer(net, xq, y[:3])
+    names = [layer.name for layer in net.layers]
+    fixed = IntegerScorer(net, xq, y, fixed={names[-1]: "marlin:0"})
+    free = {n: "marlin:3" for n in names[:-1]}
+    assert fixed(free) == scorer({**free, names[-1]: "marlin:0"})
+    with pytest.raises(ValueError, match="missing"):
+        IntegerScorer(net, xq, y)(free)
 
 
 def test_requant_params_are_close_and_in_range():
