@@ -76,9 +76,9 @@ def integer_tensor(t: torch.Tensor, name: str, domain: Domain, owner: str) -> to
             if not (lo == lo and hi == hi):
                 raise DomainError(f"operand {name} of {owner}: holds NaN; expected integers in "
                                   f"{domain.name} [{domain.lo}, {domain.hi}]")
-            frac = t - t.round()
-            if bool(frac.any()):
-                bad = float(t.flatten()[frac.flatten().nonzero()[0, 0]])
+            if not torch.equal(t.trunc(), t):
+                frac = (t - t.trunc()).flatten()
+                bad = float(t.flatten()[frac.nonzero()[0, 0]])
                 raise DomainError(f"operand {name} of {owner}: value {bad} is not an integer; "
                                   f"expected integers in {domain.name} [{domain.lo}, {domain.hi}]")
         if lo < domain.lo or hi > domain.hi:

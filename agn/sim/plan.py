@@ -20,7 +20,7 @@ _U = 2.0**-53
 # Time relative to an exact float32 conv, measured on ResNet-20 / MNIST shapes (bench/
 # engine_paths.py): a term-split kernel costs a fixed part plus a part per term (torch's float64
 # conv does not use oneDNN, hence its cost); the gather path is flat.
-_TERM_COST = {"onednn-u8s8": (0.5, 0.15), "float32": (0.0, 0.6), "float64": (0.0, 5.0)}
+_TERM_COST = {"onednn-u8s8": (0.5, 0.15), "float32": (0.8, 0.6), "float64": (0.8, 5.0)}
 _GATHER_COST = {"float32": 7.0, "float64": 10.0}
 
 
