@@ -93,7 +93,7 @@ def plan(multiplier: Multiplier | str, weight: torch.Tensor | tuple[int, ...], g
     Args:
         multiplier: hwlib multiplier or spec string.
         weight: conv weights (Cout, C/groups, kh, kw), linear weights (Cout, K), or their shape.
-        groups: conv groups (only used to describe the layer).
+        groups: conv groups (the oneDNN kernel slices input channels only when groups == 1).
         path: force one of PATHS (raises UnsafePathError when it cannot be exact).
         kernel: force one of KERNELS likewise.
 
