@@ -80,3 +80,15 @@ def test_bias_lands_on_the_accumulator_grid():
     assert steps.round().tolist() == [25.0, -2500.0]
     bq.sum().backward()
     assert torch.equal(b.grad, torch.ones(2))
+
+
+def test_per_tensor_weight_scale_for_the_logits_layer():
+    w = torch.tensor([[0.5, -1.0], [3.0, 1.0]])
+    _, w_q, s = fake_quant_weight(w, 127, per_channel=False)
+    assert torch.equal(s.flatten(), torch.full((2,), 3.0 / 127))
+    assert w_q.tolist() == [[21.0, -42.0], [127.0, 42.0]]
+    from agn.layers import approx_layers
+    from agn.models import build_model
+
+    flags = [m.per_channel for _, m in approx_layers(build_model("lenet5", 1, 8))]
+    assert flags == [True, True, True, True, False]
