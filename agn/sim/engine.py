@@ -1,6 +1,7 @@
 """The public engine: bit-exact approximate conv2d / linear, dispatching to the planned kernel."""
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import torch
@@ -12,10 +13,12 @@ from agn.sim.operands import (check_zero_point, conv_geometry, integer_tensor, l
 from agn.sim.plan import INT32_LIMIT, Plan, choose
 from hwlib import Multiplier
 
-_CACHE_SIZE = 512
+CACHE_BYTES = 512 << 20
 # Prepared kernels keyed by the weights' bytes (so a fresh tensor holding the same integers hits,
-# and any change misses), the multiplier object and the call geometry.
+# and any change misses), the multiplier object and the call geometry; least recently used
+# entries go once the prepared weights and tables pass CACHE_BYTES.
 _CACHE: OrderedDict[tuple, tuple[Multiplier, Plan, object]] = OrderedDict()
+_LOCK = threading.Lock()
 
 
 def approx_conv2d(x: torch.Tensor, w: torch.Tensor, multiplier: Multiplier | str,
@@ -87,10 +90,11 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
     wi = integer_tensor(w, "w", m.w_domain, m.spec)
     key = (wi.numpy().tobytes(), tuple(wi.shape), id(m), stride, padding, groups, zp, path,
            kernel)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is m:
-        _CACHE.move_to_end(key)
-        return hit[1], hit[2]  # type: ignore[return-value]
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is m:
+            _CACHE.move_to_end(key)
+            return hit[1], hit[2]  # type: ignore[return-value]
     w_index = wi.long() - m.w_domain.lo
     p = choose(m, w_index, w_index[0].numel(), path, kernel, groups)
     x_lo = m.network_x_domain().lo
@@ -104,12 +108,15 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
         assert t is not None
         prepared = kernels.prepare_terms(t, u8s8_for(m), p.kernel, w_index, stride, padding,
                                          groups, x_lo, zp, p.slices)
-    _CACHE[key] = (m, p, prepared)
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _LOCK:
+        _CACHE[key] = (m, p, prepared)
+        total = sum(entry[2].nbytes for entry in _CACHE.values())  # type: ignore[attr-defined]
+        while total > CACHE_BYTES and len(_CACHE) > 1:
+            total -= _CACHE.popitem(last=False)[1][2].nbytes  # type: ignore[attr-defined]
     return p, prepared
 
 
 def clear_cache() -> None:
     """Drop every cached prepared kernel."""
-    _CACHE.clear()
+    with _LOCK:
+        _CACHE.clear()

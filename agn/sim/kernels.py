@@ -39,6 +39,11 @@ class TermsKernel:
     padding: tuple[int, int]
     round_output: bool
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the prepared weights."""
+        return sum(w.numel() * w.element_size() for *_, w in self.slices)
+
 
 @dataclass(frozen=True)
 class GatherKernel:
@@ -58,6 +63,11 @@ class GatherKernel:
     n_x: int
     tables: list[torch.Tensor]
     chunks: list[tuple[int, int, int, int]]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the lookup tables."""
+        return sum(t.numel() * t.element_size() for t in self.tables)
 
 
 def term_major_weights(w_index: torch.Tensor, g: np.ndarray, group_channels: int,

@@ -83,3 +83,15 @@ def test_describe_names_the_path():
     assert str(p).startswith("structured/")
     assert p.out_bound == float(hwlib.get("marlin:15").table().__abs__().max(0)[
         (W + 128).reshape(4, -1).numpy()].sum(1).max())
+
+
+def test_cache_evicts_beyond_its_byte_budget(monkeypatch, assert_exact):
+    from agn.sim import clear_cache, engine
+
+    clear_cache()
+    monkeypatch.setattr(engine, "CACHE_BYTES", 1)
+    for level in (3, 4, 5):
+        assert_exact(approx_conv2d(X, W, f"marlin:{level}"),
+                     reference_conv2d(X, W, f"marlin:{level}"))
+    assert len(engine._CACHE) == 1  # only the newest entry stays
+    clear_cache()
