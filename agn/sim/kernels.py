@@ -133,7 +133,7 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
         for i, (c0, c1, gc, weights) in enumerate(k.slices):
-            part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)))
+            part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
             x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w), outer,
                                                  zero_point)
             feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
