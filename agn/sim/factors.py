@@ -92,10 +92,24 @@ def terms_for(m: Multiplier) -> Terms | None:
 
 
 def u8s8_for(m: Multiplier) -> U8S8Terms | None:
-    """:func:`u8s8_terms` of ``terms_for(m)`` (cached per multiplier)."""
+    """The shortest verified uint8 x int8 split of ``m`` (cached per multiplier).
+
+    :func:`u8s8_terms` of ``terms_for(m)``, or for MARLIN levels >= 128 the shorter split of
+    :mod:`agn.sim.marlin_split` when it reproduces the table exactly.
+    """
     if m not in _U8S8:
+        from agn.sim.marlin_split import marlin_u8s8
+        from hwlib.marlin import Marlin
+
         t = terms_for(m)
-        _U8S8[m] = None if t is None else u8s8_terms(t)
+        best = None if t is None else u8s8_terms(t)
+        short = marlin_u8s8(m) if isinstance(m, Marlin) else None
+        if short is not None and (best is None or len(short.f8) < len(best.f8)):
+            start = m.network_x_domain().lo - m.x_domain.lo
+            table = m.table()[start:start + short.f8.shape[1]]
+            if np.array_equal((short.f8 + short.offset[:, None]).T @ short.g8, table):
+                best = short
+        _U8S8[m] = best
     return _U8S8[m]
 
 

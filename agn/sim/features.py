@@ -1,8 +1,9 @@
 """Activation features of the term-split kernels, built in the channels-last layout a conv wants.
 
-A feature ``f(x)`` is recognised as ``(((x & mask) ^ flip) << shift) + const * [x != 0]`` (MARLIN's
-bit masks and compensation, BAM rows, truncation, their complements) and then computed with a few
-uint8 ops; any other feature is a table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
+A feature ``f(x)`` is recognised as ``(((x & mask) ^ flip) << shift) + plus_x * x + const * [x != 0]``
+(MARLIN's bit masks and compensation, BAM rows, truncation, their complements) and then computed
+with a few uint8 ops, modulo 256, which is exact because the feature itself lies in 0..255; any
+other feature is a table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
 contiguous op followed by one wide strided copy.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ class FeatureOp:
         mask: ``x & mask`` (bit form).
         flip: xor-ed into the masked bits (``mask`` for a complement, else 0).
         shift: left shift applied after the mask.
-        const: added where ``x != 0``.
+        plus_x: 1 when ``x`` itself is added, else 0.
+        const: added where ``x != 0`` (may be negative).
         identity: the feature is ``x`` itself.
         lut: (n_x,) feature table for any other feature (dtype of the kernel's features).
     """
@@ -29,6 +31,7 @@ class FeatureOp:
     mask: int = 0
     flip: int = 0
     shift: int = 0
+    plus_x: int = 0
     const: int = 0
     identity: bool = False
     lut: torch.Tensor | None = None
@@ -48,17 +51,22 @@ def _bit_form(row: np.ndarray, xs: np.ndarray) -> FeatureOp | None:
         return FeatureOp(identity=True)
     hi = int(xs[-1])
     nonzero = (xs != 0).astype(np.int64)
-    for shift in range(8):
-        candidates = [(int(row[0]) >> shift, True)]  # complement: f(0) = mask << shift
-        candidates += [(((int(row[-1]) - c) >> shift) & hi, False)
-                       for c in {0, int(row[1]), int(row[1]) - (1 << shift)} if 0 <= c <= 255]
-        for mask, flip in candidates:
-            if mask > hi:
-                continue
-            bits = ((xs & mask) ^ (mask if flip else 0)) << shift
-            const = int(row[-1] - bits[-1])
-            if 0 <= const <= 255 and np.array_equal(row, bits + const * nonzero):
-                return FeatureOp(mask=mask, flip=mask if flip else 0, shift=shift, const=const)
+    for plus_x in (0, 1):
+        rest = row - plus_x * xs
+        for shift in range(8):
+            candidates = [(int(rest[0]) >> shift, True)]  # complement: f(0) = mask << shift
+            candidates += [(((int(rest[-1]) - c) >> shift) & hi, False)
+                           for c in {0, int(rest[1]), int(rest[1]) - (1 << shift)}
+                           if -255 <= c <= 255]
+            for mask, flip in candidates:
+                if not 0 <= mask <= hi:
+                    continue
+                bits = ((xs & mask) ^ (mask if flip else 0)) << shift
+                const = int(rest[-1] - bits[-1])
+                if bits.max() <= 255 and -255 <= const <= 255 and \
+                        np.array_equal(rest, bits + const * nonzero):
+                    return FeatureOp(mask=mask, flip=mask if flip else 0, shift=shift,
+                                     plus_x=plus_x, const=const)
     return None
 
 
@@ -110,10 +118,15 @@ def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int, cache: dict[str, torch.Ten
         val.bitwise_xor_(op.flip)
     if op.shift:
         val.bitwise_left_shift_(op.shift)
+    if op.plus_x:
+        val.add_(x)
     if op.const:
         if "nonzero" not in cache:
             cache["nonzero"] = _nonzero_u8(x)
-        val.add_(cache["nonzero"], alpha=op.const)
+        if op.const > 0:
+            val.add_(cache["nonzero"], alpha=op.const)
+        else:
+            val.sub_(cache["nonzero"], alpha=-op.const)
     return val
 
 

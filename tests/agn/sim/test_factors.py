@@ -35,9 +35,9 @@ def test_every_marlin_level_splits_exactly():
         _check(m)
         ranks.append(len(u8s8_for(m).f8))
     # terms of the fused conv: the exact product alone at level 0, + 4 bits + compensation at
-    # 15; at 255 the bit-0 term merges into the exact one
-    assert [ranks[lv] for lv in (0, 1, 15, 127, 128, 255)] == [1, 2, 6, 9, 10, 9]
-    assert max(ranks) == 10
+    # 15; levels >= 128 use agn.sim.marlin_split (9 terms, 8 at 255)
+    assert [ranks[lv] for lv in (0, 1, 15, 127, 128, 255)] == [1, 2, 6, 9, 9, 8]
+    assert max(ranks) == 9
 
 
 def test_signed_evoapprox_split_exactly_and_use_bit_features(signed_evo):
