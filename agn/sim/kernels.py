@@ -24,7 +24,7 @@ class TermsKernel:
         ops: one FeatureOp per term.
         slices: per input-channel slice (c0, c1, Cg', weights): weights packed for oneDNN, or
             float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is c1 - c0 rounded up to a
-            multiple of 4 (extra channels hold 0 and meet zero weights), so that every term is
+            multiple of 4 (extra channels hold x_lo and meet zero weights), so that every term is
             copied in words of at least 4 bytes.
         correction: int64 (Cout,) added to every output (activation-feature offsets), or None.
         padding: padding the convolution itself applies (features of the zero point are all 0),
