@@ -188,13 +188,19 @@ def run_gather(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_
     cols = xcl.unfold(1, kh, sy).unfold(2, kw, sx).permute(0, 1, 2, 4, 5, 3)  # (N,Ho,Wo,kh,kw,C)
     n, ho, wo, _, _, c = cols.shape
     cg, og = c // groups, c_out // groups
-    out = torch.zeros((n * ho * wo, c_out), dtype=k.tables[0].dtype)
+    out = torch.empty((n * ho * wo, c_out), dtype=k.tables[0].dtype)
     for gi, table in enumerate(k.tables):
         acc = out[:, gi * og:(gi + 1) * og]
-        for y0, y1, x0, x1 in k.chunks:
-            idx = cols[:, :, :, y0:y1, x0:x1, gi * cg:(gi + 1) * cg].reshape(n * ho * wo, -1)
-            idx = idx + torch.arange(idx.shape[1], dtype=torch.int32) * k.n_x
+        for j, (y0, y1, x0, x1) in enumerate(k.chunks):
+            window = cols[:, :, :, y0:y1, x0:x1, gi * cg:(gi + 1) * cg]
+            taps = torch.arange(window[0, 0, 0].numel(), dtype=torch.int32) * k.n_x
+            idx = torch.empty(window.shape, dtype=torch.int32)
+            torch.add(window, taps.view(window.shape[3:]), out=idx)  # copy and offset, one pass
             first = (y0 * kw + x0) * cg * k.n_x
-            rows = table[first:first + idx.shape[1] * k.n_x]
-            acc += F.embedding_bag(idx, rows, mode="sum")
+            rows = table[first:first + taps.numel() * k.n_x]
+            summed = F.embedding_bag(idx.view(n * ho * wo, -1), rows, mode="sum")
+            if j == 0:
+                acc.copy_(summed)
+            else:
+                acc += summed
     return out.reshape(n, ho, wo, c_out).permute(0, 3, 1, 2).to(out_dtype)
