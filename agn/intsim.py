@@ -22,14 +22,15 @@ __all__ = ["run_integer", "predict", "IntegerScorer"]
 
 
 def _requant(acc: torch.Tensor, rq: Requant | None) -> torch.Tensor:
-    """Per-channel ``clip(((acc*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)`` in int64."""
+    """Per-channel ``clip(((acc*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)`` (int64
+    arithmetic, uint8 result); without requantisation the int64 accumulators themselves."""
     if rq is None:
         return acc.to(torch.int64)
     shape = (1, -1) + (1,) * (acc.dim() - 2)
     m = torch.as_tensor(np.asarray(rq.mult, np.int64)).view(shape)
     s = torch.as_tensor(np.asarray(rq.shift, np.int64)).view(shape)
     out = torch.bitwise_right_shift(acc.to(torch.int64) * m + (1 << (s - 1)), s) + rq.zp_out
-    return out.clamp_(rq.lo, rq.hi)
+    return out.clamp_(rq.lo, rq.hi).to(torch.uint8)
 
 
 def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
@@ -40,28 +41,31 @@ def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int
 def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
     if isinstance(node, Conv):
         t, b, l, r = node.padding
-        x = F.pad(ins[0], (l, r, t, b), value=zps[0]) if any(node.padding) else ins[0]
-        acc = sim.approx_conv2d(x, torch.as_tensor(node.weight.astype(np.int64)),
-                                node.multiplier, stride=node.stride, padding=0,
-                                groups=node.groups, zero_point=zps[0]).to(torch.int64)
-        acc = acc + torch.as_tensor(node.bias.astype(np.int64)).view(1, -1, 1, 1)
+        x, pad = ins[0], (t, l)
+        if (t, l) != (b, r):  # asymmetric: pad here (with the zero point), the engine pads none
+            x, pad = F.pad(x, (l, r, t, b), value=zps[0]), (0, 0)
+        acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier,
+                                stride=node.stride, padding=pad, groups=node.groups,
+                                zero_point=zps[0]).to(torch.int64)
+        acc = acc + torch.from_numpy(node.bias.astype(np.int64)).view(1, -1, 1, 1)
         return _requant(acc, node.requant)
     if isinstance(node, Linear):
-        acc = sim.approx_linear(ins[0], torch.as_tensor(node.weight.astype(np.int64)),
+        acc = sim.approx_linear(ins[0], torch.tensor(node.weight),
                                 node.multiplier).to(torch.int64)
-        return _requant(acc + torch.as_tensor(node.bias.astype(np.int64)), node.requant)
+        return _requant(acc + torch.from_numpy(node.bias.astype(np.int64)), node.requant)
     if isinstance(node, MaxPool):
         t, b, l, r = node.padding
         x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]
-        return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.int64)
+        return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.uint8)
     if isinstance(node, (AvgPool, GlobalAvgPool)):
         kernel = node.kernel if isinstance(node, AvgPool) else tuple(ins[0].shape[2:])
         stride = node.stride if isinstance(node, AvgPool) else (1, 1)
         return _requant(_window_sum(ins[0], kernel, stride), node.requant)
     if isinstance(node, Add):
-        s = ((ins[0] - node.zp_a) * node.mult_a + (ins[1] - node.zp_b) * node.mult_b
-             + (1 << (node.shift - 1)))
-        return (torch.bitwise_right_shift(s, node.shift) + node.zp_out).clamp_(node.lo, node.hi)
+        a, b = (t.to(torch.int64) for t in ins)
+        s = (a - node.zp_a) * node.mult_a + (b - node.zp_b) * node.mult_b + (1 << (node.shift - 1))
+        out = torch.bitwise_right_shift(s, node.shift) + node.zp_out
+        return out.clamp_(node.lo, node.hi).to(torch.uint8)
     if isinstance(node, Flatten):
         return ins[0].reshape(ins[0].shape[0], -1)
     if isinstance(node, Requantize):
@@ -72,20 +76,21 @@ def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
 @torch.no_grad()
 def run_integer(net: Network, x: torch.Tensor | np.ndarray,
                 keep: bool = False) -> dict[str, torch.Tensor] | torch.Tensor:
-    """Integer outputs of ``net`` for a uint8-valued batch (N, C, H, W), as int64 tensors.
+    """Integer outputs of ``net`` for a uint8-valued batch (N, C, H, W): uint8 activations and
+    int64 accumulators (the logits).
 
     Returns the last node's output, or with ``keep`` every node's output by name (as
     :func:`deploy.reference.run.run` does).
     """
     inp: Input = net.input
-    xt = torch.as_tensor(np.asarray(x)).to(torch.int64)
+    xt = torch.as_tensor(np.asarray(x))
     if xt.dim() != 4 or tuple(xt.shape[1:]) != tuple(inp.shape):
         raise ValueError(f"run_integer({net.name!r}): input expected shape (N, "
                          f"{', '.join(map(str, inp.shape))}), got {tuple(xt.shape)}")
     if xt.numel() and (int(xt.min()) < inp.lo or int(xt.max()) > inp.hi):
         raise ValueError(f"run_integer({net.name!r}): input expected values in {inp.lo}.."
                          f"{inp.hi}, got [{int(xt.min())}, {int(xt.max())}]")
-    outs: dict[str, torch.Tensor] = {inp.name: xt}
+    outs: dict[str, torch.Tensor] = {inp.name: xt.to(torch.uint8)}
     for node in net.nodes[1:]:
         outs[node.name] = _step(node, [outs[s] for s in node.inputs],
                                 [net.infos[s].zero_point for s in node.inputs])
