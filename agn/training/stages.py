@@ -2,7 +2,8 @@
 
 Layout of a run directory ``RUN``::
 
-    RUN/config.yaml           the full configuration, seed included (written once, atomically)
+    RUN/config.yaml           the configuration of the first stage run here (the run's seed)
+    RUN/<stage>/config.yaml   the configuration this stage ran with
     RUN/<stage>/last.ckpt     Lightning checkpoint (updated every epoch; resumed when killed)
     RUN/<stage>/result.json   written when the stage finished: re-running it only loads this
     RUN/sigmas.json           after the noise stage: name, sigma, multiplications, fan_in
@@ -76,14 +77,18 @@ class StageResult:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def _record_config(run: Path, cfg: TrainConfig) -> None:
+def _record_config(run: Path, stage: Stage, cfg: TrainConfig) -> None:
+    """RUN/config.yaml (first stage: the run's seed) and RUN/<stage>/config.yaml (this stage)."""
     path = run / "config.yaml"
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     if path.exists():
         old = yaml.safe_load(path.read_text()) or {}
         if old.get("seed") != cfg.seed:
             raise StageError(f"run directory {run}: recorded seed {old.get('seed')} differs from "
                              f"the configured seed {cfg.seed}; use a new run directory")
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    else:
+        atomic_write_text(path, text)
+    atomic_write_text(run / stage.value / "config.yaml", text)
 
 
 def build_stage_model(stage: Stage | str, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
@@ -166,7 +171,7 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
     sdir = run / st.value
     if (sdir / "result.json").exists():
         return StageResult.load(sdir / "result.json")
-    _record_config(run, cfg)
+    _record_config(run, st, cfg)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:  # Lightning's deterministic mode and the thread count are process-wide: restore them
         if cfg.threads:

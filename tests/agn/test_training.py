@@ -137,6 +137,7 @@ def test_every_stage_resumes_from_its_checkpoint_and_finished_stages_are_no_ops(
     assert int(state["model.features.0.mode_id"]) == int(Mode.APPROX)
     assert state["model.features.0._extra_state"] == {"spec": "marlin:3"}
     assert (run / "config.yaml").exists() and "seed: 0" in (run / "config.yaml").read_text()
+    assert load_config(run / "retrain" / "config.yaml") == cfg
     loaded = load_stage_model("retrain", run, cfg)
     assert loaded.features[0].mode is Mode.APPROX and loaded.features[0].spec == "marlin:3"
     assert loaded.features[0].input_quant.calibrated
