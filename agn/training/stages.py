@@ -27,6 +27,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from agn.data import build_datamodule
@@ -36,7 +37,7 @@ from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset
 from agn.models import build_model
 from agn.training.config import ConfigError, TrainConfig, load_config
 from agn.training.module import AGNModule, Stage
-from hwlib.fileio import atomic_write_json, atomic_write_text
+from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = ["StageError", "StageResult", "build_stage_model", "load_stage_model", "run_stage",
            "run_stages"]
@@ -75,6 +76,16 @@ class StageResult:
     def load(cls, path: Path) -> StageResult:
         """Read a result.json."""
         return cls(**json.loads(Path(path).read_text()))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes to a temporary file and renames it into place, so a
+    killed job never leaves a truncated ``last.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def _record_config(run: Path, stage: Stage, cfg: TrainConfig) -> None:
@@ -203,7 +214,7 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
     trainer = pl.Trainer(
         max_epochs=opt.epochs, accelerator="cpu", devices=1, deterministic=True,
         default_root_dir=str(run), enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False, num_sanity_val_steps=0,
+        enable_model_summary=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         logger=[CSVLogger(run / "logs", name=st.value, version=""),
                 TensorBoardLogger(run / "tb", name=st.value, version="")],

@@ -172,3 +172,21 @@ def test_config_from_yaml_and_errors(tmp_path):
         load_config(tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="optimizer"):
         StageConfig(optimizer="lbfgs")
+
+
+def test_checkpoints_are_written_atomically(tmp_path):
+    from agn.training.stages import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "s" / "last.ckpt"
+    io.save_checkpoint({"a": torch.arange(3)}, target)
+    assert torch.equal(torch.load(target)["a"], torch.arange(3))
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        io.save_checkpoint({"a": Boom()}, target)
+    assert torch.equal(torch.load(target)["a"], torch.arange(3))  # old file intact
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left
