@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agn.training import NoiseConfig, StageConfig, TrainConfig
+from agn.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class PipelineConfig:
         dataset, data_args, model: what to train (``digits`` + ``lenet5`` by default).
         catalog: hwlib catalog the multipliers come from (``marlin:*``).
         lam, sigma_init, sigma_max, sigma_lr: noise-training hyperparameters (agn.md).
+        train: the rest of the training configuration (:class:`agn.training.TrainConfig`
+            fields such as ``float_stage: {lr, optimizer, milestones, ...}`` or
+            ``calib_batches``); ``epochs`` and the noise fields above take precedence.
         seed: seed of every random choice.
         epochs: epochs of the float, qat, noise and retrain stages.
         n_fields: receptive fields sampled per layer for the error model.
@@ -37,6 +40,9 @@ class PipelineConfig:
     sigma_init: float = 0.1
     sigma_max: float = 1.0
     sigma_lr: float = 0.05
+    train: dict[str, Any] = field(default_factory=lambda: {
+        "float_stage": {"lr": 0.05, "milestones": [20]}, "qat": {"lr": 0.005},
+        "noise_stage": {"lr": 0.005}, "retrain": {"lr": 0.001}})
     seed: int = 0
     epochs: tuple[int, int, int, int] = (30, 10, 10, 5)
     n_fields: int = 64
@@ -77,12 +83,16 @@ class PipelineConfig:
     def train_config(self, assignment: str | None = None, threads: int = 0) -> TrainConfig:
         """The training configuration of the four training stages (``threads``: torch CPU
         threads, 0 = torch's default; not part of the recorded configuration)."""
-        f, q, n, r = self.epochs
-        return TrainConfig(
-            model=self.model, data=self.dataset, data_args=dict(self.data_args), seed=self.seed,
-            float_stage=StageConfig(epochs=f, lr=0.05, milestones=(max(1, int(f * 0.7)),)),
-            qat=StageConfig(epochs=q, lr=0.005), noise_stage=StageConfig(epochs=n, lr=0.005),
-            retrain=StageConfig(epochs=r, lr=0.001),
-            noise=NoiseConfig(lam=self.lam, sigma_init=self.sigma_init, sigma_max=self.sigma_max,
-                              sigma_lr=self.sigma_lr),
-            assignment=assignment, threads=threads)
+        d = TrainConfig().to_dict()
+        for key, value in self.train.items():
+            if key not in d:
+                raise ValueError(f"PipelineConfig.train: unknown training field {key!r}; known: "
+                                 f"{', '.join(sorted(d))}")
+            d[key] = {**d[key], **value} if isinstance(d[key], dict) else value
+        for key, epochs in zip(("float_stage", "qat", "noise_stage", "retrain"), self.epochs):
+            d[key]["epochs"] = epochs
+        d.update(model=self.model, data=self.dataset, data_args=dict(self.data_args),
+                 seed=self.seed, assignment=assignment, threads=threads,
+                 noise={"lam": self.lam, "sigma_init": self.sigma_init,
+                        "sigma_max": self.sigma_max, "sigma_lr": self.sigma_lr})
+        return TrainConfig.from_dict(d)

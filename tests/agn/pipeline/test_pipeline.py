@@ -120,4 +120,12 @@ def test_shipped_configs_build(path):
     cfg = PipelineConfig(**data)
     tc = cfg.train_config()
     assert tc.model == cfg.model and tc.data == cfg.dataset
+    assert (tc.float_stage.epochs, tc.qat.epochs, tc.noise_stage.epochs,
+            tc.retrain.epochs) == cfg.epochs
+    assert tc.noise.lam == cfg.lam and tc.float_stage.lr == data["train"]["float_stage"]["lr"]
     assert np.all(np.array(cfg.epochs) >= 1)
+
+
+def test_unknown_training_field_is_refused():
+    with pytest.raises(ValueError, match="unknown training field 'float'"):
+        PipelineConfig(train={"float": {"lr": 0.1}}).train_config()
