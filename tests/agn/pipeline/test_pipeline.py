@@ -129,3 +129,20 @@ def test_shipped_configs_build(path):
 def test_unknown_training_field_is_refused():
     with pytest.raises(ValueError, match="unknown training field 'float'"):
         PipelineConfig(train={"float": {"lr": 0.1}}).train_config()
+
+
+def test_search_cli_reruns_the_search_of_a_run(quick_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    for name in ("search_state.json", "evaluations.jsonl"):
+        (run_dir / "search" / name).unlink()
+    assert main(["search", "--run-dir", str(run_dir), "--gen", "2", "--pop", "6",
+                 "--no-baseline"]) == 0
+    evaluated = (run_dir / "search" / "evaluations.jsonl").read_text().splitlines()
+    assert 6 <= len(evaluated) <= 12
+    data = json.loads((run_dir / "pareto.json").read_text())
+    assert data["evaluations"] == len(evaluated) and len(data["hypervolume"]) == 2
+    chosen = json.loads((run_dir / "chosen_assignment.json").read_text())
+    assert chosen["genome"] in [p["genome"] for p in data["front"]]
+    with pytest.raises(SystemExit, match="not found"):
+        main(["search", "--run-dir", str(tmp_path / "nothing")])
