@@ -289,10 +289,9 @@ class AvgPool(Node):
 
 
 @dataclass(frozen=True, eq=False)
-class GlobalAvgPool(Node):
-    """Global average pooling ``(C, H, W) -> (C, 1, 1)``: the sum over H x W, then requant."""
+class _RequantOf(Node):
+    """A one-input node that ends in a mandatory requantisation."""
 
-    op: ClassVar[str] = "global_avgpool"
     input: str = ""
     requant: Requant | None = None
 
@@ -304,6 +303,13 @@ class GlobalAvgPool(Node):
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool(_RequantOf):
+    """Global average pooling ``(C, H, W) -> (C, 1, 1)``: the sum over H x W, then requant."""
+
+    op: ClassVar[str] = "global_avgpool"
 
 
 @dataclass(frozen=True, eq=False)
@@ -359,21 +365,10 @@ class Flatten(Node):
 
 
 @dataclass(frozen=True, eq=False)
-class Requantize(Node):
+class Requantize(_RequantOf):
     """Stand-alone requantisation of an int32 tensor (a conv/linear without fused requant)."""
 
     op: ClassVar[str] = "requant"
-    input: str = ""
-    requant: Requant | None = None
-
-    def _check(self) -> None:
-        if not isinstance(self.requant, Requant):
-            raise IRError(f"field 'requant' expected a Requant, got {self.requant!r}")
-        _set(self, input=_check_input_name(self.input))
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
 
 
 NODE_TYPES: dict[str, type[Node]] = {
