@@ -58,9 +58,19 @@ def _saturating_conv(x8, packed, c_out, stride, padding, groups):
 
 
 def _float32_accumulating_conv(x8, packed, c_out, stride, padding, groups):
-    """A kernel accumulating in float32 (rounds partial sums beyond 2^24)."""
+    """A kernel accumulating in float32, term by term in input order (rounds partial sums
+    beyond 2^24); groups=1. A Python loop, because torch's own float32 conv sums in a blocked
+    order that depends on the thread count and may happen to stay exact, and torch's cumsum
+    accumulates float32 in double."""
     w = _saturating_conv.weights
-    return F.conv2d(x8.float(), w.float(), stride=stride, padding=padding, groups=groups)
+    x8 = F.pad(x8, (padding[1], padding[1], padding[0], padding[0]))
+    cols = F.unfold(x8.double(), w.shape[2:], stride=stride)  # (N, K, L)
+    prod = (cols[:, None] * w.reshape(w.shape[0], -1, 1).double()).float()  # (N, Cout, K, L)
+    sums = torch.zeros_like(prod[:, :, 0])
+    for k in range(prod.shape[2]):
+        sums = sums + prod[:, :, k]
+    ho = (x8.shape[2] - w.shape[2]) // stride[0] + 1
+    return sums.reshape(x8.shape[0], w.shape[0], ho, -1)
 
 
 @pytest.mark.parametrize("fake", [_saturating_conv, _float32_accumulating_conv])
