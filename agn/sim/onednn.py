@@ -31,12 +31,28 @@ def conv(x8: torch.Tensor, packed: torch.Tensor, c_out: int, stride: tuple[int, 
 
     Padded taps hold 0. Exact only while the int32 accumulators stay below 2^24 in magnitude
     (the caller proves it).
+
+    oneDNN (torch 2.13) returns wrong sums for some outputs one column wide with a column stride
+    above 1 (seen from five output rows on); such inputs get zero columns on the right so that
+    the output is two columns wide, and the second is dropped.
     """
+    extra = _one_column_fix(x8.shape[3], packed.shape[3], stride[1], padding[1])
+    if extra:
+        x8 = F.pad(x8, (0, extra)).contiguous(memory_format=torch.channels_last)
     ones = torch.ones(c_out, dtype=torch.float32)
     zeros = torch.zeros(c_out, dtype=torch.int64)
-    return torch.ops.onednn.qconv2d_pointwise(x8, 1.0, 0, packed, ones, zeros, None, list(stride),
-                                              list(padding), [1, 1], groups, 1.0, 0,
-                                              torch.float32, "none", [], "")
+    y = torch.ops.onednn.qconv2d_pointwise(x8, 1.0, 0, packed, ones, zeros, None, list(stride),
+                                           list(padding), [1, 1], groups, 1.0, 0,
+                                           torch.float32, "none", [], "")
+    return y[..., :1] if extra else y
+
+
+def _one_column_fix(width: int, kernel_width: int, stride: int, padding: int) -> int:
+    """Zero columns to append so that oneDNN does not see its faulty one-column geometry."""
+    wide = width + 2 * padding
+    if stride == 1 or (wide - kernel_width) // stride + 1 != 1:
+        return 0
+    return kernel_width + stride - wide
 
 
 @lru_cache(maxsize=1)
