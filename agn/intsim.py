@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from agn import sim
 from deploy.ir import (Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node,
                        Requant, Requantize)
+from agn.data.base import ImageDataModule
 from deploy.network import Network
 
-__all__ = ["run_integer", "predict", "IntegerScorer"]
+__all__ = ["IntegerScorer", "integer_split", "predict", "run_integer"]
 
 
 def _requant(acc: torch.Tensor, rq: Requant | None) -> torch.Tensor:
@@ -102,6 +103,17 @@ def predict(net: Network, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     preds = [run_integer(net, x[i:i + batch_size]).argmax(dim=1).numpy()
              for i in range(0, len(x), batch_size)]
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+def integer_split(model: torch.nn.Module, dm: ImageDataModule, split: str, limit: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 inputs as ``model``'s input quantizer codes them, labels) of a set-up data split,
+    its first ``limit`` images (0 = all)."""
+    ds = dm.split(split)
+    n = len(ds) if not limit else min(limit, len(ds))
+    with torch.no_grad():
+        xq = model.quant_in.to_int(dm.normalize(ds.tensors[0][:n])).to(torch.uint8).numpy()
+    return xq, ds.tensors[1][:n].numpy()
 
 
 class IntegerScorer:

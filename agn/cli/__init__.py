@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Each module exposes ``add_parser(subparsers)`` which registers its subcommand and sets
@@ -32,7 +33,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``agn`` console script."""
+    """Entry point of the ``agn`` console script.
+
+    Bad input (a ValueError or a missing file) ends the command with its one-line message and
+    exit status 1; set AGN_TRACEBACK=1 to see the traceback instead.
+    """
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first if first in SUBCOMMANDS else None)
@@ -40,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: its message, not a traceback
+        if os.environ.get("AGN_TRACEBACK"):
+            raise
+        raise SystemExit(f"agn {args.command}: error: {exc}") from exc
 
 
 if __name__ == "__main__":

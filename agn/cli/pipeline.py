@@ -32,6 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", choices=["seeded", "random"], help="NSGA-II initial population")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="skip the random-init comparison search")
+    p.add_argument("--retrain-epochs", type=int, dest="candidate_epochs", metavar="N",
+                   help="retrain every search candidate this many epochs before scoring it "
+                   "(MARLIN's protocol: 1; default 0)")
+    p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
+                   help="training batches per such epoch (default 0 = all)")
     p.add_argument("--epochs", type=int, nargs=4, metavar=("FLOAT", "QAT", "NOISE", "RETRAIN"),
                    help="epochs per training stage")
     p.add_argument("--threads", type=int, default=1,
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     over = load_yaml(args.config) if args.config else {}
     keys = ("dataset", "model", "catalog", "lam", "seed", "pop_size", "n_gen", "init",
-            "baseline", "epochs")
+            "baseline", "epochs", "candidate_epochs", "candidate_batches")
     over.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
     if args.data_dir:
         over["data_args"] = {**over.get("data_args", {}), "root": args.data_dir}

@@ -22,6 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="search seed")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the random-init search for comparison")
+    p.add_argument("--retrain-epochs", type=int, dest="candidate_epochs", metavar="N",
+                   help="retrain every candidate this many epochs before scoring it (MARLIN's "
+                   "protocol: 1; default 0 = score the noise-trained weights)")
+    p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
+                   help="training batches per such epoch (default 0 = all)")
+    p.add_argument("--val", type=int, dest="val_samples", metavar="N",
+                   help="validation images per candidate (0 = all)")
     p.add_argument("--max-loss", type=float, dest="max_loss",
                    help="accuracy the chosen point may lose against exact (fraction)")
     p.add_argument("--threads", type=int, default=1,
@@ -44,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.run_dir}' (at least up to its export_search stage) first")
     base = json.loads(status.read_text())["config"]
     cfg = PipelineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
-    over = {k: getattr(args, k) for k in ("pop_size", "n_gen", "init", "seed", "baseline",
-                                           "max_loss") if getattr(args, k) is not None}
+    keys = ("pop_size", "n_gen", "init", "seed", "baseline", "max_loss", "candidate_epochs",
+            "candidate_batches", "val_samples")
+    over = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = dataclasses.replace(cfg, **over)
     summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
                                    args.threads))

@@ -26,6 +26,9 @@ class PipelineConfig:
         pop_size, n_gen: NSGA-II budget; ``init`` seeded or random; ``baseline`` also runs
             the random-init search for comparison.
         val_samples: validation images each candidate is scored on (0 = all).
+        candidate_epochs: epochs of approximate retraining before each candidate is scored
+            (MARLIN's protocol is 1; 0 = score the noise-trained weights as they are).
+        candidate_batches: training batches per such epoch (0 = the whole training split).
         max_loss: accuracy the chosen point may lose against the exact integer network.
         scales: tolerance factors of the extra seed assignments.
         uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
@@ -52,6 +55,8 @@ class PipelineConfig:
     init: str = "seeded"
     baseline: bool = True
     val_samples: int = 0
+    candidate_epochs: int = 0
+    candidate_batches: int = 0
     max_loss: float = 0.01
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
     uniform_points: int = 16
@@ -61,6 +66,9 @@ class PipelineConfig:
         if len(self.epochs) != 4 or any(e < 0 for e in self.epochs):
             raise ValueError(f"PipelineConfig.epochs: expected 4 non-negative epoch counts "
                              f"(float, qat, noise, retrain), got {self.epochs}")
+        if self.candidate_epochs < 0 or self.candidate_batches < 0:
+            raise ValueError(f"PipelineConfig: candidate_epochs and candidate_batches expected "
+                             f">= 0, got {self.candidate_epochs} and {self.candidate_batches}")
         if not 0 <= self.max_loss < 1:
             raise ValueError(f"PipelineConfig.max_loss: expected a fraction in [0, 1), got "
                              f"{self.max_loss}")

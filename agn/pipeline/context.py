@@ -12,6 +12,7 @@ from torch import nn
 
 from agn.data import build_datamodule
 from agn.data.base import ImageDataModule
+from agn.intsim import integer_split
 from agn.pipeline.config import PipelineConfig
 from agn.training import load_stage_model
 
@@ -57,12 +58,7 @@ class Context:
     def integer_split(self, model: nn.Module, split: str, limit: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 inputs as the model's input quantizer codes them, labels) of a data split."""
-        ds = self.dm.split(split)
-        n = len(ds) if not limit else min(limit, len(ds))
-        x = self.dm.normalize(ds.tensors[0][:n])
-        with torch.no_grad():
-            xq = model.quant_in.to_int(x).to(torch.uint8).numpy()
-        return xq, ds.tensors[1][:n].numpy()
+        return integer_split(model, self.dm, split, limit)
 
     def runner(self):
         """Context manager giving the candidate runner: Dask when asked, else None (serial)."""

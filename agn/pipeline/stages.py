@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
 from agn.search import (Point, SearchConfig, SearchSpace, plot_front, run_search, uniform_genes,
                         write_front)
+from agn.search.retraining import RetrainingScorer
 from agn.stats import sample_batches, write_operand_stats
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json
@@ -89,9 +91,7 @@ def _check_integer(ctx: Context, model, net: deploy.Network, split: str) -> dict
 def search_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     net = deploy.load(ctx.run_dir / SEARCH_DIR)
-    model = ctx.model("noise")
-    x, y = ctx.integer_split(model, "val", cfg.val_samples)
-    scorer = IntegerScorer(net, x, y)
+    scorer, scoring = _scorer(ctx, net)
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
     space = SearchSpace.build(layers, [sig[n].multiplications for n in layers], cfg.catalog)
@@ -101,7 +101,7 @@ def search_stage(ctx: Context) -> dict:
     exact = space.uniform(space.candidates.index(_exact_spec(space)))
     seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()] + [exact]
     search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
-                              init=cfg.init)
+                              init=cfg.init, scoring=scoring)
     with ctx.runner() as runner:
         result = run_search(space, scorer, search_cfg, ctx.run_dir / SEARCH_DIR, seeds=seeds,
                             runner=runner, progress=ctx.progress)
@@ -142,6 +142,18 @@ def search_stage(ctx: Context) -> dict:
         summary["baseline_hypervolume"] = baseline.hypervolume[-1]
         summary["baseline_evaluations"] = len(baseline.store)
     return summary
+
+
+def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float], str]:
+    """The candidate score function and its label: the noise-trained integer network as it is,
+    or after ``candidate_epochs`` of retraining per candidate."""
+    cfg = ctx.cfg
+    if cfg.candidate_epochs:
+        scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.candidate_epochs,
+                                  cfg.candidate_batches, cfg.val_samples)
+        return scorer, scorer.label
+    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.val_samples)
+    return IntegerScorer(net, x, y), SearchConfig.scoring
 
 
 def _exact_spec(space: SearchSpace) -> str:

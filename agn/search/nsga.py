@@ -35,6 +35,8 @@ class SearchConfig:
     crossover 0.8, polynomial mutation 0.8 with eta 3 and rounding).
 
     ``init`` is ``"seeded"`` (seed genomes, their perturbations, then random) or ``"random"``.
+    ``scoring`` names how candidates are scored; it is part of the checkpoint's identity, so a
+    search is never resumed with errors measured another way.
     """
 
     pop_size: int = 70
@@ -44,6 +46,7 @@ class SearchConfig:
     crossover_prob: float = 0.8
     mutation_prob: float = 0.8
     mutation_eta: float = 3.0
+    scoring: str = "bit-exact"
 
     def __post_init__(self) -> None:
         if self.init not in ("seeded", "random"):
@@ -137,9 +140,13 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
         state = json.loads((run_dir / STATE_FILE).read_text())
         theirs = {k: state.get(k) for k in ident}
         if theirs != ident:
+            old_cfg, new_cfg = theirs["config"] or {}, ident["config"]
+            diff = {k: (old_cfg.get(k), v) for k, v in new_cfg.items() if old_cfg.get(k) != v}
+            diff.update({k: "differ" for k in ("layers", "candidates", "encoding")
+                         if theirs[k] != ident[k]})
             raise ValueError(f"{run_dir / STATE_FILE} belongs to a different search "
-                             f"({theirs['config']}, {len(theirs['layers'] or [])} layers); use "
-                             f"another run directory or delete it to start over")
+                             f"(recorded -> requested: {diff}); use another run directory or "
+                             f"delete it to start over")
     X0 = None
     if cfg.init == "seeded" and state is None:
         X0 = initial_population(space, seeds, cfg.pop_size, np.random.default_rng(cfg.seed))

@@ -17,7 +17,8 @@ approximate engine (straight-through gradients).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ from agn.training.config import ConfigError, TrainConfig, load_config
 from agn.training.module import AGNModule, Stage
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["StageError", "StageResult", "build_stage_model", "load_stage_model", "run_stage",
-           "run_stages"]
+__all__ = ["StageError", "StageResult", "build_stage_model", "load_stage_model", "process_settings",
+           "run_stage", "run_stages"]
 
 PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
 SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
@@ -183,13 +184,22 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
     if (sdir / "result.json").exists():
         return StageResult.load(sdir / "result.json")
     _record_config(run, st, cfg)
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:  # Lightning's deterministic mode and the thread count are process-wide: restore them
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+    with process_settings(cfg.threads):
         return _run(st, run, cfg, callbacks)
+
+
+@contextmanager
+def process_settings(threads: int) -> Iterator[None]:
+    """Set torch's thread count (0 = leave it) and restore it, and the deterministic-algorithms
+    flag Lightning's ``deterministic=True`` sets process-wide, on the way out."""
+    old_threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(deterministic)
 
 

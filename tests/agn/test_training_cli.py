@@ -46,7 +46,7 @@ def test_tiny_float_run(tmp_path, capsys):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="shipped: digits_lenet5"):
+    with pytest.raises(SystemExit, match="agn train: error: .*shipped: digits_lenet5"):
         main(["train", "-c", "nosuchconfig", "--print-config"])
     assert main(["train", "-c", "digits_lenet5"]) == 2  # no --run-dir
     with pytest.raises(SystemExit):

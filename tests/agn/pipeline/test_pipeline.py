@@ -73,7 +73,7 @@ def test_cli_resumes_at_the_first_unfinished_stage(quick_run, tmp_path, capsys):
 def test_cli_refuses_another_configuration_in_the_same_run_dir(quick_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(quick_run[0], run_dir)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(SystemExit, match="agn pipeline: error: .*another configuration"):
         main(["pipeline", "--run-dir", str(run_dir), "--quick", "--seed", "7"])
 
 

@@ -1,0 +1,67 @@
+"""Score candidates after a short retraining (MARLIN's one-epoch protocol), bit-exactly."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from agn.data import build_datamodule
+from agn.data.base import ImageDataModule
+from agn.export import export
+from agn.intsim import integer_split, predict
+from agn.layers import approximate_
+from agn.training import TrainConfig, finetune, load_stage_model
+
+
+class RetrainingScorer:
+    """Validation error of a candidate after ``epochs`` epochs of approximate retraining.
+
+    Each call loads the model the ``stage`` stage left in ``run_dir``, gives it the candidate's
+    multipliers (plus the ``fixed`` layers), retrains it with the ``retrain`` stage's optimiser
+    settings (at most ``batches`` batches per epoch, 0 = all), exports it to an integer network
+    and scores that network bit-exactly on the first ``val_samples`` validation images (0 = all),
+    quantized by the retrained model's own input quantizer.
+
+    Picklable (a path, a frozen configuration and numbers), so Dask workers run it; the workers
+    must see ``run_dir`` and the dataset.
+    """
+
+    def __init__(self, run_dir: str | Path, config: TrainConfig, epochs: int = 1,
+                 batches: int = 0, val_samples: int = 0, stage: str = "noise",
+                 fixed: Mapping[str, str] | None = None) -> None:
+        if epochs < 1 or batches < 0 or val_samples < 0:
+            raise ValueError(f"RetrainingScorer: expected epochs >= 1, batches >= 0 and "
+                             f"val_samples >= 0, got {epochs}, {batches}, {val_samples}")
+        self.run_dir, self.config, self.stage = Path(run_dir), config, stage
+        self.epochs, self.batches, self.val_samples = epochs, batches, val_samples
+        self.fixed = dict(fixed or {})
+        self._dm: ImageDataModule | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dm": None}  # workers load the data themselves
+
+    @property
+    def label(self) -> str:
+        """How candidates are scored (recorded with the search so resumes score alike)."""
+        per = f", {self.batches} batches each" if self.batches else ""
+        return f"bit-exact after {self.epochs} retraining epoch(s){per}"
+
+    def _datamodule(self) -> ImageDataModule:
+        if self._dm is None:
+            cfg = self.config
+            dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
+            dm.prepare_data()
+            dm.setup()
+            self._dm = dm
+        return self._dm
+
+    def __call__(self, assignment: Mapping[str, str]) -> float:
+        """Error of the retrained integer network with ``assignment`` on the validation images."""
+        dm = self._datamodule()
+        model = load_stage_model(self.stage, self.run_dir, self.config, dm)
+        approximate_(model, {**self.fixed, **assignment})
+        finetune(model, dm, self.config, self.epochs, self.batches)
+        net = export(model, (dm.in_channels, dm.input_size, dm.input_size), name="candidate")
+        x, y = integer_split(model, dm, "val", self.val_samples)
+        return float(np.mean(predict(net, x) != y))
