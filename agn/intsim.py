@@ -22,16 +22,27 @@ from deploy.network import Network
 __all__ = ["IntegerScorer", "integer_split", "predict", "run_integer"]
 
 
-def _requant(acc: torch.Tensor, rq: Requant | None) -> torch.Tensor:
-    """Per-channel ``clip(((acc*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)`` (int64
-    arithmetic, uint8 result); without requantisation the int64 accumulators themselves."""
-    if rq is None:
-        return acc.to(torch.int64)
+def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = None
+             ) -> torch.Tensor:
+    """Per-channel ``clip((((acc + bias)*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)``
+    (int64 arithmetic, uint8 result); without requantisation ``acc + bias`` in int64.
+
+    Works in place on one int64 copy of ``acc``: the bias and the rounding term fold into one
+    per-channel constant, ``bias * mult + 2^(shift-1)``, so each element sees four passes.
+    """
     shape = (1, -1) + (1,) * (acc.dim() - 2)
-    m = torch.as_tensor(np.asarray(rq.mult, np.int64)).view(shape)
-    s = torch.as_tensor(np.asarray(rq.shift, np.int64)).view(shape)
-    out = torch.bitwise_right_shift(acc.to(torch.int64) * m + (1 << (s - 1)), s) + rq.zp_out
-    return out.clamp_(rq.lo, rq.hi).to(torch.uint8)
+    out = acc.to(torch.int64)
+    if rq is None:
+        return out if bias is None else out.add_(torch.from_numpy(bias.astype(np.int64)).view(shape))
+    m = np.asarray(rq.mult, np.int64)
+    s = np.asarray(rq.shift, np.int64)
+    const = (1 << (s - 1)) + (m * bias.astype(np.int64) if bias is not None else 0)
+    out.mul_(torch.from_numpy(m).view(shape)).add_(torch.from_numpy(const).view(shape))
+    if np.all(s == s[0]):
+        out.bitwise_right_shift_(int(s[0]))
+    else:
+        out.bitwise_right_shift_(torch.from_numpy(s).view(shape))
+    return out.add_(rq.zp_out).clamp_(rq.lo, rq.hi).to(torch.uint8)
 
 
 def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
@@ -47,13 +58,11 @@ def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
             x, pad = F.pad(x, (l, r, t, b), value=zps[0]), (0, 0)
         acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier,
                                 stride=node.stride, padding=pad, groups=node.groups,
-                                zero_point=zps[0]).to(torch.int64)
-        acc = acc + torch.from_numpy(node.bias.astype(np.int64)).view(1, -1, 1, 1)
-        return _requant(acc, node.requant)
+                                zero_point=zps[0])
+        return _requant(acc, node.requant, node.bias)
     if isinstance(node, Linear):
-        acc = sim.approx_linear(ins[0], torch.tensor(node.weight),
-                                node.multiplier).to(torch.int64)
-        return _requant(acc + torch.from_numpy(node.bias.astype(np.int64)), node.requant)
+        acc = sim.approx_linear(ins[0], torch.tensor(node.weight), node.multiplier)
+        return _requant(acc, node.requant, node.bias)
     if isinstance(node, MaxPool):
         t, b, l, r = node.padding
         x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]

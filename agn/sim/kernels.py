@@ -23,9 +23,8 @@ class TermsKernel:
         kernel: "onednn-u8s8", "float32" or "float64".
         ops: one FeatureOp per term.
         slices: per input-channel slice (c0, c1, Cg', weights): weights packed for oneDNN, or
-            float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is c1 - c0 rounded up to a
-            multiple of 4 (extra channels hold x_lo and meet zero weights), so that every term is
-            copied in words of at least 4 bytes.
+            float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is :func:`group_width` of
+            c1 - c0 (extra channels hold x_lo and meet zero weights).
         correction: int64 (Cout,) added to every output (activation-feature offsets), or None.
         padding: padding the convolution itself applies (features of the zero point are all 0),
             else (0, 0) and the activations are padded with the zero point before the features.
@@ -70,6 +69,17 @@ class GatherKernel:
         return sum(t.numel() * t.element_size() for t in self.tables)
 
 
+def group_width(channels: int) -> int:
+    """Channels per group and term in the feature tensor.
+
+    From 3 channels on they are rounded up to a multiple of 4, so that every term is copied in
+    words of at least 4 bytes; 1 or 2 channels stay as they are, because padding them would
+    double or quadruple the convolution (MNIST's first conv: 1.9x instead of 9x an exact conv,
+    bench/engine_paths.py).
+    """
+    return channels if channels <= 2 else channels + (-channels) % 4
+
+
 def term_major_weights(w_index: torch.Tensor, g: np.ndarray, group_channels: int,
                        dtype: torch.dtype) -> torch.Tensor:
     """Weight features (Cout, (R + 1) * Cg', kh, kw), input channel ``r * Cg' + c`` per group.
@@ -104,7 +114,7 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
     inner = padding if zero_features else (0, 0)
     prepared = []
     for c0, c1 in channel_slices(w_index.shape[1], slices):
-        gc = c1 - c0 + (-(c1 - c0)) % 4
+        gc = group_width(c1 - c0)
         w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
         packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
         prepared.append((c0, c1, gc, packed))
