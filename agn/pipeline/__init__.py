@@ -16,4 +16,4 @@ def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = Tr
 
     cfg = cfg or PipelineConfig()
     ctx = Context(Path(run_dir), cfg, progress, workers, scheduler, threads)
-    return run_stages(STAGES, run_dir, cfg.to_dict(), ctx, log)
+    return run_stages(STAGES, run_dir, cfg.to_dict(), ctx, log, PipelineConfig().to_dict())

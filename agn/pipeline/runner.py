@@ -36,18 +36,22 @@ class RunStatus:
     finished: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def load_or_new(cls, run_dir: Path, config: dict) -> RunStatus:
-        """The status of ``run_dir``; refuses a directory made with another configuration."""
+    def load_or_new(cls, run_dir: Path, config: dict, defaults: dict | None = None) -> RunStatus:
+        """The status of ``run_dir``; refuses a directory made with another configuration.
+
+        A field the recorded configuration lacks (written before the field existed) counts as
+        its value in ``defaults``.
+        """
         path = run_dir / STATUS_FILE
         if not path.exists():
             return cls(config)
         data = json.loads(path.read_text())
-        if data.get("config") != config:
-            diff = {k: (data.get("config", {}).get(k), v) for k, v in config.items()
-                    if data.get("config", {}).get(k) != v}
+        recorded = {**(defaults or {}), **data.get("config", {})}
+        if recorded != config:
+            diff = {k: (recorded.get(k), v) for k, v in config.items() if recorded.get(k) != v}
             raise ValueError(f"{path}: this run directory was made with another configuration "
                              f"(differences, old -> new: {diff}); choose a new --run-dir")
-        return cls(data["config"], data.get("finished", {}))
+        return cls(config, data.get("finished", {}))
 
     def save(self, run_dir: Path) -> None:
         """Write ``pipeline.json`` atomically."""
@@ -56,14 +60,15 @@ class RunStatus:
 
 
 def run_stages(stages: Sequence[Stage], run_dir: str | Path, config: dict, ctx: Any,
-               log: Callable[[str], None] = print) -> RunStatus:
+               log: Callable[[str], None] = print, defaults: dict | None = None) -> RunStatus:
     """Run the stages in order, skipping those finished earlier (their outputs still present).
 
     A stage whose recorded outputs disappeared is run again, and so is every later stage.
+    ``defaults`` stand in for fields a recorded configuration lacks.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    status = RunStatus.load_or_new(run_dir, config)
+    status = RunStatus.load_or_new(run_dir, config, defaults)
     invalid = False
     for stage in stages:
         done = stage.name in status.finished and all((run_dir / o).exists()

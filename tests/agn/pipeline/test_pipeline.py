@@ -100,6 +100,10 @@ def test_runner_restarts_a_killed_stage_and_everything_after(tmp_path):
     assert calls[4:] == ["b", "c"]
     with pytest.raises(ValueError, match="another configuration"):
         RunStatus.load_or_new(tmp_path, {"k": 2})
+    # a field added to the configuration later counts as its default in older run directories
+    assert RunStatus.load_or_new(tmp_path, {"k": 1, "new": 0}, {"new": 0}).finished
+    with pytest.raises(ValueError, match=r"'new': \(0, 1\)"):
+        RunStatus.load_or_new(tmp_path, {"k": 1, "new": 1}, {"new": 0})
 
 
 def test_choose_point_picks_the_cheapest_within_the_loss():
