@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agn.cli.search import add_search_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``pipeline`` subcommand."""
@@ -27,26 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "'evo:mul8s_*'")
     p.add_argument("--lam", type=float, help="noise-training lambda")
     p.add_argument("--seed", type=int, help="seed of every random choice")
-    p.add_argument("--pop", type=int, dest="pop_size", help="NSGA-II population")
-    p.add_argument("--gen", type=int, dest="n_gen", help="NSGA-II generations")
-    p.add_argument("--init", choices=["seeded", "random"], help="NSGA-II initial population")
+    add_search_options(p)
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="skip the random-init comparison search")
-    p.add_argument("--retrain-epochs", type=int, dest="candidate_epochs", metavar="N",
-                   help="retrain every search candidate this many epochs before scoring it "
-                   "(MARLIN's protocol: 1; default 0)")
-    p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
-                   help="training batches per such epoch (default 0 = all)")
     p.add_argument("--epochs", type=int, nargs=4, metavar=("FLOAT", "QAT", "NOISE", "RETRAIN"),
                    help="epochs per training stage")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; 1 (default) is fastest for the small default "
                    "networks, 0 keeps torch's default (use it for ResNets)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
-                       "cluster of N workers")
-    group.add_argument("--scheduler", help="score search candidates on an existing Dask "
-                       "scheduler (tcp://host:port)")
     p.set_defaults(func=run)
 
 

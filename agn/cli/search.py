@@ -16,27 +16,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "assignment.json. Writes pareto.csv/.json/.png and chosen_assignment.json; a killed "
         "search resumes from its last generation.")
     p.add_argument("--run-dir", type=Path, required=True, help="run directory")
-    p.add_argument("--pop", type=int, dest="pop_size", help="population size")
-    p.add_argument("--gen", type=int, dest="n_gen", help="generations")
-    p.add_argument("--init", choices=["seeded", "random"], help="initial population")
+    add_search_options(p)
     p.add_argument("--seed", type=int, help="search seed")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the random-init search for comparison")
-    p.add_argument("--retrain-epochs", type=int, dest="candidate_epochs", metavar="N",
-                   help="retrain every candidate this many epochs before scoring it (MARLIN's "
-                   "protocol: 1; default 0 = score the noise-trained weights)")
-    p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
-                   help="training batches per such epoch (default 0 = all)")
     p.add_argument("--val", type=int, dest="val_samples", metavar="N",
                    help="validation images per candidate (0 = all)")
     p.add_argument("--max-loss", type=float, dest="max_loss",
                    help="accuracy the chosen point may lose against exact (fraction)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads per scorer (0 = torch default)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, help="score on a local Dask cluster of N workers")
-    group.add_argument("--scheduler", help="score on an existing Dask scheduler (tcp://host:port)")
     p.set_defaults(func=run)
+
+
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    """The NSGA-II options ``agn search`` and ``agn pipeline`` share (PipelineConfig fields)."""
+    p.add_argument("--pop", type=int, dest="pop_size", help="NSGA-II population")
+    p.add_argument("--gen", type=int, dest="n_gen", help="NSGA-II generations")
+    p.add_argument("--init", choices=["seeded", "random"], help="NSGA-II initial population")
+    p.add_argument("--retrain-epochs", type=int, dest="candidate_epochs", metavar="N",
+                   help="retrain every candidate this many epochs before scoring it (MARLIN's "
+                   "protocol: 1; default 0 = score the noise-trained weights)")
+    p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
+                   help="training batches per such epoch (default 0 = all)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
+                       "cluster of N workers")
+    group.add_argument("--scheduler", help="score search candidates on an existing Dask "
+                       "scheduler (tcp://host:port)")
 
 
 def run(args: argparse.Namespace) -> int:
