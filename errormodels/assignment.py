@@ -1,14 +1,13 @@
 """The per-layer multiplier assignment and its ``assignment.json`` file."""
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from errormodels.errors import AssignmentError
+from errormodels.errors import AssignmentError, read_json
 from hwlib.fileio import atomic_write_json
 
 ASSIGNMENT_FILE = "assignment.json"
@@ -107,13 +106,5 @@ def write_assignment(path: str | os.PathLike[str], assignment: Assignment) -> Pa
 
 def read_assignment(path: str | os.PathLike[str]) -> Assignment:
     """Read ``assignment.json`` (a file, or a run directory holding one)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / ASSIGNMENT_FILE
-    try:
-        obj = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise AssignmentError(f"assignment: no file {p}") from None
-    except json.JSONDecodeError as exc:
-        raise AssignmentError(f"assignment: {p} is not valid JSON ({exc})") from None
+    obj, p = read_json(path, ASSIGNMENT_FILE, "assignment", AssignmentError)
     return Assignment.from_json(obj, str(p))

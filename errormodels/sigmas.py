@@ -1,7 +1,6 @@
 """Reading ``sigmas.json`` (the noise training's learned sigma per layer) and checking it."""
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -9,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from errormodels.errors import SigmasError
+from errormodels.errors import SigmasError, read_json
 from errormodels.stats import OperandStats
 
 SIGMAS_FILE = "sigmas.json"
@@ -68,15 +67,7 @@ def parse_sigmas(obj: Any, where: str = "sigmas") -> list[LayerSigma]:
 
 def read_sigmas(path: str | os.PathLike[str]) -> list[LayerSigma]:
     """Read ``sigmas.json`` (a file, or a run directory holding one)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / SIGMAS_FILE
-    try:
-        obj = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SigmasError(f"sigmas: no file {p}") from None
-    except json.JSONDecodeError as exc:
-        raise SigmasError(f"sigmas: {p} is not valid JSON ({exc})") from None
+    obj, p = read_json(path, SIGMAS_FILE, "sigmas", SigmasError)
     return parse_sigmas(obj, str(p))
 
 
