@@ -24,7 +24,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from agn.layers import ApproxConv2d, ApproxLinear, is_approximable
+from agn.layers import ApproxConv2d, is_approximable
 from agn.models.resnet import ShortcutA
 from agn.quant import ActQuant
 from deploy import (Add, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Network, Requant)

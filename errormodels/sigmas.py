@@ -5,7 +5,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from errormodels.errors import SigmasError, read_json

@@ -12,7 +12,6 @@ import pytest
 from agn.search import (EvaluationStore, SearchConfig, initial_population, pareto_indices,
                         run_search)
 
-import sys, os
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import LoggingScore, synthetic_error  # noqa: E402
 
