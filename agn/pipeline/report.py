@@ -113,7 +113,8 @@ def write_report(run_dir: str | Path) -> Path:
     L += ["", f"Relative multiplication energy of the matched assignment: **{asg.energy:.4f}** "
           f"({asg.power_source}).", "",
           "## NSGA-II: energy against accuracy", "", "![pareto](pareto.png)", "",
-          f"{s['evaluations']} candidates scored bit-exactly on the validation split; "
+          f"{s['evaluations']} candidates scored {s.get('scoring', 'bit-exact')} on the "
+          f"validation split; "
           f"hypervolume {s['hypervolume']:.4f} (reference point energy 1, error 1)"
           + (f", random-init baseline {s['baseline_hypervolume']:.4f} with "
              f"{s['baseline_evaluations']} evaluations" if "baseline_hypervolume" in s else "")

@@ -134,7 +134,8 @@ def search_stage(ctx: Context) -> dict:
         "layers": [{"name": n, "multiplier": s} for n, s in chosen["assignment"].items()]})
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
-    summary = {"evaluations": len(result.store), "front_size": len(records),
+    summary = {"evaluations": len(result.store), "scoring": scoring,
+               "front_size": len(records),
                "hypervolume": result.hypervolume[-1], "chosen_energy": chosen["energy"],
                "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_err,
                "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error}

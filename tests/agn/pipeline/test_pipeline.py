@@ -55,6 +55,7 @@ def test_artifacts_are_consistent(quick_run):
             assert writes == []
     report = (run_dir / "report.md").read_text()
     assert f"**{chosen['energy']:.4f}**" in report and "**0 mismatches**" in report
+    assert "candidates scored bit-exact on the validation split" in report
 
 
 def test_cli_resumes_at_the_first_unfinished_stage(quick_run, tmp_path, capsys):
