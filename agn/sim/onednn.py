@@ -80,9 +80,13 @@ def selftest() -> SelfTest:
         # a random grouped conv with stride
         x = torch.randint(0, 256, (2, 8, 9, 7), generator=gen, dtype=torch.uint8)
         cases.append((x, torch.randint(-128, 128, (4, 4, 3, 3), generator=gen, dtype=torch.int8)))
+        # one output column with a column stride: the geometry conv() works around
+        x = torch.randint(0, 256, (2, 8, 9, 3), generator=gen, dtype=torch.uint8)
+        cases.append((x, torch.randint(-128, 128, (4, 8, 3, 2), generator=gen, dtype=torch.int8)))
+        geometry = {3: ((2, 1), (1, 0)), 4: ((1, 2), (2, 0))}
         for i, (x, w) in enumerate(cases):
             groups = x.shape[1] // w.shape[1]
-            stride, pad = ((2, 1), (1, 0)) if i == 3 else ((1, 1), (0, 0))
+            stride, pad = geometry.get(i, ((1, 1), (0, 0)))
             xcl = x.contiguous(memory_format=torch.channels_last)
             packed = prepack(w, stride, pad, groups, tuple(x.shape))
             got = conv(xcl, packed, w.shape[0], stride, pad, groups)
