@@ -94,7 +94,8 @@ def search_stage(ctx: Context) -> dict:
     scorer, scoring = _scorer(ctx, net)
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
-    space = SearchSpace.build(layers, [sig[n].multiplications for n in layers], cfg.catalog)
+    mults = [sig[n].multiplications for n in layers]
+    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     seed_asg = {layer.name: layer.multiplier for layer in matched.layers}
     extra = json.loads((ctx.run_dir / SEARCH_DIR / "seeds.json").read_text())
@@ -108,7 +109,8 @@ def search_stage(ctx: Context) -> dict:
         baseline = None
         if cfg.baseline:
             base_cfg = dataclasses.replace(search_cfg, init="random")
-            baseline = run_search(space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
+            base_space = SearchSpace.for_init(layers, mults, cfg.catalog, "random")
+            baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
                                   runner=runner, progress=ctx.progress)
             write_front(baseline, ctx.run_dir / BASELINE_DIR)
     points = []

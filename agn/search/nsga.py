@@ -139,6 +139,8 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
     if run_dir is not None and (run_dir / STATE_FILE).exists():
         state = json.loads((run_dir / STATE_FILE).read_text())
         theirs = {k: state.get(k) for k in ident}
+        # a setting added after the checkpoint was written counts as its default
+        theirs["config"] = {**asdict(SearchConfig()), **(theirs["config"] or {})}
         if theirs != ident:
             old_cfg, new_cfg = theirs["config"] or {}, ident["config"]
             diff = {k: (old_cfg.get(k), v) for k, v in new_cfg.items() if old_cfg.get(k) != v}

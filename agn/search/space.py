@@ -79,6 +79,16 @@ class SearchSpace:
                    tuple(m.spec for m in mults), tuple(float(m.relative_power) for m in mults),
                    encoding, "; ".join(sources))
 
+    @classmethod
+    def for_init(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
+                 init: str) -> SearchSpace:
+        """The space of a search started with ``init``: a random-init search over the 256 MARLIN
+        levels keeps MARLIN's raw-level genome (its protocol, the baseline), every other search
+        the power-sorted one."""
+        marlin = [m.spec for m in hwlib.catalog(catalog)] == [f"marlin:{lv}" for lv in range(256)]
+        raw = init == "random" and marlin
+        return cls.build(layers, multiplications, catalog, Encoding.RAW if raw else Encoding.SORTED)
+
     @property
     def n_var(self) -> int:
         """Genome length."""

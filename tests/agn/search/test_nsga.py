@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -62,6 +63,21 @@ def test_resume_of_a_finished_search_scores_nothing(space, tmp_path):
     again = run_search(space, LoggingScore(log), cfg, run_dir=tmp_path, progress=False)
     assert not log.exists()
     assert again.front() == first.front()
+
+
+def test_checkpoint_written_before_a_setting_existed_resumes_with_its_default(space, tmp_path):
+    cfg = SearchConfig(pop_size=10, n_gen=2, seed=2)
+    run_search(space, synthetic_error, cfg, run_dir=tmp_path, progress=False)
+    state_file = tmp_path / "search_state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["scoring"]  # as written before SearchConfig.scoring existed
+    state_file.write_text(json.dumps(state))
+    log = tmp_path / "again.log"
+    run_search(space, LoggingScore(log), cfg, run_dir=tmp_path, progress=False)
+    assert not log.exists()
+    with pytest.raises(ValueError, match=r"'scoring': \('bit-exact', 'retrained'\)"):
+        run_search(space, synthetic_error, dataclasses.replace(cfg, scoring="retrained"),
+                   run_dir=tmp_path, progress=False)
 
 
 def test_checkpoint_of_another_search_is_refused(space, tmp_path):

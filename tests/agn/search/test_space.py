@@ -38,3 +38,14 @@ def test_bad_genomes_and_catalogs_are_refused(space):
         SearchSpace.build(["a"], [1], "nosuch:*")
     with pytest.raises(SearchSpaceError, match="needs the catalog 'marlin:\\*'"):
         SearchSpace.build(["a"], [1], "marlin:1,marlin:2", Encoding.RAW)
+
+
+def test_random_init_over_marlin_levels_keeps_marlins_raw_genome():
+    layers, mults = ["a", "b"], [10, 20]
+    raw = SearchSpace.for_init(layers, mults, "marlin:*", "random")
+    assert raw.encoding is Encoding.RAW
+    assert raw.decode([127, 128]) == {"a": "marlin:127", "b": "marlin:128"}
+    seeded = SearchSpace.for_init(layers, mults, "marlin:*", "seeded")
+    assert seeded.encoding is Encoding.SORTED and seeded.decode([0, 0])["a"] == "marlin:0"
+    evo = SearchSpace.for_init(layers, mults, "evo:mul8s_*", "random")
+    assert evo.encoding is Encoding.SORTED  # no raw genome outside MARLIN's levels
