@@ -24,9 +24,8 @@ import yaml
 import deploy
 import errormodels as em
 from agn.intsim import IntegerScorer, predict
-from agn.pipeline import PipelineConfig, run_stages
+from agn.pipeline import PipelineConfig, run_pipeline
 from agn.pipeline.context import Context
-from agn.pipeline.stages import STAGES
 from agn.search import SearchConfig, SearchSpace, hypervolume, pareto_indices, plot_front, run_search
 
 MARLIN_FRONT = [(0.910, 0.987), (0.851, 0.981), (0.825, 0.971)]
@@ -48,10 +47,8 @@ def main() -> None:
     data["data_args"] = {**data.get("data_args", {}), "root": args.data_dir}
     cfg = PipelineConfig(**{**data, "seed": args.seed})
     run = Path(args.run_dir)
+    status = run_pipeline(run, cfg, threads=args.threads, until="export_search")
     ctx = Context(run, cfg, progress=True, threads=args.threads)
-    prefix = [s for s in STAGES if s.name in ("float", "qat", "noise", "stats", "match",
-                                              "export_search")]
-    status = run_stages(prefix, run, cfg.to_dict(), ctx)
     print("training:", {k: round(v["test_acc"], 4) for k, v in status.finished.items()
                         if "test_acc" in v})
 

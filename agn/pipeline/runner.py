@@ -63,21 +63,24 @@ def run_stages(stages: Sequence[Stage], run_dir: str | Path, config: dict, ctx: 
                log: Callable[[str], None] = print, defaults: dict | None = None) -> RunStatus:
     """Run the stages in order, skipping those finished earlier (their outputs still present).
 
-    A stage whose recorded outputs disappeared is run again, and so is every later stage.
-    ``defaults`` stand in for fields a recorded configuration lacks.
+    A stage whose recorded outputs disappeared is run again, and so is every later stage; a
+    stage that runs also forgets the records of stages beyond ``stages`` (a run of a prefix of
+    the pipeline), so they run again next time. ``defaults`` stand in for fields a recorded
+    configuration lacks.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = RunStatus.load_or_new(run_dir, config, defaults)
     invalid = False
-    for stage in stages:
+    for i, stage in enumerate(stages):
         done = stage.name in status.finished and all((run_dir / o).exists()
                                                      for o in stage.outputs)
         if done and not invalid:
             log(f"[{stage.name}] already finished, skipped")
             continue
         invalid = True
-        status.finished.pop(stage.name, None)
+        earlier = {s.name for s in stages[:i]}
+        status.finished = {k: v for k, v in status.finished.items() if k in earlier}
         log(f"[{stage.name}] running")
         t0 = time.time()
         summary = dict(stage.run(ctx) or {})

@@ -151,3 +151,19 @@ def test_search_cli_reruns_the_search_of_a_run(quick_run, tmp_path):
     assert chosen["genome"] in [p["genome"] for p in data["front"]]
     with pytest.raises(SystemExit, match="not found"):
         main(["search", "--run-dir", str(tmp_path / "nothing")])
+
+
+def test_run_pipeline_until_a_stage_runs_the_prefix(quick_run, tmp_path, capsys):
+    from agn.pipeline import run_pipeline
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    (run_dir / "search" / "network.json").unlink()  # export_search must run again, search not
+    cfg = PipelineConfig.quick()
+    status = run_pipeline(run_dir, cfg, progress=False, until="export_search")
+    out = capsys.readouterr().out
+    assert "[export_search] running" in out and "[search]" not in out
+    assert (run_dir / "search" / "network.json").exists()
+    assert list(status.finished) == [s.name for s in STAGES][:6]  # later records forgotten
+    with pytest.raises(ValueError, match="until expected one of .*'report'.*got 'bogus'"):
+        run_pipeline(run_dir, cfg, until="bogus")
