@@ -16,8 +16,8 @@ from agn.layers.mode import Mode
 from agn.quant import ActQuant
 
 __all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
-           "noise_penalty", "read_assignment", "set_mode", "set_observe", "sigma_table",
-           "reset_sigmas"]
+           "noise_penalty", "read_assignment", "reset_sigmas", "restrict_activations_",
+           "set_mode", "set_observe", "sigma_table"]
 
 
 class AssignmentError(ValueError):
@@ -141,17 +141,47 @@ def approximate_(model: nn.Module, assignment: Mapping[str, Any] | str | os.Path
             resolved[name] = hwlib.get(spec)
         except ValueError as exc:
             raise AssignmentError(f"assignment: layer {name!r}: {exc}") from None
-    ranges: dict[int, tuple[ActQuant, int, int]] = {}
-    for name, layer in layers.items():
-        dom = resolved[name].network_x_domain()
-        q = layer.input_quant
-        _, lo, hi = ranges.get(id(q), (q, 0, 255))
-        ranges[id(q)] = (q, max(lo, dom.lo), min(hi, dom.hi))
     for name, layer in layers.items():
         layer.set_multiplier(resolved[name].spec)
+    _narrow_inputs([(layer, [resolved[name]]) for name, layer in layers.items()])
+    return model
+
+
+def restrict_activations_(model: nn.Module, catalog: str) -> tuple[int, int]:
+    """Narrow every approximable layer's input quantizer (in place) to the activation codes all
+    multipliers of ``catalog`` accept, so that any of them can later be assigned to any layer
+    (0..127 for the signed EvoApprox circuits; 0..255, a no-op, for MARLIN's levels).
+
+    Call it before calibration: the quantizer scales follow the narrower range.
+
+    Returns:
+        The (lo, hi) activation range.
+
+    Raises:
+        AssignmentError: a catalog hwlib does not know.
+    """
+    try:
+        mults = hwlib.catalog(catalog)
+    except ValueError as exc:
+        raise AssignmentError(f"catalog {catalog!r}: {exc}") from None
+    _narrow_inputs([(layer, mults) for _, layer in approx_layers(model)])
+    domains = [m.network_x_domain() for m in mults]
+    return max(0, *(d.lo for d in domains)), min(255, *(d.hi for d in domains))
+
+
+def _narrow_inputs(consumers: Iterable[tuple[nn.Module, list[hwlib.Multiplier]]]) -> None:
+    """Set each input quantizer's range to the activation domains all its consumers' multipliers
+    accept (a quantizer may feed several layers)."""
+    ranges: dict[int, tuple[ActQuant, int, int]] = {}
+    for layer, mults in consumers:
+        q = layer.input_quant
+        _, lo, hi = ranges.get(id(q), (q, 0, 255))
+        for m in mults:
+            dom = m.network_x_domain()
+            lo, hi = max(lo, dom.lo), min(hi, dom.hi)
+        ranges[id(q)] = (q, lo, hi)
     for q, lo, hi in ranges.values():
         q.set_range(lo, hi)
-    return model
 
 
 def noise_penalty(model: nn.Module, sigma_max: float) -> torch.Tensor:

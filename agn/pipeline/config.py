@@ -100,7 +100,7 @@ class PipelineConfig:
         for key, epochs in zip(("float_stage", "qat", "noise_stage", "retrain"), self.epochs):
             d[key]["epochs"] = epochs
         d.update(model=self.model, data=self.dataset, data_args=dict(self.data_args),
-                 seed=self.seed, assignment=assignment, threads=threads,
+                 seed=self.seed, assignment=assignment, threads=threads, catalog=self.catalog,
                  noise={"lam": self.lam, "sigma_init": self.sigma_init,
                         "sigma_max": self.sigma_max, "sigma_lr": self.sigma_lr})
         return TrainConfig.from_dict(d)

@@ -84,6 +84,9 @@ class TrainConfig:
         float_stage / qat / noise_stage / retrain: per-stage optimisation.
         noise: learned-noise hyperparameters.
         calib_batches: observer warm-up batches before QAT.
+        catalog: the multiplier catalog the network will run on (``marlin:*``,
+            ``evo:mul8s_*``, ...): QAT quantizes every approximable layer's input to the codes all
+            its multipliers accept (0..127 for signed EvoApprox circuits); None keeps 0..255.
         assignment: assignment file of the retrain stage (default ``RUN/assignment.json``).
         limit_train_batches / limit_val_batches: Lightning limits (fractions or counts).
         progress_bar: show Lightning's progress bar.
@@ -101,6 +104,7 @@ class TrainConfig:
     retrain: StageConfig = StageConfig(epochs=5, lr=0.001)
     noise: NoiseConfig = NoiseConfig()
     calib_batches: int = 10
+    catalog: str | None = None
     assignment: str | None = None
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0

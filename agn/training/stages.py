@@ -33,8 +33,8 @@ from torch import nn
 
 from agn.data import build_datamodule
 from agn.data.base import ImageDataModule
-from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset_sigmas, set_mode,
-                        set_observe, sigma_table)
+from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset_sigmas,
+                        restrict_activations_, set_mode, set_observe, sigma_table)
 from agn.models import build_model
 from agn.training.config import ConfigError, TrainConfig, load_config
 from agn.training.module import AGNModule, Stage
@@ -151,6 +151,8 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
              dm: ImageDataModule) -> None:
     """Bring a model loaded from the previous stage into this stage's starting state."""
     if stage is Stage.QAT:
+        if cfg.catalog:
+            restrict_activations_(model, cfg.catalog)
         batches = (x for x, _ in dm.train_dataloader())
         calibrate(model, batches, cfg.calib_batches)
     elif stage is Stage.NOISE:

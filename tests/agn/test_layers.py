@@ -308,3 +308,16 @@ def test_integer_activations_are_not_shifted_by_128():
     x_q, _, zp = conv.integer_operands(x)
     assert zp == 64  # round(1 / (4/255)) = round(63.75)
     assert x_q.flatten().tolist() == [0, 64, 255, 128]
+
+
+def test_restrict_activations_narrows_every_input_to_what_the_whole_catalog_accepts():
+    from agn.layers import restrict_activations_
+    from agn.models import build_model
+
+    model = build_model("lenet5", 1, 8, 10)
+    assert restrict_activations_(model, "marlin:*") == (0, 255)
+    assert {layer.input_quant.int_range() for _, layer in approx_layers(model)} == {(0, 255)}
+    assert restrict_activations_(model, "marlin:*,evo:mul8s_1L2N") == (0, 127)
+    assert {layer.input_quant.int_range() for _, layer in approx_layers(model)} == {(0, 127)}
+    with pytest.raises(AssignmentError, match="catalog 'nosuch:1'"):
+        restrict_activations_(model, "nosuch:1")

@@ -167,3 +167,19 @@ def test_run_pipeline_until_a_stage_runs_the_prefix(quick_run, tmp_path, capsys)
     assert list(status.finished) == [s.name for s in STAGES][:6]  # later records forgotten
     with pytest.raises(ValueError, match="until expected one of .*'report'.*got 'bogus'"):
         run_pipeline(run_dir, cfg, until="bogus")
+
+
+def test_a_signed_evoapprox_catalog_trains_7_bit_activations_and_searches(tmp_path):
+    from agn.layers import approx_layers
+    from agn.pipeline import run_pipeline
+    from agn.pipeline.context import Context
+
+    cfg = PipelineConfig.quick(catalog="evo:mul8s_*", epochs=(2, 1, 1, 1))
+    run_pipeline(tmp_path, cfg, progress=False, log=lambda s: None, until="search")
+    model = Context(tmp_path, cfg, progress=False).model("noise")
+    assert {layer.input_quant.int_range() for _, layer in approx_layers(model)} == {(0, 127)}
+    matched = em.read_assignment(tmp_path)
+    assert all(layer.multiplier.startswith("evo:mul8s_") for layer in matched.layers)
+    rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
+    names = [layer.name for layer in matched.layers]
+    assert rows and all(r[n].startswith("evo:mul8s_") for r in rows for n in names)
