@@ -58,7 +58,9 @@ class SearchSpace:
     @classmethod
     def build(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
               encoding: Encoding | str = Encoding.SORTED) -> SearchSpace:
-        """Space over ``catalog`` (a hwlib catalog spec such as ``marlin:*`` or ``evo:mul8s_*``).
+        """Space over ``catalog`` (a hwlib catalog spec such as ``marlin:*`` or ``evo:mul8s_*``),
+        plus the exact multiplier when no member is exact (so the exact network and an error-model
+        assignment that keeps a layer exact are always in the space).
 
         Raises:
             SearchSpaceError: for an unknown catalog, or RAW encoding on a non-MARLIN catalog.
@@ -73,6 +75,8 @@ class SearchSpace:
                 raise SearchSpaceError(f"encoding 'raw' needs the catalog 'marlin:*' (gene = "
                                        f"level), got {catalog!r}")
         else:
+            if not any(m.is_exact for m in mults):  # as the error model's catalog does
+                mults = [*mults, hwlib.get("exact")]
             mults = sorted(mults, key=lambda m: (-m.relative_power, m.spec))
         sources = sorted({m.power.label for m in mults})
         return cls(tuple(layers), tuple(int(c) for c in multiplications),

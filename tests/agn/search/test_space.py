@@ -49,3 +49,10 @@ def test_random_init_over_marlin_levels_keeps_marlins_raw_genome():
     assert seeded.encoding is Encoding.SORTED and seeded.decode([0, 0])["a"] == "marlin:0"
     evo = SearchSpace.for_init(layers, mults, "evo:mul8s_*", "random")
     assert evo.encoding is Encoding.SORTED  # no raw genome outside MARLIN's levels
+
+
+def test_a_catalog_without_an_exact_member_gets_the_exact_multiplier():
+    space = SearchSpace.build(["a"], [1], "perf:*")
+    assert space.candidates[0] == "exact" and space.relative_power[0] == 1.0
+    assert len(space.candidates) == len(hwlib.catalog("perf:*")) + 1
+    assert "exact" not in SearchSpace.build(["a"], [1], "marlin:*").candidates  # marlin:0 is
