@@ -59,6 +59,12 @@ def _inputs(args: argparse.Namespace, net: deploy.Network) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``agn deploy``."""
     try:
+        if args.network.is_dir() and not (args.network / "network.json").exists():
+            from agn.export import export_run  # torch only when a training run is exported
+
+            path = export_run(args.network)
+            print(f"agn deploy: exported the trained model of {args.network} to {path}",
+                  file=sys.stderr)
         net = deploy.load(args.network)
         if args.assignment is not None:
             net = deploy.with_multipliers(net, deploy.load_assignment(args.assignment))

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from errormodels import (ASSIGNMENT_FILE, Assignment, ErrorCatalog, Method, Metric, Rule,
-                         load_stats, match, read_sigmas, write_assignment)
+from errormodels import (ASSIGNMENT_FILE, STATS_FILE, Assignment, ErrorCatalog, Method, Metric,
+                         Rule, load_stats, match, read_sigmas, write_assignment)
 from hwlib.errors import SpecError
 
 
@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "match", help="map each layer's learned sigma to a multiplier with the error model",
         description="Read RUN_DIR/sigmas.json and RUN_DIR/operand_stats.npz, predict every "
         "layer's output error under every catalog multiplier, choose one per layer and write "
-        "RUN_DIR/assignment.json.")
+        "RUN_DIR/assignment.json. A run without operand_stats.npz (e.g. one made by 'agn "
+        "train') gets it first, collected from its noise stage.")
     p.add_argument("--run-dir", required=True, type=Path, help="run directory")
     p.add_argument("--catalog", default="marlin:*",
                    help="multiplier catalog spec, e.g. 'marlin:*', 'evo:mul8s_*' (default: "
@@ -28,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="predicted error compared with the tolerance (default: %(default)s)")
     p.add_argument("--method", choices=[m.value for m in Method], default=Method.CHANNEL.value,
                    help="error-model formula (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=512,
+                   help="training images the operand statistics see, when they are collected "
+                   "(default: %(default)s)")
+    p.add_argument("--fields", type=int, default=64,
+                   help="receptive fields kept per layer, likewise (default: %(default)s)")
     p.add_argument("--output", type=Path, default=None,
                    help=f"where to write the assignment (default: RUN_DIR/{ASSIGNMENT_FILE})")
     p.set_defaults(func=run)
@@ -50,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``agn match``."""
     try:
         sigmas = read_sigmas(args.run_dir)
+        if not (args.run_dir / STATS_FILE).exists():
+            from agn.stats import write_run_stats  # torch only when statistics are collected
+
+            path = write_run_stats(args.run_dir, samples=args.samples, n_fields=args.fields)
+            print(f"collected operand statistics of the noise stage ({args.samples} training "
+                  f"images, {args.fields} fields per layer): {path}")
         stats = load_stats(args.run_dir)
         catalog = ErrorCatalog.build(args.catalog)
         a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric, method=args.method)

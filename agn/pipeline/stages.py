@@ -18,7 +18,7 @@ from agn.pipeline.runner import Stage
 from agn.search import (Point, SearchConfig, SearchSpace, plot_front, run_search, uniform_genes,
                         write_front)
 from agn.search.retraining import RetrainingScorer
-from agn.stats import sample_batches, write_operand_stats
+from agn.stats import write_run_stats
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json
 
@@ -35,11 +35,8 @@ def _train(stage: str):
 
 
 def _stats(ctx: Context) -> dict:
-    model = ctx.model("noise")
-    batches = (ctx.dm.normalize(x) for x in
-               sample_batches(ctx.dm.split("train"), ctx.cfg.stats_samples, seed=ctx.cfg.seed))
-    write_operand_stats(ctx.run_dir, model, batches, n_fields=ctx.cfg.n_fields,
-                        seed=ctx.cfg.seed)
+    write_run_stats(ctx.run_dir, ctx.train_config(), ctx.dm, samples=ctx.cfg.stats_samples,
+                    n_fields=ctx.cfg.n_fields, seed=ctx.cfg.seed)
     return {"samples": ctx.cfg.stats_samples, "fields": ctx.cfg.n_fields}
 
 

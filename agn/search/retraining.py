@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agn.data import build_datamodule
 from agn.data.base import ImageDataModule
 from agn.export import export
 from agn.intsim import integer_split, predict
 from agn.layers import approximate_
 from agn.training import TrainConfig, finetune, load_stage_model
+from agn.training.stages import datamodule
 
 
 class RetrainingScorer:
@@ -49,11 +49,7 @@ class RetrainingScorer:
 
     def _datamodule(self) -> ImageDataModule:
         if self._dm is None:
-            cfg = self.config
-            dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
-            dm.prepare_data()
-            dm.setup()
-            self._dm = dm
+            self._dm = datamodule(self.config, setup=True)
         return self._dm
 
     def __call__(self, assignment: Mapping[str, str]) -> float:

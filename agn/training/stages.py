@@ -40,8 +40,8 @@ from agn.training.config import ConfigError, TrainConfig, load_config
 from agn.training.module import AGNModule, Stage
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["StageError", "StageResult", "build_stage_model", "load_stage_model", "process_settings",
-           "run_stage", "run_stages"]
+__all__ = ["StageError", "StageResult", "build_stage_model", "datamodule", "load_stage_model",
+           "process_settings", "run_stage", "run_stages"]
 
 PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
 SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
@@ -125,7 +125,7 @@ def load_stage_model(stage: Stage | str, run_dir: str | Path, config: Any,
     if not (sdir / "result.json").exists() or not ckpt.exists():
         raise StageError(f"stage {st.value!r} has not finished in {run_dir}: {ckpt} is missing "
                          f"or unfinished; run stage {st.value!r} first")
-    model = build_stage_model(st, cfg, dm if dm is not None else _datamodule(cfg))
+    model = build_stage_model(st, cfg, dm if dm is not None else datamodule(cfg))
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return model
@@ -139,12 +139,17 @@ def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModul
     return model
 
 
-def _datamodule(cfg: TrainConfig) -> ImageDataModule:
+def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
+    """The configuration's data module; with ``setup`` its data prepared and split."""
     try:
-        return build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
+        dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
     except TypeError as exc:
         raise ConfigError(f"data_args {cfg.data_args} do not fit dataset {cfg.data!r}: {exc}") \
             from None
+    if setup:
+        dm.prepare_data()
+        dm.setup()
+    return dm
 
 
 def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
@@ -208,9 +213,7 @@ def process_settings(threads: int) -> Iterator[None]:
 def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback]) -> StageResult:
     sdir = run / st.value
     pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
-    dm = _datamodule(cfg)
-    dm.prepare_data()
-    dm.setup()
+    dm = datamodule(cfg, setup=True)
     resume = sdir / "last.ckpt"
     if resume.exists():
         model = build_stage_model(st, cfg, dm)

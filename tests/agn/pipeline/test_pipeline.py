@@ -183,3 +183,30 @@ def test_a_signed_evoapprox_catalog_trains_7_bit_activations_and_searches(tmp_pa
     rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
     names = [layer.name for layer in matched.layers]
     assert rows and all(r[n].startswith("evo:mul8s_") for r in rows for n in names)
+
+
+def test_match_collects_missing_stats_and_deploy_exports_a_training_run(quick_run, tmp_path,
+                                                                        capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    for name in ("operand_stats.npz", "assignment.json", "network.json", "network.npz",
+                 "validation.json"):
+        (run_dir / name).unlink()
+    assert main(["match", "--run-dir", str(run_dir), "--samples", "64", "--fields", "8"]) == 0
+    assert "collected operand statistics" in capsys.readouterr().out
+    stats = em.load_stats(run_dir)
+    assert [s.name for s in stats] == [s.name for s in em.read_sigmas(run_dir)]
+    assert em.read_assignment(run_dir).layers
+    assert main(["deploy", str(run_dir), "--n-inputs", "2", "--no-target-check"]) == 0
+    assert "exported the trained model" in capsys.readouterr().err
+    chosen = json.loads((run_dir / "chosen_assignment.json").read_text())
+    assert deploy.load(run_dir).multipliers() == {r["name"]: r["multiplier"]
+                                                  for r in chosen["layers"]}
+    assert json.loads((run_dir / "validation.json").read_text())["mismatches"] == 0
+    from agn.export import ExportError, export_run
+
+    with pytest.raises(ExportError, match="holds no finished quantized stage"):
+        export_run(tmp_path)
+    capsys.readouterr()
+    assert main(["deploy", str(tmp_path), "--no-target-check"]) == 2
+    assert "agn deploy: error: export_run:" in capsys.readouterr().err
