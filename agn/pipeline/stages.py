@@ -110,22 +110,20 @@ def search_stage(ctx: Context) -> dict:
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
                                   runner=runner, progress=ctx.progress)
             write_front(baseline, ctx.run_dir / BASELINE_DIR)
-    points = []
-    for g in uniform_genes(space, cfg.uniform_points):
-        genome = space.uniform(g)
+    def point(label: str, genome: np.ndarray) -> Point:
+        """A labelled genome with its error (from the search's store, else scored now)."""
         key = tuple(int(v) for v in genome)
         err = result.store[key].error if key in result.store else scorer(space.decode(genome))
-        points.append(Point(f"uniform {space.candidates[g]}", key, space.energy(genome), err))
-    seed_key = tuple(int(v) for v in seeds[0])
-    points.append(Point("error-model assignment", seed_key, space.energy(seeds[0]),
-                        result.store[seed_key].error))
+        return Point(label, key, space.energy(genome), err)
+
+    points = [point(f"uniform {space.candidates[g]}", space.uniform(g))
+              for g in uniform_genes(space, cfg.uniform_points)]
+    points.append(point("error-model assignment", seeds[0]))
     records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    exact_key = tuple(int(v) for v in exact)
-    exact_err = result.store[exact_key].error if exact_key in result.store else scorer(
-        space.decode(exact))
+    exact_err = point("exact", exact).error
     chosen = choose_point(records, exact_err, cfg.max_loss)
     atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
         "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],

@@ -210,3 +210,17 @@ def test_match_collects_missing_stats_and_deploy_exports_a_training_run(quick_ru
     capsys.readouterr()
     assert main(["deploy", str(tmp_path), "--no-target-check"]) == 2
     assert "agn deploy: error: export_run:" in capsys.readouterr().err
+
+
+def test_search_cli_random_init_uses_marlins_genome_and_scores_the_seed_point(quick_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    for name in ("search_state.json", "evaluations.jsonl"):
+        (run_dir / "search" / name).unlink()
+    assert main(["search", "--run-dir", str(run_dir), "--init", "random", "--gen", "1",
+                 "--pop", "6", "--no-baseline"]) == 0
+    data = json.loads((run_dir / "pareto.json").read_text())
+    assert data["encoding"] == "raw" and data["evaluations"] == 6
+    points = json.loads((run_dir / "search" / "points.json").read_text())
+    seed = next(p for p in points if p["label"] == "error-model assignment")
+    assert 0.0 <= seed["error"] <= 1.0  # scored although random init never evaluates it
