@@ -15,8 +15,8 @@ from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
-from agn.search import (Point, SearchConfig, SearchSpace, plot_front, run_search, uniform_genes,
-                        write_front)
+from agn.search import (Point, Scored, SearchConfig, SearchSpace, plot_front, run_search,
+                        uniform_genes, write_front)
 from agn.search.retraining import RetrainingScorer
 from agn.stats import write_run_stats
 from agn.training import run_stage
@@ -119,11 +119,14 @@ def search_stage(ctx: Context) -> dict:
     points = [point(f"uniform {space.candidates[g]}", space.uniform(g))
               for g in uniform_genes(space, cfg.uniform_points)]
     points.append(point("error-model assignment", seeds[0]))
+    exact_point = point("exact", exact)
+    if exact_point.genome not in result.store:  # the exact network is always a candidate
+        result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
     records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    exact_err = point("exact", exact).error
+    exact_err = exact_point.error
     chosen = choose_point(records, exact_err, cfg.max_loss)
     atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
         "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],

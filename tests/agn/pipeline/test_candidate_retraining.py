@@ -80,6 +80,8 @@ def test_search_cli_with_retraining_records_its_scoring(quick_run, tmp_path):
     assert main(args + ["--retrain-epochs", "1", "--retrain-batches", "2"]) == 0
     state = json.loads((run_dir / "search" / "search_state.json").read_text())
     assert state["config"]["scoring"] == "bit-exact after 1 retraining epoch(s), 2 batches each"
-    assert len((run_dir / "search" / "evaluations.jsonl").read_text().splitlines()) == 4
+    evaluated = [json.loads(line) for line in
+                 (run_dir / "search" / "evaluations.jsonl").read_text().splitlines()]
+    assert len([e for e in evaluated if e["generation"] == 1]) == 4  # the population
     with pytest.raises(SystemExit, match="agn search: error: .*different search.*'scoring'"):
         main(args)  # the same search scored without retraining is not resumed from it
