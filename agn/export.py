@@ -372,6 +372,6 @@ def export_run(run_dir: str | os.PathLike[str], stage: str | None = None) -> Pat
     cfg = load_config(run / stage / "config.yaml")
     dm = datamodule(cfg, setup=True)
     model = load_stage_model(stage, run, cfg, dm)
-    net = export(model, (dm.in_channels, dm.input_size, dm.input_size), name=cfg.model)
+    net = export(model, dm.input_shape, name=cfg.model)
     save(net, run)
     return run / "network.json"

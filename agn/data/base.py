@@ -36,6 +36,11 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
     input_size: int = 28
     num_classes: int = 10
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input."""
+        return (self.in_channels, self.input_size, self.input_size)
+
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 512,
                  val_fraction: float = 0.1, seed: int = 0, shift: int = 0, hflip: bool = False,
                  limit_train: int = 0) -> None:

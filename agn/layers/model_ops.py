@@ -143,7 +143,7 @@ def approximate_(model: nn.Module, assignment: Mapping[str, Any] | str | os.Path
             raise AssignmentError(f"assignment: layer {name!r}: {exc}") from None
     for name, layer in layers.items():
         layer.set_multiplier(resolved[name].spec)
-    _narrow_inputs([(layer, [resolved[name]]) for name, layer in layers.items()])
+    _narrow_inputs([(layer, _x_range([resolved[name]])) for name, layer in layers.items()])
     return model
 
 
@@ -164,22 +164,28 @@ def restrict_activations_(model: nn.Module, catalog: str) -> tuple[int, int]:
         mults = hwlib.catalog(catalog)
     except ValueError as exc:
         raise AssignmentError(f"catalog {catalog!r}: {exc}") from None
-    _narrow_inputs([(layer, mults) for _, layer in approx_layers(model)])
-    domains = [m.network_x_domain() for m in mults]
-    return max(0, *(d.lo for d in domains)), min(255, *(d.hi for d in domains))
+    common = _x_range(mults)
+    _narrow_inputs([(layer, common) for _, layer in approx_layers(model)])
+    return common
 
 
-def _narrow_inputs(consumers: Iterable[tuple[nn.Module, list[hwlib.Multiplier]]]) -> None:
-    """Set each input quantizer's range to the activation domains all its consumers' multipliers
-    accept (a quantizer may feed several layers)."""
+def _x_range(mults: Iterable[hwlib.Multiplier]) -> tuple[int, int]:
+    """The uint8 activation codes every multiplier of ``mults`` accepts."""
+    lo, hi = 0, 255
+    for m in mults:
+        dom = m.network_x_domain()
+        lo, hi = max(lo, dom.lo), min(hi, dom.hi)
+    return lo, hi
+
+
+def _narrow_inputs(consumers: Iterable[tuple[nn.Module, tuple[int, int]]]) -> None:
+    """Set each input quantizer's range to the intersection of its consumers' activation ranges
+    (a quantizer may feed several layers)."""
     ranges: dict[int, tuple[ActQuant, int, int]] = {}
-    for layer, mults in consumers:
+    for layer, (lo, hi) in consumers:
         q = layer.input_quant
-        _, lo, hi = ranges.get(id(q), (q, 0, 255))
-        for m in mults:
-            dom = m.network_x_domain()
-            lo, hi = max(lo, dom.lo), min(hi, dom.hi)
-        ranges[id(q)] = (q, lo, hi)
+        _, q_lo, q_hi = ranges.get(id(q), (q, 0, 255))
+        ranges[id(q)] = (q, max(q_lo, lo), min(q_hi, hi))
     for q, lo, hi in ranges.values():
         q.set_range(lo, hi)
 

@@ -48,7 +48,7 @@ class Context:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one input."""
-        return (self.dm.in_channels, self.dm.input_size, self.dm.input_size)
+        return self.dm.input_shape
 
     def model(self, stage: str) -> nn.Module:
         """The model as the stage ``stage`` left it (from its checkpoint), in eval mode."""

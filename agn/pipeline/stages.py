@@ -126,18 +126,17 @@ def search_stage(ctx: Context) -> dict:
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    exact_err = exact_point.error
-    chosen = choose_point(records, exact_err, cfg.max_loss)
+    chosen = choose_point(records, exact_point.error, cfg.max_loss)
     atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
         "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],
-        "exact_accuracy": 1.0 - exact_err, "max_loss": cfg.max_loss,
+        "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.max_loss,
         "layers": [{"name": n, "multiplier": s} for n, s in chosen["assignment"].items()]})
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
     summary = {"evaluations": len(result.store), "scoring": scoring,
                "front_size": len(records),
                "hypervolume": result.hypervolume[-1], "chosen_energy": chosen["energy"],
-               "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_err,
+               "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_point.error,
                "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error}
     if baseline is not None:
         summary["baseline_hypervolume"] = baseline.hypervolume[-1]

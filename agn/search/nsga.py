@@ -142,8 +142,8 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
         # a setting added after the checkpoint was written counts as its default
         theirs["config"] = {**asdict(SearchConfig()), **(theirs["config"] or {})}
         if theirs != ident:
-            old_cfg, new_cfg = theirs["config"] or {}, ident["config"]
-            diff = {k: (old_cfg.get(k), v) for k, v in new_cfg.items() if old_cfg.get(k) != v}
+            diff = {k: (theirs["config"].get(k), v) for k, v in ident["config"].items()
+                    if theirs["config"].get(k) != v}
             diff.update({k: "differ" for k in ("layers", "candidates", "encoding")
                          if theirs[k] != ident[k]})
             raise ValueError(f"{run_dir / STATE_FILE} belongs to a different search "

@@ -58,6 +58,6 @@ class RetrainingScorer:
         model = load_stage_model(self.stage, self.run_dir, self.config, dm)
         approximate_(model, {**self.fixed, **assignment})
         finetune(model, dm, self.config, self.epochs, self.batches)
-        net = export(model, (dm.in_channels, dm.input_size, dm.input_size), name="candidate")
+        net = export(model, dm.input_shape, name="candidate")
         x, y = integer_split(model, dm, "val", self.val_samples)
         return float(np.mean(predict(net, x) != y))

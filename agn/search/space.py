@@ -65,13 +65,24 @@ class SearchSpace:
         Raises:
             SearchSpaceError: for an unknown catalog, or RAW encoding on a non-MARLIN catalog.
         """
-        encoding = Encoding(encoding)
-        try:
-            mults = hwlib.catalog(catalog)
-        except ValueError as exc:
-            raise SearchSpaceError(f"search catalog {catalog!r}: {exc}") from exc
+        return cls._from(layers, multiplications, catalog, _resolve(catalog), Encoding(encoding))
+
+    @classmethod
+    def for_init(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
+                 init: str) -> SearchSpace:
+        """The space of a search started with ``init``: a random-init search over the 256 MARLIN
+        levels keeps MARLIN's raw-level genome (its protocol, the baseline), every other search
+        the power-sorted one."""
+        mults = _resolve(catalog)
+        raw = init == "random" and _is_marlin_levels(mults)
+        return cls._from(layers, multiplications, catalog, mults,
+                         Encoding.RAW if raw else Encoding.SORTED)
+
+    @classmethod
+    def _from(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
+              mults: list[hwlib.Multiplier], encoding: Encoding) -> SearchSpace:
         if encoding is Encoding.RAW:
-            if [m.spec for m in mults] != [f"marlin:{lv}" for lv in range(256)]:
+            if not _is_marlin_levels(mults):
                 raise SearchSpaceError(f"encoding 'raw' needs the catalog 'marlin:*' (gene = "
                                        f"level), got {catalog!r}")
         else:
@@ -82,16 +93,6 @@ class SearchSpace:
         return cls(tuple(layers), tuple(int(c) for c in multiplications),
                    tuple(m.spec for m in mults), tuple(float(m.relative_power) for m in mults),
                    encoding, "; ".join(sources))
-
-    @classmethod
-    def for_init(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
-                 init: str) -> SearchSpace:
-        """The space of a search started with ``init``: a random-init search over the 256 MARLIN
-        levels keeps MARLIN's raw-level genome (its protocol, the baseline), every other search
-        the power-sorted one."""
-        marlin = [m.spec for m in hwlib.catalog(catalog)] == [f"marlin:{lv}" for lv in range(256)]
-        raw = init == "random" and marlin
-        return cls.build(layers, multiplications, catalog, Encoding.RAW if raw else Encoding.SORTED)
 
     @property
     def n_var(self) -> int:
@@ -144,3 +145,15 @@ class SearchSpace:
     def uniform(self, gene: int) -> np.ndarray:
         """Genome with every layer on the same candidate."""
         return self.check(np.full(self.n_var, gene))
+
+
+def _resolve(catalog: str) -> list[hwlib.Multiplier]:
+    try:
+        return hwlib.catalog(catalog)
+    except ValueError as exc:
+        raise SearchSpaceError(f"search catalog {catalog!r}: {exc}") from exc
+
+
+def _is_marlin_levels(mults: Sequence[hwlib.Multiplier]) -> bool:
+    """True for exactly MARLIN's 256 levels in level order (the raw genome's catalog)."""
+    return [m.spec for m in mults] == [f"marlin:{lv}" for lv in range(256)]

@@ -1,5 +1,6 @@
 """One quick pipeline run, made by executing notebooks/quickstart.py, shared by the tests here."""
 import os
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -26,3 +27,19 @@ def quick_run(tmp_path_factory):
             else:
                 os.environ[k] = v
     return run_dir, nb
+
+
+@pytest.fixture
+def run_copy(quick_run, tmp_path):
+    """A private copy of the quick run's directory."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def search_copy(run_copy):
+    """A copy of the quick run whose search has not run yet (checkpoint and store removed)."""
+    for name in ("search_state.json", "evaluations.jsonl"):
+        (run_copy / "search" / name).unlink()
+    return run_copy

@@ -1,7 +1,6 @@
 """Per-candidate retraining (MARLIN's one-epoch protocol) behind --retrain-epochs."""
 import json
 import pickle
-import shutil
 
 import numpy as np
 import pytest
@@ -70,11 +69,8 @@ def test_retraining_scorer_is_reproducible_picklable_and_scores_the_retrained_ne
         RetrainingScorer(run_dir, ctx.train_config(), epochs=0)
 
 
-def test_search_cli_with_retraining_records_its_scoring(quick_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
-    for name in ("search_state.json", "evaluations.jsonl"):
-        (run_dir / "search" / name).unlink()
+def test_search_cli_with_retraining_records_its_scoring(search_copy, tmp_path):
+    run_dir = search_copy
     args = ["search", "--run-dir", str(run_dir), "--gen", "1", "--pop", "4", "--no-baseline",
             "--val", "60"]
     assert main(args + ["--retrain-epochs", "1", "--retrain-batches", "2"]) == 0

@@ -1,6 +1,5 @@
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -58,9 +57,8 @@ def test_artifacts_are_consistent(quick_run):
     assert "candidates scored bit-exact on the validation split" in report
 
 
-def test_cli_resumes_at_the_first_unfinished_stage(quick_run, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
+def test_cli_resumes_at_the_first_unfinished_stage(run_copy, capsys):
+    run_dir = run_copy
     (run_dir / "validation.json").unlink()
     assert main(["pipeline", "--run-dir", str(run_dir), "--quick"]) == 0
     out = capsys.readouterr().out
@@ -71,9 +69,8 @@ def test_cli_resumes_at_the_first_unfinished_stage(quick_run, tmp_path, capsys):
     assert json.loads((run_dir / "validation.json").read_text())["mismatches"] == 0
 
 
-def test_cli_refuses_another_configuration_in_the_same_run_dir(quick_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
+def test_cli_refuses_another_configuration_in_the_same_run_dir(run_copy):
+    run_dir = run_copy
     with pytest.raises(SystemExit, match="agn pipeline: error: .*another configuration"):
         main(["pipeline", "--run-dir", str(run_dir), "--quick", "--seed", "7"])
 
@@ -136,11 +133,8 @@ def test_unknown_training_field_is_refused():
         PipelineConfig(train={"float": {"lr": 0.1}}).train_config()
 
 
-def test_search_cli_reruns_the_search_of_a_run(quick_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
-    for name in ("search_state.json", "evaluations.jsonl"):
-        (run_dir / "search" / name).unlink()
+def test_search_cli_reruns_the_search_of_a_run(search_copy, tmp_path):
+    run_dir = search_copy
     assert main(["search", "--run-dir", str(run_dir), "--gen", "2", "--pop", "6",
                  "--no-baseline"]) == 0
     evaluated = (run_dir / "search" / "evaluations.jsonl").read_text().splitlines()
@@ -153,11 +147,10 @@ def test_search_cli_reruns_the_search_of_a_run(quick_run, tmp_path):
         main(["search", "--run-dir", str(tmp_path / "nothing")])
 
 
-def test_run_pipeline_until_a_stage_runs_the_prefix(quick_run, tmp_path, capsys):
+def test_run_pipeline_until_a_stage_runs_the_prefix(run_copy, capsys):
     from agn.pipeline import run_pipeline
 
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
+    run_dir = run_copy
     (run_dir / "search" / "network.json").unlink()  # export_search must run again, search not
     cfg = PipelineConfig.quick()
     status = run_pipeline(run_dir, cfg, progress=False, until="export_search")
@@ -185,10 +178,9 @@ def test_a_signed_evoapprox_catalog_trains_7_bit_activations_and_searches(tmp_pa
     assert rows and all(r[n].startswith("evo:mul8s_") for r in rows for n in names)
 
 
-def test_match_collects_missing_stats_and_deploy_exports_a_training_run(quick_run, tmp_path,
+def test_match_collects_missing_stats_and_deploy_exports_a_training_run(run_copy, tmp_path,
                                                                         capsys):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
+    run_dir = run_copy
     for name in ("operand_stats.npz", "assignment.json", "network.json", "network.npz",
                  "validation.json"):
         (run_dir / name).unlink()
@@ -212,11 +204,8 @@ def test_match_collects_missing_stats_and_deploy_exports_a_training_run(quick_ru
     assert "agn deploy: error: export_run:" in capsys.readouterr().err
 
 
-def test_search_cli_random_init_uses_marlins_genome_and_scores_the_seed_point(quick_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(quick_run[0], run_dir)
-    for name in ("search_state.json", "evaluations.jsonl"):
-        (run_dir / "search" / name).unlink()
+def test_search_cli_random_init_uses_marlins_genome_and_scores_the_seed_point(search_copy):
+    run_dir = search_copy
     assert main(["search", "--run-dir", str(run_dir), "--init", "random", "--gen", "1",
                  "--pop", "6", "--no-baseline"]) == 0
     data = json.loads((run_dir / "pareto.json").read_text())
