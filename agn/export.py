@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +113,23 @@ def _qparams(q: ActQuant) -> tuple[float, int, int, int]:
     return float(scale), int(zp), lo, hi
 
 
+def _per_channel(value: torch.Tensor | Sequence[float] | None, what: str,
+                 channels: int) -> tuple[float, ...] | None:
+    """``value`` (a data module's ``(1, C, 1, 1)`` tensor or C numbers) as C float32 values."""
+    if value is None:
+        return None
+    v = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if v.numel() != channels:
+        raise ExportError(f"export: {what} expected {channels} values (one per input channel), "
+                          f"got {v.numel()}")
+    return tuple(float(t) for t in v)
+
+
 class _Exporter:
-    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int], name: str) -> None:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int], name: str,
+                 mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
         self.model, self.input_shape, self.name = model, input_shape, name
+        self.mean, self.std = mean, std
         self.mods = dict(model.named_modules())
         self.nodes: list = []
         self.names: set[str] = set()
@@ -136,7 +151,7 @@ class _Exporter:
         if isinstance(v, torch.Tensor):  # the network input
             name = self._fresh("input")
             self.nodes.append(Input(name=name, shape=self.input_shape, scale=scale,
-                                    zero_point=zp, lo=lo, hi=hi))
+                                    zero_point=zp, lo=lo, hi=hi, mean=self.mean, std=self.std))
             return _Q(name, scale, zp, lo, hi)
         if isinstance(v, _Acc):
             mult, shift = requant_params(v.scale / scale)
@@ -323,22 +338,35 @@ class _Exporter:
         return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
 
 
-def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "network") -> Network:
+def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "network", *,
+           mean: torch.Tensor | Sequence[float] | None = None,
+           std: torch.Tensor | Sequence[float] | None = None) -> Network:
     """The integer network of a quantized (calibrated, BN-folded) ``agn`` model.
 
     Args:
         model: a model of :mod:`agn.models` whose quantizers are calibrated.
         input_shape: ``(C, H, W)`` of one input sample.
         name: the network's name in the IR.
+        mean, std: the per-channel float normalisation of the model's inputs (a data module's
+            ``dm.mean``/``dm.std``); recorded in the Input node with its quantisation so
+            :func:`deploy.encode_inputs` codes float images as ``model.quant_in`` does. Without
+            them the network cannot encode inputs.
 
     Raises:
         ExportError: a structure the IR cannot express (unfolded BatchNorm, an unquantized layer
             input, an unsupported op), naming the module.
     """
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3:
+        raise ExportError(f"export: input_shape expected (C, H, W), got {input_shape!r}")
+    if (mean is None) != (std is None):
+        raise ExportError("export: expected both mean and std of the input normalisation, or "
+                          "neither")
+    norm = _per_channel(mean, "mean", shape[0]), _per_channel(std, "std", shape[0])
     was = model.training
     model.eval()
     try:
-        return _Exporter(model, tuple(int(v) for v in input_shape), name).run()
+        return _Exporter(model, (shape[0], shape[1], shape[2]), name, *norm).run()
     finally:
         model.train(was)
 
@@ -372,6 +400,6 @@ def export_run(run_dir: str | os.PathLike[str], stage: str | None = None) -> Pat
     cfg = load_config(run / stage / "config.yaml")
     dm = datamodule(cfg, setup=True)
     model = load_stage_model(stage, run, cfg, dm)
-    net = export(model, dm.input_shape, name=cfg.model)
+    net = export(model, dm.input_shape, name=cfg.model, mean=dm.mean, std=dm.std)
     save(net, run)
     return run / "network.json"

@@ -14,24 +14,33 @@ import torch
 import torch.nn.functional as F
 
 from agn import sim
-from deploy.ir import (Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node,
-                       Requant, Requantize)
 from agn.data.base import ImageDataModule
+from deploy.backend import Backend
+from deploy.infer import TensorInfo
+from deploy.ir import (Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool,
+                       Requant, Requantize)
 from deploy.network import Network
 
-__all__ = ["IntegerScorer", "integer_split", "predict", "run_integer"]
+__all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer"]
+
+TORCH: Backend[torch.Tensor] = Backend("torch integer executor")
+"""The torch backend: ``TORCH(node, ins, infos)`` is the node's output for the input tensors."""
+
+Tensors = list[torch.Tensor]
+Infos = list[TensorInfo]
 
 
-def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = None
-             ) -> torch.Tensor:
+def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = None,
+             owned: bool = True) -> torch.Tensor:
     """Per-channel ``clip((((acc + bias)*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)``
     (int64 arithmetic, uint8 result); without requantisation ``acc + bias`` in int64.
 
-    Works in place on one int64 copy of ``acc``: the bias and the rounding term fold into one
+    Works in place on one int64 copy of ``acc`` (on ``acc`` itself when it is int64 and
+    ``owned``: a fresh tensor nothing else reads): the bias and the rounding term fold into one
     per-channel constant, ``bias * mult + 2^(shift-1)``, so each element sees four passes.
     """
     shape = (1, -1) + (1,) * (acc.dim() - 2)
-    out = acc.to(torch.int64)
+    out = acc.to(torch.int64, copy=not owned)
     if rq is None:
         return out if bias is None else out.add_(torch.from_numpy(bias.astype(np.int64)).view(shape))
     m = np.asarray(rq.mult, np.int64)
@@ -50,37 +59,58 @@ def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int
     return torch.round(F.avg_pool2d(x.to(torch.float64), kernel, stride) * area).to(torch.int64)
 
 
-def _step(node: Node, ins: list[torch.Tensor], zps: list[int]) -> torch.Tensor:
-    if isinstance(node, Conv):
-        t, b, l, r = node.padding
-        x, pad = ins[0], (t, l)
-        if (t, l) != (b, r):  # asymmetric: pad here (with the zero point), the engine pads none
-            x, pad = F.pad(x, (l, r, t, b), value=zps[0]), (0, 0)
-        acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier,
-                                stride=node.stride, padding=pad, groups=node.groups,
-                                zero_point=zps[0])
-        return _requant(acc, node.requant, node.bias)
-    if isinstance(node, Linear):
-        acc = sim.approx_linear(ins[0], torch.tensor(node.weight), node.multiplier)
-        return _requant(acc, node.requant, node.bias)
-    if isinstance(node, MaxPool):
-        t, b, l, r = node.padding
-        x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]
-        return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.uint8)
-    if isinstance(node, (AvgPool, GlobalAvgPool)):
-        kernel = node.kernel if isinstance(node, AvgPool) else tuple(ins[0].shape[2:])
-        stride = node.stride if isinstance(node, AvgPool) else (1, 1)
-        return _requant(_window_sum(ins[0], kernel, stride), node.requant)
-    if isinstance(node, Add):
-        a, b = (t.to(torch.int64) for t in ins)
-        s = (a - node.zp_a) * node.mult_a + (b - node.zp_b) * node.mult_b + (1 << (node.shift - 1))
-        out = torch.bitwise_right_shift(s, node.shift) + node.zp_out
-        return out.clamp_(node.lo, node.hi).to(torch.uint8)
-    if isinstance(node, Flatten):
-        return ins[0].reshape(ins[0].shape[0], -1)
-    if isinstance(node, Requantize):
-        return _requant(ins[0], node.requant)
-    raise TypeError(f"{node.owner}: the torch integer executor has no kernel for op {node.op!r}")
+@TORCH.register(Conv)
+def _conv(node: Conv, ins: Tensors, infos: Infos) -> torch.Tensor:
+    zp = infos[0].zero_point
+    t, b, l, r = node.padding
+    x, pad = ins[0], (t, l)
+    if (t, l) != (b, r):  # asymmetric: pad here (with the zero point), the engine pads none
+        x, pad = F.pad(x, (l, r, t, b), value=zp), (0, 0)
+    acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier, stride=node.stride,
+                            padding=pad, groups=node.groups, zero_point=zp)
+    return _requant(acc, node.requant, node.bias)
+
+
+@TORCH.register(Linear)
+def _linear(node: Linear, ins: Tensors, infos: Infos) -> torch.Tensor:
+    acc = sim.approx_linear(ins[0], torch.tensor(node.weight), node.multiplier)
+    return _requant(acc, node.requant, node.bias)
+
+
+@TORCH.register(MaxPool)
+def _maxpool(node: MaxPool, ins: Tensors, infos: Infos) -> torch.Tensor:
+    t, b, l, r = node.padding
+    x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]
+    return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.uint8)
+
+
+@TORCH.register(AvgPool)
+def _avgpool(node: AvgPool, ins: Tensors, infos: Infos) -> torch.Tensor:
+    return _requant(_window_sum(ins[0], node.kernel, node.stride), node.requant)
+
+
+@TORCH.register(GlobalAvgPool)
+def _global_avgpool(node: GlobalAvgPool, ins: Tensors, infos: Infos) -> torch.Tensor:
+    _, h, w = infos[0].shape
+    return _requant(_window_sum(ins[0], (h, w), (1, 1)), node.requant)
+
+
+@TORCH.register(Add)
+def _add(node: Add, ins: Tensors, infos: Infos) -> torch.Tensor:
+    a, b = (t.to(torch.int64) for t in ins)
+    s = (a - node.zp_a) * node.mult_a + (b - node.zp_b) * node.mult_b + (1 << (node.shift - 1))
+    out = torch.bitwise_right_shift(s, node.shift) + node.zp_out
+    return out.clamp_(node.lo, node.hi).to(torch.uint8)
+
+
+@TORCH.register(Flatten)
+def _flatten(node: Flatten, ins: Tensors, infos: Infos) -> torch.Tensor:
+    return ins[0].reshape(ins[0].shape[0], -1)
+
+
+@TORCH.register(Requantize)
+def _requantize(node: Requantize, ins: Tensors, infos: Infos) -> torch.Tensor:
+    return _requant(ins[0], node.requant, owned=False)  # the input has other readers
 
 
 @torch.no_grad()
@@ -102,8 +132,8 @@ def run_integer(net: Network, x: torch.Tensor | np.ndarray,
                          f"{inp.hi}, got [{int(xt.min())}, {int(xt.max())}]")
     outs: dict[str, torch.Tensor] = {inp.name: xt.to(torch.uint8)}
     for node in net.nodes[1:]:
-        outs[node.name] = _step(node, [outs[s] for s in node.inputs],
-                                [net.infos[s].zero_point for s in node.inputs])
+        outs[node.name] = TORCH(node, [outs[s] for s in node.inputs],
+                                [net.infos[s] for s in node.inputs])
     return outs if keep else outs[net.nodes[-1].name]
 
 

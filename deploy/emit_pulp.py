@@ -13,12 +13,10 @@ from typing import Any
 
 import numpy as np
 
-import hwlib
 from deploy.errors import IRError
-from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Linear, MaxPool, Node, Requant, Requantize,
-)
+from deploy.ir import Node
 from deploy.network import Network
+from deploy.pulp_ops import PULP, EmitContext
 from deploy.reference import run
 from deploy.render import render_to
 from deploy.target import Target, default_target
@@ -91,110 +89,19 @@ def check_prefix(prefix: str) -> str:
 
 
 def _c_names(net: Network) -> dict[str, str]:
+    """A C identifier per node, unique ignoring case: include guards are upper-cased and file
+    names may land on a case-insensitive file system."""
     out: dict[str, str] = {}
+    taken: set[str] = set()
     for node in net.nodes:
         base = re.sub(r"[^A-Za-z0-9_]", "_", node.name)
         base = base if re.match(r"[A-Za-z_]", base) else f"n_{base}"
         name, i = base, 2
-        while name in out.values():
+        while name.lower() in taken:
             name, i = f"{base}_{i}", i + 1
         out[node.name] = name
+        taken.add(name.lower())
     return out
-
-
-def _rq(rq: Requant | None) -> dict[str, Any] | None:
-    if rq is None:
-        return None
-    return {"mult": rq.mult, "shift": rq.shift, "zp_out": rq.zp_out, "lo": rq.lo, "hi": rq.hi}
-
-
-def _multiplier(spec: str, prefix: str, luts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    m = hwlib.get(spec)
-    if isinstance(m, hwlib.marlin.Marlin):
-        return {"kind": "marlin", "enum": "NN_MUL_MARLIN", "fn": "0", "spec": spec,
-                "level": m.level, "word": hwlib.marlin.csr_word(m.level)}
-    if m.is_exact:
-        return {"kind": "exact", "enum": "NN_MUL_EXACT", "fn": "0", "spec": spec}
-    if spec not in luts:
-        tag = f"mul{len(luts)}_{re.sub(r'[^A-Za-z0-9_]', '_', spec)}"
-        table = m.table()
-        luts[spec] = {
-            "spec": spec, "fn": f"{prefix}_{tag}", "header": f"{tag}.h", "source": f"{tag}.c",
-            "guard": f"{prefix}_{tag}_H".upper(), "table": table.ravel(),
-            "rows": table.shape[0], "cols": table.shape[1], "xlo": m.x_domain.lo,
-            "xhi": m.x_domain.hi, "wlo": m.w_domain.lo, "whi": m.w_domain.hi,
-            "ctype": "int16_t" if int(np.abs(table).max()) <= 32767 else "int32_t"}
-    lut = luts[spec]
-    return {"kind": "function", "enum": "NN_MUL_FUNCTION", "fn": lut["fn"], "spec": spec,
-            "header": lut["header"]}
-
-
-_U8_IN, _U8_OUT = "(const uint8_t *)a->in0", "(uint8_t *)a->out"
-
-
-def _op_context(net: Network, node: Node, fn: str, prefix: str,
-                luts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Kernel, kernel arguments, parameter record and arrays of one node."""
-    shape = net.infos[node.name].shape
-    src = net.infos[node.inputs[0]] if node.inputs else None
-    if isinstance(node, Conv):
-        assert src is not None
-        cout, cin_g, kh, kw = node.weight.shape
-        (c, h, w), (_, ho, wo) = src.shape, shape
-        params = dict(h=h, w=w, cin=c, ho=ho, wo=wo, cout=cout, kh=kh, kw=kw,
-                      sy=node.stride[0], sx=node.stride[1], pt=node.padding[0],
-                      pl=node.padding[2], groups=node.groups, zp=src.zero_point,
-                      weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col")
-        return dict(kernel="nn_conv", kernel_args=f"{_U8_IN}, a->out", params_type="nn_conv_t",
-                    params=params, k=cin_g * kh * kw,
-                    weight=node.weight.transpose(0, 2, 3, 1).ravel(), bias=node.bias,
-                    mul=_multiplier(node.multiplier, prefix, luts), requant=_rq(node.requant),
-                    summary=f"{src.shape} -> {shape}, {kh}x{kw} stride {node.stride} padding "
-                            f"{node.padding} groups {node.groups}, {node.multiplier}")
-    if isinstance(node, Linear):
-        params = dict(fan_in=node.fan_in, cout=node.out_channels, weight=f"{fn}_weight",
-                      bias=f"{fn}_bias")
-        return dict(kernel="nn_linear", kernel_args=f"{_U8_IN}, a->out",
-                    params_type="nn_linear_t", params=params, weight=node.weight.ravel(),
-                    bias=node.bias, mul=_multiplier(node.multiplier, prefix, luts),
-                    requant=_rq(node.requant),
-                    summary=f"{node.fan_in} -> {node.out_channels}, {node.multiplier}"
-                            + ("" if node.requant else ", int32 outputs"))
-    if isinstance(node, (MaxPool, AvgPool, GlobalAvgPool)):
-        assert src is not None
-        (c, h, w), (_, ho, wo) = src.shape, shape
-        if isinstance(node, GlobalAvgPool):
-            kernel, stride, padding = (h, w), (1, 1), (0, 0, 0, 0)
-        else:
-            kernel, stride = node.kernel, node.stride
-            padding = node.padding if isinstance(node, MaxPool) else (0, 0, 0, 0)
-        params = dict(h=h, w=w, c=c, ho=ho, wo=wo, kh=kernel[0], kw=kernel[1], sy=stride[0],
-                      sx=stride[1], pt=padding[0], pl=padding[2])
-        kind = "nn_maxpool" if isinstance(node, MaxPool) else "nn_avgpool"
-        return dict(kernel=kind, kernel_args=f"{_U8_IN}, {_U8_OUT}", params_type="nn_pool_t",
-                    params=params, requant=_rq(getattr(node, "requant", None)),
-                    summary=f"kernel {tuple(kernel)} stride {tuple(stride)} padding {padding}")
-    if isinstance(node, Add):
-        params = dict(n=net.infos[node.name].size, mult_a=node.mult_a, mult_b=node.mult_b,
-                      shift=node.shift, zp_a=node.zp_a, zp_b=node.zp_b, zp_out=node.zp_out,
-                      lo=node.lo, hi=node.hi)
-        return dict(kernel="nn_add", params_type="nn_add_t", params=params,
-                    kernel_args=f"{_U8_IN}, (const uint8_t *)a->in1, {_U8_OUT}",
-                    summary=f"(({node.a} - {node.zp_a}) * {node.mult_a} + ({node.b} - "
-                            f"{node.zp_b}) * {node.mult_b}) >> {node.shift}, + {node.zp_out}, "
-                            f"clip {node.lo}..{node.hi}")
-    if isinstance(node, Flatten):
-        assert src is not None
-        c, h, w = src.shape
-        return dict(kernel="nn_flatten", kernel_args=f"{_U8_IN}, {_U8_OUT}",
-                    params_type="nn_elementwise_t", params=dict(n=c * h * w, c=c, h=h, w=w),
-                    summary=f"{src.shape} -> {shape}, HWC to CHW order")
-    if isinstance(node, Requantize):
-        return dict(kernel="nn_requantize", kernel_args=f"(const int32_t *)a->in0, {_U8_OUT}",
-                    params_type="nn_elementwise_t",
-                    params=dict(n=net.infos[node.name].size, c=shape[0], h=1, w=1),
-                    requant=_rq(node.requant), summary="int32 -> uint8")
-    raise IRError(f"{node.owner}: the C emitter has no kernel for op {node.op!r}")
 
 
 def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
@@ -215,7 +122,8 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
         "mul": None, "requant": None, "weight": None, "dtype": info.dtype, "shape": info.shape,
     }
     if node.inputs:
-        ctx.update(_op_context(net, node, fn, prefix, luts))
+        ctx.update(PULP(node, EmitContext(fn=fn, prefix=prefix, out=info, luts=luts,
+                                          ins=tuple(net.infos[s] for s in node.inputs))))
         ctx["params"] = list(ctx["params"].items())
     return ctx
 
@@ -228,8 +136,7 @@ def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any
             total += c["weight"].size + 4 * c["bias"].size
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
-        if c["op"] == "conv":
-            total += cores * c["k"]
+        total += cores * c.get("k", 0)  # a conv's im2col buffer per core
     return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
                        for t in luts.values())
 

@@ -11,3 +11,8 @@ class AssignmentError(ValueError):
 
 class BuildError(RuntimeError):
     """A generated C program that failed to compile or run (the compiler output is attached)."""
+
+
+class BackendError(IRError):
+    """A backend (NumPy reference, torch executor, C emitter) with no implementation for a node
+    type."""

@@ -1,21 +1,29 @@
-"""Nodes of the integer network IR: frozen dataclasses checked on construction.
+"""Nodes of the integer network IR: frozen, keyword-only dataclasses checked on construction.
 
 Semantics are those of ``docs/integer_semantics.md``. Tensors are NCHW (``(C, H, W)`` per sample)
 or flat ``(F,)``; activations are uint8 with a zero point, accumulators int32. Every node checks
-its own fields in ``__post_init__`` (the error names the node and the field); checks that need the
-graph (shapes, operand domains, int32 accumulator bounds) live in :mod:`deploy.network`.
+its own fields in ``__post_init__`` (the error names the node and the field) and owns its
+inference: :meth:`Node.infer` gives its output :class:`~deploy.infer.TensorInfo` from its inputs'
+(shapes, zero points, value ranges, operand domains, int32 accumulator bounds), so a node type is
+defined in one place. Executing a node is the backends' job: each registers one function per node
+type with a :class:`deploy.backend.Backend` (the NumPy reference, ``agn``'s torch executor, the C
+emitter).
 """
 from __future__ import annotations
 
+import abc
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from deploy.errors import IRError
-
-INT32_MAX = 2**31 - 1
+from deploy.infer import (
+    INT32_MAX, TensorInfo, accumulators, check_products, check_window_sum, need, out_size,
+    requantized,
+)
 
 
 def _where(owner: str, fld: str) -> str:
@@ -35,7 +43,7 @@ def as_int_array(value: Any, owner: str, fld: str, dtype: type, lo: int, hi: int
         if amin < lo or amax > hi:
             bad = amin if amin < lo else amax
             raise IRError(f"{_where(owner, fld)} expected values in [{lo}, {hi}], got {bad}")
-    out = a.astype(dtype)
+    out: np.ndarray = a.astype(dtype)
     out.setflags(write=False)
     return out
 
@@ -73,8 +81,8 @@ def _set(obj: Any, **values: Any) -> None:
 class Requant:
     """Per-channel requantisation ``clip(((acc*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)``.
 
-    ReLU is ``zp_out = 0, lo = 0, hi = 255``; a narrower ``hi`` (e.g. 127) feeds multipliers whose
-    activation domain is narrower than uint8.
+    ReLU is ``zp_out = 0, lo = 0, hi = 255`` (the defaults); a narrower ``hi`` (e.g. 127) feeds
+    multipliers whose activation domain is narrower than uint8.
     """
 
     mult: np.ndarray
@@ -100,10 +108,14 @@ class Requant:
         """Number of channels the parameters cover."""
         return int(self.mult.size)
 
+    def info(self, shape: tuple[int, ...], owner: str) -> TensorInfo:
+        """The uint8 output info of requantising a tensor of ``shape``."""
+        return requantized(self.channels, self.zp_out, self.lo, self.hi, shape, owner)
 
-@dataclass(frozen=True, eq=False)
-class Node:
-    """Base of every IR node: a unique ``name`` and the names of its input nodes."""
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Node(abc.ABC):
+    """Base of every IR node: a unique ``name``, the names of its inputs and its inference."""
 
     op: ClassVar[str] = ""
     name: str
@@ -119,6 +131,10 @@ class Node:
 
     def _check(self) -> None:
         """Check and normalise the node's own fields (subclass hook)."""
+
+    @abc.abstractmethod
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        """The output info given the inputs' (in :attr:`inputs` order); IRError on a mismatch."""
 
     @property
     def owner(self) -> str:
@@ -137,46 +153,76 @@ def _check_input_name(value: Any) -> str:
     return value
 
 
-@dataclass(frozen=True, eq=False)
-class Input(Node):
-    """The network input: uint8 ``(C, H, W)`` with real value ``scale * (q - zero_point)``.
+def _per_channel(value: Any, fld: str, channels: int, positive: bool) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
+            or len(value) != channels:
+        raise IRError(f"field {fld!r} expected {channels} numbers (one per input channel), got "
+                      f"{value!r}")
+    out = []
+    for v in value:
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        if not (ok and math.isfinite(v) and (v > 0 or not positive)):
+            raise IRError(f"field {fld!r} expected finite numbers{' > 0' if positive else ''}, "
+                          f"got {v!r}")
+        out.append(float(v))
+    return tuple(out)
 
-    ``lo``/``hi`` bound the quantized values (e.g. 0..127 when the first layer uses a multiplier
-    whose activation domain is 0..127).
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Input(Node):
+    """The network input: uint8 ``(C, H, W)`` codes with real value ``scale * (q - zero_point)``.
+
+    A float image ``x`` is encoded as ``clip(round(((x - mean[c]) / std[c]) / scale) +
+    zero_point, lo, hi)`` in float32 arithmetic (:func:`deploy.encode_inputs`): ``mean``/``std``
+    are the per-channel float normalisation the model was trained with (``(0,)*C`` / ``(1,)*C``
+    for none), or None when the network does not record it (it then cannot encode inputs).
+    ``lo``/``hi`` bound the codes (e.g. 0..127 when the first layer uses a multiplier whose
+    activation domain is 0..127; the full uint8 range by default).
     """
 
     op: ClassVar[str] = "input"
-    shape: tuple[int, int, int] = (1, 1, 1)
-    scale: float = 1.0
-    zero_point: int = 0
+    shape: tuple[int, int, int]
+    scale: float
+    zero_point: int
     lo: int = 0
     hi: int = 255
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
 
     def _check(self) -> None:
         shape = _ints(self.shape, "", "shape", 3, 1, 65535)
         if not (isinstance(self.scale, (int, float, np.floating)) and math.isfinite(self.scale)
                 and self.scale > 0):
             raise IRError(f"field 'scale' expected a finite number > 0, got {self.scale!r}")
-        _set(self, shape=shape, scale=float(self.scale),
+        if (self.mean is None) != (self.std is None):
+            raise IRError(f"fields 'mean' and 'std' expected both or neither, got mean "
+                          f"{self.mean!r} and std {self.std!r}")
+        mean = None if self.mean is None else _per_channel(self.mean, "mean", shape[0], False)
+        std = None if self.std is None else _per_channel(self.std, "std", shape[0], True)
+        _set(self, shape=shape, scale=float(self.scale), mean=mean, std=std,
              zero_point=_int(self.zero_point, "", "zero_point", 0, 255),
              lo=_int(self.lo, "", "lo", 0, 255), hi=_int(self.hi, "", "hi", 0, 255))
         if self.lo > self.hi:
             raise IRError(f"field 'lo' ({self.lo}) expected <= 'hi' ({self.hi})")
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        return TensorInfo(self.shape, "uint8", self.zero_point, self.lo, self.hi)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class _Layer(Node):
-    """A conv or linear layer: int8 weights, int32 bias, a multiplier spec, optional requant.
+    """A conv or linear layer: int8 weights, int32 bias, a multiplier spec, optional requant
+    (None: int32 accumulator outputs).
 
     ``approximable=False`` marks a layer whose multiplier is fixed (e.g. an exact shortcut
     convolution): it is not part of the multiplier assignment.
     """
 
-    input: str = ""
-    weight: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int8))
-    bias: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
-    multiplier: str = "exact"
-    requant: Requant | None = None
+    input: str
+    weight: np.ndarray
+    bias: np.ndarray
+    multiplier: str
+    requant: Requant | None
     approximable: bool = True
     weight_ndim: ClassVar[int] = 2
 
@@ -214,10 +260,20 @@ class _Layer(Node):
         """Products summed into each accumulator."""
         return int(np.prod(self.weight.shape[1:]))
 
+    def _output(self, x: TensorInfo, shape: tuple[int, ...], padded: bool) -> TensorInfo:
+        check_products(self.owner, self.multiplier, self.weight, self.bias, x, padded)
+        if self.requant is None:
+            return accumulators(shape)
+        return self.requant.info(shape, self.owner)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Conv(_Layer):
-    """2-D convolution, weight ``(Cout, Cin/groups, Kh, Kw)``; padding uses the input zero point."""
+    """2-D convolution, weight ``(Cout, Cin/groups, Kh, Kw)``; padding uses the input zero point.
+
+    ``stride``, ``padding`` (``p``, ``(py, px)`` or ``(top, bottom, left, right)``) and
+    ``groups`` default to torch's (1, 0, 1).
+    """
 
     op: ClassVar[str] = "conv"
     stride: tuple[int, int] = (1, 1)
@@ -234,22 +290,42 @@ class Conv(_Layer):
         _set(self, stride=_ints(self.stride, "", "stride", 2, 1, 255),
              padding=_padding4(self.padding, ""), groups=groups)
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,), owner = ins, self.owner
+        need(x, owner, "uint8", 3)
+        cout, cin_g, kh, kw = self.weight.shape
+        if x.shape[0] != cin_g * self.groups:
+            raise IRError(f"{owner}: weight expects {cin_g} x {self.groups} groups = "
+                          f"{cin_g * self.groups} input channels, got {x.shape[0]}")
+        t, b, l, r = self.padding
+        ho = out_size(x.shape[1], kh, self.stride[0], t, b, owner, "height")
+        wo = out_size(x.shape[2], kw, self.stride[1], l, r, owner, "width")
+        return self._output(x, (cout, ho, wo), padded=any(self.padding))
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Linear(_Layer):
     """Fully connected layer, weight ``(Cout, F)``; without requant it outputs int32 logits."""
 
     op: ClassVar[str] = "linear"
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,) = ins
+        need(x, self.owner, "uint8", 1)
+        if self.weight.shape[1] != x.shape[0]:
+            raise IRError(f"{self.owner}: weight expects {self.weight.shape[1]} inputs, got "
+                          f"{x.shape[0]}")
+        return self._output(x, (self.out_channels,), padded=False)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class MaxPool(Node):
     """Max pooling; padded positions never win (each padding is below the kernel size)."""
 
     op: ClassVar[str] = "maxpool"
-    input: str = ""
-    kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] = (2, 2)
+    input: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def _check(self) -> None:
@@ -265,16 +341,24 @@ class MaxPool(Node):
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,), owner = ins, self.owner
+        need(x, owner, "uint8", 3)
+        t, b, l, r = self.padding
+        ho = out_size(x.shape[1], self.kernel[0], self.stride[0], t, b, owner, "height")
+        wo = out_size(x.shape[2], self.kernel[1], self.stride[1], l, r, owner, "width")
+        return TensorInfo((x.shape[0], ho, wo), "uint8", x.zero_point, x.lo, x.hi)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AvgPool(Node):
     """Average pooling without padding: window sum, then the per-channel requant."""
 
     op: ClassVar[str] = "avgpool"
-    input: str = ""
-    kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] = (2, 2)
-    requant: Requant | None = None
+    input: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    requant: Requant
 
     def _check(self) -> None:
         if not isinstance(self.requant, Requant):
@@ -287,13 +371,21 @@ class AvgPool(Node):
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,), owner = ins, self.owner
+        need(x, owner, "uint8", 3)
+        ho = out_size(x.shape[1], self.kernel[0], self.stride[0], 0, 0, owner, "height")
+        wo = out_size(x.shape[2], self.kernel[1], self.stride[1], 0, 0, owner, "width")
+        check_window_sum(self.kernel[0] * self.kernel[1], x, owner)
+        return self.requant.info((x.shape[0], ho, wo), owner)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class _RequantOf(Node):
     """A one-input node that ends in a mandatory requantisation."""
 
-    input: str = ""
-    requant: Requant | None = None
+    input: str
+    requant: Requant
 
     def _check(self) -> None:
         if not isinstance(self.requant, Requant):
@@ -305,29 +397,36 @@ class _RequantOf(Node):
         return (self.input,)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class GlobalAvgPool(_RequantOf):
     """Global average pooling ``(C, H, W) -> (C, 1, 1)``: the sum over H x W, then requant."""
 
     op: ClassVar[str] = "global_avgpool"
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,) = ins
+        need(x, self.owner, "uint8", 3)
+        check_window_sum(x.shape[1] * x.shape[2], x, self.owner)
+        return self.requant.info((x.shape[0], 1, 1), self.owner)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Add(Node):
     """Residual add of two uint8 tensors with their zero points, rescaled and clipped:
 
     ``clip((((a - zp_a)*mult_a + (b - zp_b)*mult_b + 2^(shift-1)) >> shift) + zp_out, lo, hi)``.
-    ``zp_a``/``zp_b`` must be the zero points of the inputs.
+    ``zp_a``/``zp_b`` must be the zero points of the inputs; ``zp_out, lo, hi`` default to ReLU's
+    ``0, 0, 255`` as in :class:`Requant`.
     """
 
     op: ClassVar[str] = "add"
-    a: str = ""
-    b: str = ""
-    mult_a: int = 1
-    mult_b: int = 1
-    shift: int = 1
-    zp_a: int = 0
-    zp_b: int = 0
+    a: str
+    b: str
+    mult_a: int
+    mult_b: int
+    shift: int
+    zp_a: int
+    zp_b: int
     zp_out: int = 0
     lo: int = 0
     hi: int = 255
@@ -348,13 +447,26 @@ class Add(Node):
     def inputs(self) -> tuple[str, ...]:
         return (self.a, self.b)
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (a, b), owner = ins, self.owner
+        need(a, owner, "uint8", len(a.shape))
+        need(b, owner, "uint8", len(a.shape))
+        if a.shape != b.shape:
+            raise IRError(f"{owner}: inputs {self.a!r} {a.shape} and {self.b!r} {b.shape} "
+                          f"expected the same shape")
+        if (self.zp_a, self.zp_b) != (a.zero_point, b.zero_point):
+            raise IRError(f"{owner}: fields 'zp_a', 'zp_b' ({self.zp_a}, {self.zp_b}) expected "
+                          f"the zero points of {self.a!r} and {self.b!r} ({a.zero_point}, "
+                          f"{b.zero_point})")
+        return TensorInfo(a.shape, "uint8", self.zp_out, self.lo, self.hi)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Flatten(Node):
     """``(C, H, W) -> (C*H*W,)`` in NCHW order (torch's), whatever the target layout."""
 
     op: ClassVar[str] = "flatten"
-    input: str = ""
+    input: str
 
     def _check(self) -> None:
         _set(self, input=_check_input_name(self.input))
@@ -363,15 +475,30 @@ class Flatten(Node):
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
 
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,) = ins
+        need(x, self.owner, "uint8", 3)
+        return TensorInfo((x.size,), "uint8", x.zero_point, x.lo, x.hi)
 
-@dataclass(frozen=True, eq=False)
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Requantize(_RequantOf):
     """Stand-alone requantisation of an int32 tensor (a conv/linear without fused requant)."""
 
     op: ClassVar[str] = "requant"
+
+    def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
+        (x,) = ins
+        if x.dtype != "int32":
+            raise IRError(f"{self.owner}: expected an int32 input (accumulators), got {x.dtype}")
+        return self.requant.info(x.shape, self.owner)
 
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.op: cls for cls in (Input, Conv, Linear, MaxPool, AvgPool, GlobalAvgPool, Add, Flatten,
                             Requantize)
 }
+"""Every node type by op name (what ``network.json`` spells)."""
+
+OP_TYPES: tuple[type[Node], ...] = tuple(t for t in NODE_TYPES.values() if t is not Input)
+"""The node types a backend executes (every type but the Input, which only holds the data)."""

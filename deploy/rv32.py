@@ -102,7 +102,8 @@ def csr_writes(disassembly: str, csr: int) -> dict[str, list[int | None]]:
     Register values are followed through ``lui``/``addi``/``li``/``mv`` within the function.
     """
     out: dict[str, list[int | None]] = {}
-    func, regs = "", {}
+    func = ""
+    regs: dict[str, int | None] = {}
     name = f"0x{csr:x}"
     for line in disassembly.splitlines():
         m = _FUNC.match(line.strip())

@@ -53,12 +53,34 @@ def _decode(value: Any, arrays: dict[str, np.ndarray], owner: str) -> Any:
     return value
 
 
-def from_json_and_arrays(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
-    """Rebuild (and re-validate) a Network from :func:`to_json_and_arrays` output."""
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 added the input's float normalisation: a schema-1 input records none."""
+    nodes = [{**nd, "mean": None, "std": None} if isinstance(nd, dict) and nd.get("op") == "input"
+             else nd for nd in doc.get("nodes", [])]
+    return {**doc, "nodes": nodes, "schema_version": 2}
+
+
+_MIGRATIONS = {1: _v1_to_v2}
+"""``{version: function}`` turning a document of that version into the next version's."""
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` brought to :data:`SCHEMA_VERSION` (IRError for an unknown version)."""
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise IRError(f"network.json: schema_version {version!r} is not supported (expected "
-                      f"{SCHEMA_VERSION})")
+    while version != SCHEMA_VERSION:
+        if version not in _MIGRATIONS:
+            raise IRError(f"network.json: schema_version {version!r} is not supported (expected "
+                          f"{SCHEMA_VERSION} or an earlier one: {sorted(_MIGRATIONS)})")
+        doc = _MIGRATIONS[version](doc)
+        version = doc["schema_version"]
+    return doc
+
+
+def from_json_and_arrays(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
+    """Rebuild (and re-validate) a Network from :func:`to_json_and_arrays` output (of this or an
+    earlier schema version)."""
+    doc = migrate(doc)
+    version = doc["schema_version"]
     nodes: list[Node] = []
     for i, nd in enumerate(doc.get("nodes", [])):
         owner = f"network.json node #{i} ({nd.get('name')!r})"
@@ -89,7 +111,7 @@ def save(net: Network, directory: str | os.PathLike[str]) -> Path:
     """
     doc, arrays = to_json_and_arrays(net)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     data = buf.getvalue()
     doc["tensors"] = {"file": NPZ_NAME, "sha256": hashlib.sha256(data).hexdigest()}
     directory = Path(directory)
@@ -105,10 +127,14 @@ def load(path: str | os.PathLike[str]) -> Network:
     if not path.is_file():
         raise FileNotFoundError(f"network IR: no {JSON_NAME} at {path}")
     doc = json.loads(path.read_text())
-    tensors = doc.get("tensors", {})
+    tensors = doc.get("tensors") if isinstance(doc, dict) else None
+    if not isinstance(tensors, dict) or not isinstance(tensors.get("sha256"), str):
+        raise IRError(f"{path}: no 'tensors': {{'file': ..., 'sha256': ...}} record, so its "
+                      f"tensor file cannot be verified to belong to it; save the network again "
+                      f"with deploy.save")
     npz = path.parent / tensors.get("file", NPZ_NAME)
     data = npz.read_bytes()
-    if tensors.get("sha256") and hashlib.sha256(data).hexdigest() != tensors["sha256"]:
+    if hashlib.sha256(data).hexdigest() != tensors["sha256"]:
         raise IRError(f"{npz}: SHA-256 does not match the one recorded in {path}; the two files "
                       f"are from different saves")
     with np.load(io.BytesIO(data), allow_pickle=False) as z:

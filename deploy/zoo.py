@@ -38,7 +38,9 @@ class _Builder:
     def __init__(self, rng: np.random.Generator, pick: SpecPicker, shape: tuple[int, int, int],
                  zero_point: int, random_zp: bool = False) -> None:
         self.rng, self.pick = rng, pick
-        self.nodes: list[Node] = [Input("input", shape, scale=1 / 64, zero_point=zero_point)]
+        self.nodes: list[Node] = [Input(name="input", shape=shape, scale=1 / 64,
+                                        zero_point=zero_point, mean=(0.0,) * shape[0],
+                                        std=(1.0,) * shape[0])]
         self.shapes: dict[str, tuple[int, ...]] = {"input": shape}
         self.rms: dict[str, float] = {"input": 147.0}
         self.zps: dict[str, int] = {"input": zero_point}
@@ -71,35 +73,37 @@ class _Builder:
         rq = random_requant(self.rng, cout, std, zp_out=zp)
         ho = (h + pad[0] + pad[1] - k) // stride + 1
         wo = (w + pad[2] + pad[3] - k) // stride + 1
-        node = Conv(name, input=src, weight=weight, bias=bias, multiplier=self.pick(self.rng),
-                    stride=(stride, stride), padding=pad, groups=groups,
-                    requant=rq if fused else None)
+        node = Conv(name=name, input=src, weight=weight, bias=bias,
+                    multiplier=self.pick(self.rng), stride=(stride, stride), padding=pad,
+                    groups=groups, requant=rq if fused else None)
         if fused:
             return self._add(node, (cout, ho, wo), zp=zp)
         out = self._add(node, (cout, ho, wo))
-        return self._add(Requantize(f"{name}_rq", input=out, requant=rq), (cout, ho, wo), zp=zp)
+        return self._add(Requantize(name=f"{name}_rq", input=out, requant=rq), (cout, ho, wo),
+                         zp=zp)
 
     def linear(self, name: str, src: str, cout: int, logits: bool = False) -> str:
         (fan_in,) = self.shapes[src]
         weight = self._weights((cout, fan_in))
         std = math.sqrt(fan_in) * self.rms[src] * 40
         rq = None if logits else random_requant(self.rng, cout, std)
-        node = Linear(name, input=src, weight=weight, bias=self.rng.integers(-2000, 2000, cout),
-                      multiplier=self.pick(self.rng), requant=rq)
+        node = Linear(name=name, input=src, weight=weight,
+                      bias=self.rng.integers(-2000, 2000, cout), multiplier=self.pick(self.rng),
+                      requant=rq)
         return self._add(node, (cout,))
 
     def maxpool(self, name: str, src: str, k: int, stride: int, padding: int = 0) -> str:
         c, h, w = self.shapes[src]
         ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
-        return self._add(MaxPool(name, input=src, kernel=(k, k), stride=(stride, stride),
-                                 padding=padding), (c, ho, wo), self.rms[src] * 1.5,
+        return self._add(MaxPool(name=name, input=src, kernel=(k, k), stride=(stride, stride),
+                                 padding=(padding,) * 4), (c, ho, wo), self.rms[src] * 1.5,
                          self.zps[src])
 
     def avgpool(self, name: str, src: str, k: int, stride: int) -> str:
         c, h, w = self.shapes[src]
         zp = self._zp()
         rq = random_requant(self.rng, c, self.rms[src] * k * k, zp_out=zp)
-        return self._add(AvgPool(name, input=src, kernel=(k, k), stride=(stride, stride),
+        return self._add(AvgPool(name=name, input=src, kernel=(k, k), stride=(stride, stride),
                                  requant=rq), (c, (h - k) // stride + 1, (w - k) // stride + 1),
                          zp=zp)
 
@@ -107,7 +111,7 @@ class _Builder:
         c, h, w = self.shapes[src]
         zp = self._zp()
         rq = random_requant(self.rng, c, self.rms[src] * h * w, zp_out=zp)
-        return self._add(GlobalAvgPool(name, input=src, requant=rq), (c, 1, 1), zp=zp)
+        return self._add(GlobalAvgPool(name=name, input=src, requant=rq), (c, 1, 1), zp=zp)
 
     def add(self, name: str, a: str, b: str) -> str:
         mult_a, mult_b = (int(v) for v in self.rng.integers(2**11, 2**13, size=2))
@@ -115,12 +119,12 @@ class _Builder:
         zp = self._zp()
         lo, hi = (int(self.rng.integers(0, 20)), int(self.rng.integers(200, 256))) \
             if self.random_zp else (0, 255)
-        return self._add(Add(name, a=a, b=b, mult_a=mult_a, mult_b=mult_b, shift=13,
+        return self._add(Add(name=name, a=a, b=b, mult_a=mult_a, mult_b=mult_b, shift=13,
                              zp_a=self.zps[a], zp_b=self.zps[b], zp_out=zp, lo=lo, hi=hi),
                          self.shapes[a], rms, zp)
 
     def flatten(self, name: str, src: str) -> str:
-        return self._add(Flatten(name, input=src), (int(np.prod(self.shapes[src])),),
+        return self._add(Flatten(name=name, input=src), (int(np.prod(self.shapes[src])),),
                          self.rms[src], self.zps[src])
 
     def network(self, name: str) -> Network:
@@ -167,9 +171,10 @@ def random_network(seed: int, pick: SpecPicker = random_marlin, name: str = "") 
         k = int(rng.integers(1, min(3, hh, ww) + 1))
         groups = int(rng.choice([g for g in (1, 2, 3) if cin % g == 0]))
         cout = groups * int(rng.integers(1, 4))
-        pad = tuple(int(p) for p in rng.integers(0, 3, size=4))
+        pt, pb, pl, pr = (int(p) for p in rng.integers(0, 3, size=4))
         stride = int(rng.integers(1, 3))
-        x = b.conv(f"conv{i}", x, cout, k, stride, pad, groups, fused=bool(rng.random() < 0.8))
+        x = b.conv(f"conv{i}", x, cout, k, stride, (pt, pb, pl, pr), groups,
+                   fused=bool(rng.random() < 0.8))
         cin, hh, ww = b.shapes[x]
         if rng.random() < 0.4:
             y = b.conv(f"res{i}", x, cin, 3, 1, 1)

@@ -61,7 +61,8 @@ def _match(ctx: Context) -> dict:
 def _export_search(ctx: Context) -> dict:
     """The noise-trained model as an integer network: what the search scores candidates on."""
     model = ctx.model("noise")
-    net = export(model, ctx.input_shape, name=f"{ctx.cfg.model}_search")
+    net = export(model, ctx.input_shape, name=f"{ctx.cfg.model}_search", mean=ctx.dm.mean,
+                 std=ctx.dm.std)
     deploy.save(net, ctx.run_dir / SEARCH_DIR)
     return _check_integer(ctx, model, net, "val")
 
@@ -177,7 +178,7 @@ def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict
 
 def _export_final(ctx: Context) -> dict:
     model = ctx.model("retrain")
-    net = export(model, ctx.input_shape, name=ctx.cfg.model)
+    net = export(model, ctx.input_shape, name=ctx.cfg.model, mean=ctx.dm.mean, std=ctx.dm.std)
     deploy.save(net, ctx.run_dir)
     summary = _check_integer(ctx, model, net, "test")
     chosen = json.loads((ctx.run_dir / CHOSEN_FILE).read_text())

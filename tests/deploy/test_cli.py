@@ -69,9 +69,11 @@ def test_bad_assignment_is_refused_before_writing(tmp_path, capsys, pairs, messa
 def test_accumulator_overflow_is_refused_before_writing(tmp_path, capsys) -> None:
     fan_in = 64
     bias = 2**31 - 1 - fan_in * 32640                     # fits with the exact multiplier
-    net = deploy.Network((Input("x", (fan_in, 1, 1)), deploy.Flatten("f", input="x"),
-                          Linear("fc", input="f", weight=np.ones((1, fan_in), np.int8),
-                                 bias=[bias], requant=Requant([1], [1]))))
+    net = deploy.Network((Input(name="x", shape=(fan_in, 1, 1), scale=1.0, zero_point=0,
+                                mean=None, std=None),
+                          deploy.Flatten(name="f", input="x"),
+                          Linear(name="fc", input="f", weight=np.ones((1, fan_in), np.int8),
+                                 bias=[bias], multiplier="exact", requant=Requant([1], [1]))))
     run = _run_dir(tmp_path, net)
     a = _assignment(tmp_path / "a.json", [("fc", "deploytest:0")])   # max|m| > 32640
     assert main(["deploy", str(run), "--assignment", str(a)]) == 2

@@ -100,10 +100,11 @@ def test_emit_refuses_bad_arguments_before_writing(tmp_path) -> None:
 
 
 def test_c_names_are_unique_identifiers(tmp_path) -> None:
-    x = deploy.Input("in put", (1, 2, 2))
-    net = deploy.Network((x, deploy.Flatten("layer1.0", input="in put"),
-                          deploy.Linear("layer1_0", input="layer1.0", weight=[[1, 2, 3, 4]],
-                                        bias=[0], multiplier="marlin:3")))
+    x = deploy.Input(name="in put", shape=(1, 2, 2), scale=1.0, zero_point=0, mean=None,
+                     std=None)
+    net = deploy.Network((x, deploy.Flatten(name="layer1.0", input="in put"),
+                          deploy.Linear(name="layer1_0", input="layer1.0", weight=[[1, 2, 3, 4]],
+                                        bias=[0], multiplier="marlin:3", requant=None)))
     fw = emit(net, tmp_path)
     assert [l.fn for l in fw.layers] == ["", "net_layer1_0", "net_layer1_0_2"]
     assert (tmp_path / "layer_layer1_0_2.c").exists()

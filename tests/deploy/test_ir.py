@@ -13,13 +13,23 @@ from deploy.errors import AssignmentError, IRError
 from deploy.ir import Conv, Input, Linear, Requant
 
 
+def _input(shape, scale=1.0, zero_point=0, mean=None, std=None) -> Input:
+    return Input(name="x", shape=shape, scale=scale, zero_point=zero_point, mean=mean, std=std)
+
+
+def _conv(name, src, weight, bias, **kw) -> Conv:
+    return Conv(name=name, input=src, weight=weight, bias=bias, **{"multiplier": "exact",
+                                                                    "requant": None, **kw})
+
+
 def _tiny(multiplier: str = "marlin:3", bias: int = 0, cin: int = 2) -> deploy.Network:
     return deploy.Network((
-        Input("x", (cin, 4, 4), 0.1, 7),
-        Conv("c", input="x", weight=np.ones((3, cin, 3, 3), np.int8), bias=np.full(3, bias),
+        Input(name="x", shape=(cin, 4, 4), scale=0.1, zero_point=7, mean=None, std=None),
+        Conv(name="c", input="x", weight=np.ones((3, cin, 3, 3), np.int8), bias=np.full(3, bias),
              multiplier=multiplier, padding=1, requant=Requant([1 << 10] * 3, [12] * 3)),
-        deploy.Flatten("f", input="c"),
-        Linear("fc", input="f", weight=np.ones((2, 48), np.int8), bias=[0, 0]),
+        deploy.Flatten(name="f", input="c"),
+        Linear(name="fc", input="f", weight=np.ones((2, 48), np.int8), bias=[0, 0],
+               multiplier="exact", requant=None),
     ), name="tiny")
 
 
@@ -37,21 +47,26 @@ def test_infers_shapes_dtypes_and_zero_points() -> None:
     (lambda: Requant([0], [3]), "field 'mult' expected values in [1, 2147483647], got 0"),
     (lambda: Requant([5], [63]), "field 'shift' expected values in [1, 62], got 63"),
     (lambda: Requant([5, 6], [3]), "expected the same length"),
-    (lambda: Input("x", (0, 4, 4)), "node 'x' (input): field 'shape' expected an integer in "
+    (lambda: _input((0, 4, 4)), "node 'x' (input): field 'shape' expected an integer in "
                                     "[1, 65535], got 0"),
-    (lambda: Input("x", (1, 4, 4), scale=float("nan")), "field 'scale'"),
-    (lambda: Input("x", (1, 4, 4), zero_point=256), "field 'zero_point'"),
-    (lambda: Conv("c", input="x", weight=np.zeros((2, 1, 3, 3), np.int16) + 200, bias=[0, 0]),
+    (lambda: _input((1, 4, 4), scale=float("nan")), "field 'scale'"),
+    (lambda: _input((1, 4, 4), zero_point=256), "field 'zero_point'"),
+    (lambda: _input((2, 4, 4), mean=(0.5,), std=(1.0, 1.0)),
+     "field 'mean' expected 2 numbers (one per input channel), got (0.5,)"),
+    (lambda: _input((1, 4, 4), mean=(0.5,), std=(0.0,)), "field 'std' expected finite numbers > 0"),
+    (lambda: _input((1, 4, 4), mean=(0.5,)), "fields 'mean' and 'std' expected both or neither"),
+    (lambda: _conv("c", "x", np.zeros((2, 1, 3, 3), np.int16) + 200, [0, 0]),
      "node 'c' (conv): field 'weight' expected values in [-128, 127], got 200"),
-    (lambda: Conv("c", input="x", weight=np.zeros((2, 1, 3, 3), np.int8), bias=[0]),
+    (lambda: _conv("c", "x", np.zeros((2, 1, 3, 3), np.int8), [0]),
      "node 'c' (conv): field 'bias' expected shape (2,)"),
-    (lambda: Conv("c", input="x", weight=np.zeros((3, 1, 3, 3), np.int8), bias=[0] * 3,
-                  groups=2), "field 'groups' (2) expected to divide the 3 output channels"),
-    (lambda: Conv("c", input="x", weight=np.zeros((2, 1, 3, 3), np.int8), bias=[0, 0],
-                  requant=Requant([1] * 3, [1] * 3)), "field 'requant' expected 2 channels"),
-    (lambda: deploy.MaxPool("p", input="x", kernel=2, stride=2, padding=2),
+    (lambda: _conv("c", "x", np.zeros((3, 1, 3, 3), np.int8), [0] * 3, groups=2),
+     "field 'groups' (2) expected to divide the 3 output channels"),
+    (lambda: _conv("c", "x", np.zeros((2, 1, 3, 3), np.int8), [0, 0],
+                   requant=Requant([1] * 3, [1] * 3)), "field 'requant' expected 2 channels"),
+    (lambda: deploy.MaxPool(name="p", input="x", kernel=2, stride=2, padding=2),
      "node 'p' (maxpool): field 'padding' (2, 2, 2, 2) expected each side below the kernel"),
-    (lambda: deploy.Add("a", a="x", b="y", shift=0), "node 'a' (add): field 'shift'"),
+    (lambda: deploy.Add(name="a", a="x", b="y", mult_a=1, mult_b=1, shift=0, zp_a=0, zp_b=0),
+     "node 'a' (add): field 'shift'"),
 ])
 def test_node_checks_name_node_and_field(make, message) -> None:
     with pytest.raises(IRError) as e:
@@ -60,26 +75,24 @@ def test_node_checks_name_node_and_field(make, message) -> None:
 
 
 def test_network_checks() -> None:
-    x = Input("x", (1, 4, 4))
+    x = _input((1, 4, 4))
     w = np.ones((1, 1, 3, 3), np.int8)
     with pytest.raises(IRError, match="expected exactly one Input node, first"):
-        deploy.Network((Conv("c", input="x", weight=w, bias=[0]),))
+        deploy.Network((_conv("c", "x", w, [0]),))
     with pytest.raises(IRError, match="input 'y' is not a node defined before it"):
-        deploy.Network((x, Conv("c", input="y", weight=w, bias=[0])))
+        deploy.Network((x, _conv("c", "y", w, [0])))
     with pytest.raises(IRError, match="node name 'x' used twice"):
-        deploy.Network((x, deploy.MaxPool("x", input="x")))
+        deploy.Network((x, deploy.MaxPool(name="x", input="x", kernel=2, stride=2)))
     with pytest.raises(IRError, match="weight expects 1 x 1 groups = 1 input channels, got 2"):
-        deploy.Network((Input("x", (2, 4, 4)), Conv("c", input="x", weight=w, bias=[0])))
+        deploy.Network((_input((2, 4, 4)), _conv("c", "x", w, [0])))
     with pytest.raises(IRError, match="kernel 5 larger than the padded input height 4"):
-        deploy.Network((x, Conv("c", input="x", weight=np.ones((1, 1, 5, 5), np.int8),
-                                bias=[0])))
+        deploy.Network((x, _conv("c", "x", np.ones((1, 1, 5, 5), np.int8), [0])))
     with pytest.raises(IRError, match="expected a uint8 input of rank 3, got int32"):
-        deploy.Network((x, Conv("c", input="x", weight=w, bias=[0]),
-                        Conv("d", input="c", weight=w, bias=[0])))
+        deploy.Network((x, _conv("c", "x", w, [0]), _conv("d", "c", w, [0])))
     with pytest.raises(IRError, match="expected an int32 input"):
-        deploy.Network((x, deploy.Requantize("r", input="x", requant=Requant([1], [1]))))
-    with pytest.raises(IRError, match="schema_version 2 is not supported"):
-        deploy.Network((x,), schema_version=2)
+        deploy.Network((x, deploy.Requantize(name="r", input="x", requant=Requant([1], [1]))))
+    with pytest.raises(IRError, match="schema_version 3 is not supported"):
+        deploy.Network((x,), schema_version=3)
     with pytest.raises(IRError, match="'marlin:256' is not usable"):
         _tiny("marlin:256")
 
@@ -94,8 +107,9 @@ def test_accumulator_bound_refused() -> None:
         _tiny("exact", bias=limit + 1)
     big = np.ones((1, 70000), np.int8)
     with pytest.raises(IRError, match="fan_in 70000"):
-        deploy.Network((Input("x", (7000, 10, 1)), deploy.Flatten("f", input="x"),
-                        Linear("fc", input="f", weight=big, bias=[0], multiplier="marlin:255")))
+        deploy.Network((_input((7000, 10, 1)), deploy.Flatten(name="f", input="x"),
+                        Linear(name="fc", input="f", weight=big, bias=[0],
+                               multiplier="marlin:255", requant=None)))
 
 
 def test_round_trip_is_identical(tmp_path) -> None:
@@ -172,12 +186,13 @@ def test_non_approximable_layer_keeps_its_multiplier() -> None:
 
 
 def test_add_zero_points_must_match_its_inputs() -> None:
-    x = Input("x", (1, 2, 2), zero_point=9)
+    x = _input((1, 2, 2), zero_point=9)
     with pytest.raises(IRError, match=r"node 'a': fields 'zp_a', 'zp_b' \(0, 9\) expected the "
                                       r"zero points of 'x' and 'x' \(9, 9\)"):
-        deploy.Network((x, deploy.Add("a", a="x", b="x", zp_b=9)))
-    net = deploy.Network((x, deploy.Add("a", a="x", b="x", mult_a=3, mult_b=1, shift=2, zp_a=9,
-                                        zp_b=9, zp_out=100, lo=90, hi=120)))
+        deploy.Network((x, deploy.Add(name="a", a="x", b="x", mult_a=1, mult_b=1, shift=1,
+                                      zp_a=0, zp_b=9)))
+    net = deploy.Network((x, deploy.Add(name="a", a="x", b="x", mult_a=3, mult_b=1, shift=2,
+                                        zp_a=9, zp_b=9, zp_out=100, lo=90, hi=120)))
     assert net.infos["a"] == deploy.TensorInfo((1, 2, 2), "uint8", 100, 90, 120)
     out = deploy.run(net, np.array([[[[0, 9], [30, 255]]]]))["a"]
     # ((v-9)*3 + (v-9) + 2) >> 2 = v - 9 (+ rounding), + 100, clipped to 90..120.
@@ -186,8 +201,9 @@ def test_add_zero_points_must_match_its_inputs() -> None:
 
 def test_pooling_window_sum_must_fit_int32() -> None:
     rq = Requant([1], [1])
-    deploy.Network((Input("x", (1, 2900, 2900)), deploy.GlobalAvgPool("g", input="x", requant=rq)))
+    deploy.Network((_input((1, 2900, 2900)),
+                    deploy.GlobalAvgPool(name="g", input="x", requant=rq)))
     with pytest.raises(IRError, match=r"node 'g': window sum of 8456464 values up to 255 exceeds "
                                       r"int32"):
-        deploy.Network((Input("x", (1, 2908, 2908)),
-                        deploy.GlobalAvgPool("g", input="x", requant=rq)))
+        deploy.Network((_input((1, 2908, 2908)),
+                        deploy.GlobalAvgPool(name="g", input="x", requant=rq)))

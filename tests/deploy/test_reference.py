@@ -15,6 +15,10 @@ from deploy.ir import (
 from deploy.reference.requant import requantize
 
 
+def _input(shape: tuple[int, int, int], zero_point: int = 0) -> Input:
+    return Input(name="x", shape=shape, scale=0.1, zero_point=zero_point, mean=None, std=None)
+
+
 def _requant_py(acc: int, rq: Requant, c: int) -> int:
     m, s = int(rq.mult[c]), int(rq.shift[c])
     return min(max(((acc * m + (1 << (s - 1))) >> s) + rq.zp_out, rq.lo), rq.hi)
@@ -106,9 +110,9 @@ def test_padding_uses_input_zero_point_through_the_multiplier() -> None:
     for spec in ("marlin:255", "deploytest:1"):
         m = hwlib.get(spec)
         assert m(np.array(200), np.array(5)) != 0 and m(np.array(200), w.ravel()).any()
-        net = deploy.Network((Input("x", (1, 2, 2), 0.1, 200),
-                              Conv("c", input="x", weight=w, bias=[11, -3], multiplier=spec,
-                                   padding=(1, 0, 2, 0))))
+        net = deploy.Network((_input((1, 2, 2), 200),
+                              Conv(name="c", input="x", weight=w, bias=[11, -3], multiplier=spec,
+                                   padding=(1, 0, 2, 0), requant=None)))
         x = np.zeros((1, 1, 2, 2), np.uint8)
         acc = deploy.run(net, x)["c"]
         assert acc.shape == (1, 2, 3, 4)
@@ -126,9 +130,9 @@ def test_padding_uses_input_zero_point_through_the_multiplier() -> None:
 @pytest.mark.parametrize("x, w, level, expected", [
     (100, 100, 15, 10012), (1, 1, 255, 252), (3, -3, 3, -12), (17, -1, 4, -17), (0, 77, 255, 0)])
 def test_marlin_vectors_through_a_linear_layer(x: int, w: int, level: int, expected: int) -> None:
-    net = deploy.Network((Input("x", (1, 1, 1)), Flatten("f", input="x"),
-                          Linear("fc", input="f", weight=[[w]], bias=[0],
-                                 multiplier=f"marlin:{level}")))
+    net = deploy.Network((_input((1, 1, 1)), Flatten(name="f", input="x"),
+                          Linear(name="fc", input="f", weight=[[w]], bias=[0],
+                                 multiplier=f"marlin:{level}", requant=None)))
     assert deploy.run(net, np.full((1, 1, 1, 1), x))["fc"].tolist() == [[expected]]
 
 
@@ -166,11 +170,11 @@ def conv_geometries(draw):
     weight = np.array(draw(st.lists(st.integers(-128, 127), min_size=cout * (cin // groups) * kh
                                     * kw, max_size=cout * (cin // groups) * kh * kw)), np.int8)
     return deploy.Network((
-        Input("x", (cin, h, w), zero_point=draw(st.integers(0, 255))),
-        Conv("c", input="x", weight=weight.reshape(cout, cin // groups, kh, kw),
+        _input((cin, h, w), draw(st.integers(0, 255))),
+        Conv(name="c", input="x", weight=weight.reshape(cout, cin // groups, kh, kw),
              bias=draw(st.lists(st.integers(-10**6, 10**6), min_size=cout, max_size=cout)),
              multiplier=spec, stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
-             padding=pad, groups=groups)))
+             padding=pad, groups=groups, requant=None)))
 
 
 @settings(max_examples=60, deadline=None, database=None,
