@@ -42,7 +42,8 @@ def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = No
     shape = (1, -1) + (1,) * (acc.dim() - 2)
     out = acc.to(torch.int64, copy=not owned)
     if rq is None:
-        return out if bias is None else out.add_(torch.from_numpy(bias.astype(np.int64)).view(shape))
+        return out if bias is None else out.add_(
+            torch.from_numpy(bias.astype(np.int64)).view(shape))
     m = np.asarray(rq.mult, np.int64)
     s = np.asarray(rq.shift, np.int64)
     const = (1 << (s - 1)) + (m * bias.astype(np.int64) if bias is not None else 0)
@@ -62,10 +63,11 @@ def _window_sum(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int
 @TORCH.register(Conv)
 def _conv(node: Conv, ins: Tensors, infos: Infos) -> torch.Tensor:
     zp = infos[0].zero_point
-    t, b, l, r = node.padding
-    x, pad = ins[0], (t, l)
-    if (t, l) != (b, r):  # asymmetric: pad here (with the zero point), the engine pads none
-        x, pad = F.pad(x, (l, r, t, b), value=zp), (0, 0)
+    top, bottom, left, right = node.padding
+    x, pad = ins[0], (top, left)
+    if (top, left) != (bottom, right):
+        # asymmetric: pad here (with the zero point), the engine pads none
+        x, pad = F.pad(x, (left, right, top, bottom), value=zp), (0, 0)
     acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier, stride=node.stride,
                             padding=pad, groups=node.groups, zero_point=zp)
     return _requant(acc, node.requant, node.bias)
@@ -79,8 +81,8 @@ def _linear(node: Linear, ins: Tensors, infos: Infos) -> torch.Tensor:
 
 @TORCH.register(MaxPool)
 def _maxpool(node: MaxPool, ins: Tensors, infos: Infos) -> torch.Tensor:
-    t, b, l, r = node.padding
-    x = F.pad(ins[0], (l, r, t, b), value=0) if any(node.padding) else ins[0]
+    top, bottom, left, right = node.padding
+    x = F.pad(ins[0], (left, right, top, bottom), value=0) if any(node.padding) else ins[0]
     return F.max_pool2d(x.to(torch.float32), node.kernel, node.stride).to(torch.uint8)
 
 

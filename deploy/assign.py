@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hwlib
 from deploy.errors import AssignmentError
+from deploy.ir import _Layer
 from deploy.network import Network
 
 
@@ -55,8 +56,8 @@ def with_multipliers(net: Network,
     else:
         raise AssignmentError(f"assignment: expected a mapping or a sequence of spec strings, "
                               f"got {type(assignment).__name__}")
-    nodes = tuple(dataclasses.replace(n, multiplier=specs[n.name]) if n.name in specs else n
-                  for n in net.nodes)
+    nodes = tuple(dataclasses.replace(n, multiplier=specs[n.name])
+                  if isinstance(n, _Layer) and n.name in specs else n for n in net.nodes)
     return Network(nodes, name=net.name, schema_version=net.schema_version)
 
 

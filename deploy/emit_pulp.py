@@ -167,6 +167,8 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     if x.shape != shape:
         raise IRError(f"emit({net.name!r}): reference_input expected shape {shape}, got "
                       f"{x.shape}")
+    for node in net.nodes[1:]:
+        PULP.lookup(type(node))  # every node can be emitted, before anything runs or is written
     outs = run(net, x[None])
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}

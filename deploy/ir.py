@@ -68,8 +68,8 @@ def _padding4(value: Any, owner: str) -> tuple[int, int, int, int]:
     """``p``, ``(py, px)`` or ``(top, bottom, left, right)`` -> the 4-tuple PULP-NN takes."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         value = (value[0], value[0], value[1], value[1])
-    t, b, l, r = _ints(value, owner, "padding", 4, 0, 255)
-    return t, b, l, r
+    top, bottom, left, right = _ints(value, owner, "padding", 4, 0, 255)
+    return top, bottom, left, right
 
 
 def _set(obj: Any, **values: Any) -> None:
@@ -297,9 +297,9 @@ class Conv(_Layer):
         if x.shape[0] != cin_g * self.groups:
             raise IRError(f"{owner}: weight expects {cin_g} x {self.groups} groups = "
                           f"{cin_g * self.groups} input channels, got {x.shape[0]}")
-        t, b, l, r = self.padding
-        ho = out_size(x.shape[1], kh, self.stride[0], t, b, owner, "height")
-        wo = out_size(x.shape[2], kw, self.stride[1], l, r, owner, "width")
+        top, bottom, left, right = self.padding
+        ho = out_size(x.shape[1], kh, self.stride[0], top, bottom, owner, "height")
+        wo = out_size(x.shape[2], kw, self.stride[1], left, right, owner, "width")
         return self._output(x, (cout, ho, wo), padded=any(self.padding))
 
 
@@ -344,9 +344,9 @@ class MaxPool(Node):
     def infer(self, ins: Sequence[TensorInfo]) -> TensorInfo:
         (x,), owner = ins, self.owner
         need(x, owner, "uint8", 3)
-        t, b, l, r = self.padding
-        ho = out_size(x.shape[1], self.kernel[0], self.stride[0], t, b, owner, "height")
-        wo = out_size(x.shape[2], self.kernel[1], self.stride[1], l, r, owner, "width")
+        top, bottom, left, right = self.padding
+        ho = out_size(x.shape[1], self.kernel[0], self.stride[0], top, bottom, owner, "height")
+        wo = out_size(x.shape[2], self.kernel[1], self.stride[1], left, right, owner, "width")
         return TensorInfo((x.shape[0], ho, wo), "uint8", x.zero_point, x.lo, x.hi)
 
 

@@ -141,3 +141,20 @@ def test_sanitized_build_reports_an_out_of_bounds_read(tmp_path) -> None:
     exe = build_host([fw], tmp_path / "b", sanitize=True)
     with pytest.raises(deploy.BuildError, match="global-buffer-overflow"):
         run_host(exe, [fw], [np.zeros((1, 1, 32, 32), np.uint8)], tmp_path / "r")
+
+
+def test_node_names_differing_only_in_case_build(tmp_path) -> None:
+    rq = deploy.Requant([1 << 14] * 2, [15] * 2)
+    net = deploy.Network((
+        deploy.Input(name="x", shape=(1, 4, 4), scale=1.0, zero_point=0, mean=None, std=None),
+        deploy.Conv(name="Conv1", input="x", weight=np.ones((2, 1, 1, 1), np.int8), bias=[0, 0],
+                    multiplier="exact", requant=rq),
+        deploy.Conv(name="conv1", input="Conv1", weight=np.ones((2, 2, 1, 1), np.int8),
+                    bias=[0, 0], multiplier="exact", requant=rq),
+        deploy.Flatten(name="f", input="conv1"),
+        deploy.Linear(name="fc", input="f", weight=np.ones((3, 32), np.int8), bias=[0] * 3,
+                      multiplier="exact", requant=None)), name="cases")
+    report = deploy.validate(net, _inputs(net, 2, 0), tmp_path)
+    _assert_exact(report)
+    fns = [layer.fn.lower() for layer in report.firmware.layers if layer.fn]
+    assert len(set(fns)) == len(fns) == 4
