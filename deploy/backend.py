@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from deploy.errors import BackendError
-from deploy.ir import OP_TYPES, Node
+from deploy.ir import Node, op_types
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,9 +66,10 @@ class Backend(Generic[R]):
         """Run the function registered for ``type(node)`` on ``node`` and ``args``."""
         return self.lookup(type(node))(node, *args)
 
-    def missing(self, node_types: Iterable[type[Node]] = OP_TYPES) -> list[str]:
-        """Names of the ``node_types`` (every executable type by default) not registered."""
-        return [t.__name__ for t in node_types if t not in self._impls]
+    def missing(self, node_types: Iterable[type[Node]] | None = None) -> list[str]:
+        """Names of the ``node_types`` (by default :func:`deploy.ir.op_types`) not registered."""
+        return [t.__name__ for t in (op_types() if node_types is None else node_types)
+                if t not in self._impls]
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {sorted(t.__name__ for t in self._impls)})"

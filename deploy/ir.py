@@ -154,18 +154,15 @@ def _check_input_name(value: Any) -> str:
 
 
 def _per_channel(value: Any, fld: str, channels: int, positive: bool) -> tuple[float, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
-            or len(value) != channels:
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf" or a.shape != (channels,):
         raise IRError(f"field {fld!r} expected {channels} numbers (one per input channel), got "
                       f"{value!r}")
-    out = []
-    for v in value:
-        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-        if not (ok and math.isfinite(v) and (v > 0 or not positive)):
-            raise IRError(f"field {fld!r} expected finite numbers{' > 0' if positive else ''}, "
-                          f"got {v!r}")
-        out.append(float(v))
-    return tuple(out)
+    bad = ~np.isfinite(a) | ((a <= 0) if positive else False)
+    if bad.any():
+        raise IRError(f"field {fld!r} expected finite numbers{' > 0' if positive else ''}, "
+                      f"got {float(a[bad][0])}")
+    return tuple(float(v) for v in a)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -500,5 +497,9 @@ NODE_TYPES: dict[str, type[Node]] = {
 }
 """Every node type by op name (what ``network.json`` spells)."""
 
-OP_TYPES: tuple[type[Node], ...] = tuple(t for t in NODE_TYPES.values() if t is not Input)
-"""The node types a backend executes (every type but the Input, which only holds the data)."""
+
+
+def op_types() -> tuple[type[Node], ...]:
+    """The node types a backend executes: every type in :data:`NODE_TYPES` but the Input, which
+    only holds the data."""
+    return tuple(t for t in NODE_TYPES.values() if t is not Input)
