@@ -125,7 +125,7 @@ def evaluate(source: str, func: CFunction, path: str) -> np.ndarray:
 def _run(cmd: list[str], path: str, what: str) -> subprocess.CompletedProcess[bytes]:
     """``subprocess.run`` with the module's time limit; a timeout is one clear CModelError."""
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
+        return subprocess.run(cmd, check=False, capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise CModelError(f"C model {path}: {what} did not finish within {TIMEOUT_S} s (does the "
                           f"function loop forever?)") from None
