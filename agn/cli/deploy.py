@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where firmware/ and validation.json go (default: the network's "
                    "directory)")
     p.add_argument("--inputs", type=Path, default=None,
-                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs")
+                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs "
+                   "in the input range the network declares")
     p.add_argument("--n-inputs", type=int, default=8, help="random inputs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs "
                    "(default: %(default)s)")
@@ -52,8 +53,9 @@ def _inputs(args: argparse.Namespace, net: deploy.Network) -> np.ndarray:
         return np.load(args.inputs, allow_pickle=False)
     if args.n_inputs < 1:
         raise ValueError(f"--n-inputs: expected at least 1, got {args.n_inputs}")
-    rng = np.random.default_rng(args.seed)
-    return rng.integers(0, 256, (args.n_inputs,) + net.input.shape, dtype=np.uint8)
+    rng = np.random.default_rng(args.seed)  # codes the network's input declares (lo..hi)
+    return rng.integers(net.input.lo, net.input.hi + 1, (args.n_inputs,) + net.input.shape,
+                        dtype=np.uint8)
 
 
 def run(args: argparse.Namespace) -> int:
