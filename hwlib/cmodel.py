@@ -5,13 +5,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hwlib.errors import TableError
+from hwlib.scratch import scratch_dir
 
 _INT = r"(?:const\s+)?(u?int(?:8|16|32|64)_t)\s+(?:const\s+)?"
 FUNCTION_RE = re.compile(
@@ -105,8 +105,8 @@ def evaluate(source: str, func: CFunction, path: str) -> np.ndarray:
         values as the function returns them (converted to its declared return type).
     """
     opt = "int8_t" if func.signed else "uint8_t"
-    with tempfile.TemporaryDirectory(prefix="hwlib-cmodel-") as tmp:
-        src, exe = Path(tmp) / "driver.c", Path(tmp) / "driver"
+    with scratch_dir("hwlib-cmodel-") as tmp:
+        src, exe = tmp / "driver.c", tmp / "driver"
         src.write_text(_WRAPPER % {"source": f'#line 1 "{path}"\n{source}',
                                    "func": func.name, "argt": func.arg_type, "opt": opt})
         cc = compiler()

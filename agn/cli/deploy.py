@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 import deploy
 from deploy.rv32 import check_target, cross_compiler
 from hwlib.fileio import atomic_path, atomic_write_json
+from hwlib.scratch import scratch_dir
 
 INPUTS_FILE = "validation_inputs.npy"
 TARGET_FILE = "target_check.json"
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         target = None
         if not args.no_target_check and cross_compiler() is not None:
             print("agn deploy: checking the rv32 target build", file=sys.stderr)
-            with tempfile.TemporaryDirectory(prefix="agn-rv32-") as build:
+            with scratch_dir("agn-rv32-") as build:
                 target = check_target(net, report.firmware, build)
             atomic_write_json(run_dir / TARGET_FILE, {
                 "ok": target.ok, "compiler": target.compiler, "flags": list(target.flags),
