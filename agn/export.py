@@ -101,6 +101,58 @@ def requant_params(ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mult, shift
 
 
+#: Accumulator biases at or beyond this magnitude are not stored as they are (see
+#: :func:`_constant_channels`); below it, int32 keeps room for the products of any fan-in the IR
+#: accepts.
+BIAS_LIMIT = 2**30
+#: Shift of a constant channel's requantisation: its bias is ``(code - zp_out) << CONST_SHIFT``,
+#: so sums of up to ``2**(CONST_SHIFT - 1)`` from products with a zero weight (``m(x, 0)``, which
+#: is 0 for exact and MARLIN multipliers) cannot move its output code.
+CONST_SHIFT = 22
+
+
+def _layer_params(v: _Acc, scale_out: float, zp_out: int, clip: tuple[int, int] | None
+                  ) -> tuple[np.ndarray, np.ndarray, Requant | None]:
+    """Weights, int32 bias and requantisation (None: int32 output) of a layer.
+
+    A channel whose accumulator bias reaches :data:`BIAS_LIMIT` (near-zero weights, e.g. a folded
+    BatchNorm with gamma ~ 0, under an ordinary bias) cannot keep that bias in int32. When its
+    output code is the same for every input the layer can receive (its weights move the
+    accumulator by less than what changes the rounded code), the channel is stored as that
+    constant: zero weights, bias ``(code - zp_out) << CONST_SHIFT``, mult 1, shift
+    ``CONST_SHIFT``. Otherwise, or for the last layer's int32 output, the export is refused:
+    a bias is never wrapped.
+    """
+    big = np.flatnonzero(np.abs(v.bias) >= BIAS_LIMIT)
+    where = f"layer {v.mod_name!r}: output channel(s) {big.tolist()} have accumulator biases " \
+            f"{v.bias[big].tolist()}, beyond int32 (near-zero weights under an ordinary bias, " \
+            f"e.g. a folded BatchNorm with gamma ~ 0)"
+    if clip is None:
+        if big.size:
+            raise ExportError(f"{where}; the network's int32 output cannot hold them")
+        return v.weight, v.bias.astype(np.int32), None
+    lo, hi = clip
+    ratio = v.scale / scale_out
+    w = v.weight.reshape(v.weight.shape[0], -1).astype(np.int64)
+    x_lo, x_hi = min(v.src.lo, v.src.zp), max(v.src.hi, v.src.zp)  # zero-point padding included
+    pos, neg = np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, w, 0).sum(axis=1)
+    acc_lo, acc_hi = v.bias + pos * x_lo + neg * x_hi, v.bias + pos * x_hi + neg * x_lo
+    code_lo = np.clip(np.floor(acc_lo * ratio + 0.5) + zp_out, lo, hi).astype(np.int64)
+    code_hi = np.clip(np.floor(acc_hi * ratio + 0.5) + zp_out, lo, hi).astype(np.int64)
+    varying = [int(c) for c in big if code_lo[c] != code_hi[c]]
+    if varying:
+        raise ExportError(f"{where}; channel(s) {varying} are not constant over the input range "
+                          f"(output codes {code_lo[varying].tolist()} to "
+                          f"{code_hi[varying].tolist()}), so they cannot be stored exactly")
+    mult, shift = requant_params(np.where(np.abs(v.bias) >= BIAS_LIMIT, 1.0, ratio))
+    weight, bias = v.weight.copy(), v.bias.copy()
+    weight[big] = 0
+    bias[big] = (code_lo[big] - zp_out) << CONST_SHIFT
+    mult[big], shift[big] = 1, CONST_SHIFT
+    return weight, bias.astype(np.int32), Requant(mult=mult, shift=shift, zp_out=zp_out, lo=lo,
+                                                  hi=hi)
+
+
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return (is_approximable(m) or isinstance(m, (ActQuant, ShortcutA))
@@ -154,10 +206,7 @@ class _Exporter:
                                     zero_point=zp, lo=lo, hi=hi, mean=self.mean, std=self.std))
             return _Q(name, scale, zp, lo, hi)
         if isinstance(v, _Acc):
-            mult, shift = requant_params(v.scale / scale)
-            rq = Requant(mult=mult, shift=shift, zp_out=zp, lo=max(lo, zp) if v.relu else lo,
-                         hi=hi)
-            return self._emit_layer(v, rq, scale, zp)
+            return self._emit_layer(v, scale, zp, (max(lo, zp) if v.relu else lo, hi))
         if isinstance(v, _Sum):
             mult, shift = requant_params(np.full(self._channels(v.src), v.src.scale / v.area
                                                  / scale))
@@ -181,9 +230,11 @@ class _Exporter:
     def _net_so_far(self) -> Network:
         return Network(name=self.name, nodes=tuple(self.nodes))
 
-    def _emit_layer(self, v: _Acc, rq: Requant | None, scale_out: float, zp_out: int) -> _Q:
+    def _emit_layer(self, v: _Acc, scale_out: float, zp_out: int,
+                    clip: tuple[int, int] | None) -> _Q:
         name = self._fresh(v.mod_name)
-        common = dict(name=name, input=v.src.name, weight=v.weight, bias=v.bias,
+        weight, bias, rq = _layer_params(v, scale_out, zp_out, clip)
+        common = dict(name=name, input=v.src.name, weight=weight, bias=bias,
                       multiplier=v.layer.spec, requant=rq)
         if isinstance(v.layer, ApproxConv2d):
             node = Conv(stride=tuple(v.layer.stride), padding=tuple(v.layer.padding),
@@ -222,7 +273,7 @@ class _Exporter:
             b = (torch.round(layer.bias.detach() / (s_x_t * s_w)).to(torch.int64)
                  if layer.bias is not None else torch.zeros(len(s_w), dtype=torch.int64))
         return _Acc(layer, mod_name, x, (s_x_t * s_w).double().numpy(), w.numpy().astype(np.int8),
-                    (b - corr).numpy().astype(np.int32))
+                    (b - corr).numpy())
 
     def _shortcut(self, mod: ShortcutA, mod_name: str, x: _Q) -> _Q:
         cin = self._channels(x)
@@ -256,7 +307,7 @@ class _Exporter:
             else:
                 raise ExportError(f"fx node {n.name!r}: unsupported op {n.op!r}")
         if isinstance(out, _Acc):
-            self._emit_layer(out, None, 0.0, 0)
+            self._emit_layer(out, 0.0, 0, None)
         elif not isinstance(out, _Q):
             raise ExportError(f"model output is {type(out).__name__}, expected a layer's logits")
         return self._net_so_far()

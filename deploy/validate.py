@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from deploy.host import build_host, compiler_version, host_flags, run_host
 from deploy.network import Network
 from deploy.reference import run
 from hwlib.fileio import atomic_write_json
+from hwlib.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "validation.json"
@@ -138,7 +138,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
     log.info("validate: emitting %d network(s)", len(nets))
     fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0])
            for net, x, d, p in zip(nets, inputs, out_dirs, prefixes)]
-    with tempfile.TemporaryDirectory(prefix="agn-deploy-") as tmp:
+    with scratch_dir("agn-deploy-") as tmp:
         log.info("validate: compiling %d network(s) into one host program", len(nets))
         exe = build_host(fws, tmp, sanitize=sanitize, jobs=jobs)
         log.info("validate: running on %d input(s)", sum(len(x) for x in inputs))

@@ -5,13 +5,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hwlib.errors import TableError
+from hwlib.scratch import scratch_dir
 
 _INT = r"(?:const\s+)?(u?int(?:8|16|32|64)_t)\s+(?:const\s+)?"
 FUNCTION_RE = re.compile(
@@ -105,18 +105,27 @@ def evaluate(source: str, func: CFunction, path: str) -> np.ndarray:
         values as the function returns them (converted to its declared return type).
     """
     opt = "int8_t" if func.signed else "uint8_t"
-    with tempfile.TemporaryDirectory(prefix="hwlib-cmodel-") as tmp:
-        src, exe = Path(tmp) / "driver.c", Path(tmp) / "driver"
+    with scratch_dir("hwlib-cmodel-") as tmp:
+        src, exe = tmp / "driver.c", tmp / "driver"
         src.write_text(_WRAPPER % {"source": f'#line 1 "{path}"\n{source}',
                                    "func": func.name, "argt": func.arg_type, "opt": opt})
         cc = compiler()
-        built = subprocess.run([cc, "-std=gnu99", "-O1", "-w", "-o", str(exe), str(src)],
-                               capture_output=True, text=True, timeout=TIMEOUT_S)
+        built = _run([cc, "-std=gnu99", "-O1", "-w", "-o", str(exe), str(src)], path,
+                     f"compiling it with {cc}")
         if built.returncode != 0:
             raise CModelError(f"C model {path}: does not compile with {cc}:\n"
-                              f"{built.stderr.strip()[:2000]}")
-        ran = subprocess.run([str(exe)], capture_output=True, timeout=TIMEOUT_S)
+                              f"{built.stderr.decode(errors='replace').strip()[:2000]}")
+        ran = _run([str(exe)], path, "evaluating its 65,536 operand pairs")
     if ran.returncode != 0 or len(ran.stdout) != 65536 * 8:
         raise CModelError(f"C model {path}: the compiled driver failed (exit {ran.returncode}, "
                           f"{len(ran.stdout)} of {65536 * 8} bytes)")
     return np.frombuffer(ran.stdout, dtype="<i8").reshape(256, 256).astype(np.int64)
+
+
+def _run(cmd: list[str], path: str, what: str) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run`` with the module's time limit; a timeout is one clear CModelError."""
+    try:
+        return subprocess.run(cmd, check=False, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CModelError(f"C model {path}: {what} did not finish within {TIMEOUT_S} s (does the "
+                          f"function loop forever?)") from None

@@ -3,11 +3,17 @@
 Spec: ``file:PATH[?opt=value&...]``. Options: ``signed=0|1`` (else the C declaration, else a
 ``mul8s_``/``mul8u_`` file-name prefix), ``power=<mW>`` (else the C header's ``PDK45_PWR``, else
 ``csv=<metrics.csv>``, else a shipped EvoApprox row of the same name whose published MAE%, WCE% and
-EP% match the table), ``func=<name>`` (C files with several candidate functions).
+EP% match the table), ``func=<name>`` (C files with several candidate functions), ``order=value|bits``
+(signed ``.npy`` tables only, see below).
 
 Layouts: ``.c`` and ``.bin`` are indexed by operand bit patterns (TFApprox: 65,536 little-endian
 uint16/int16, index ``(a & 0xFF) * 256 + (b & 0xFF)``, row = first operand); ``.npy`` holds a
-256x256 integer array in :meth:`Multiplier.table` order (row = value - domain lo). Unsigned
+256x256 integer array of product values in :meth:`Multiplier.table` order (row = value - domain
+lo, ``order=value``, the default) or, for signed tables, in two's-complement index order (row =
+``a & 0xFF``: 0..127 then -128..-1, as TorchApprox saves them, ``order=bits``). A signed table
+that reads far better in the other order than in the one given is refused with a message naming
+the option. ``.npy`` values are products, never re-read as 16-bit patterns: a value outside the
+product range (0..65535 unsigned, -32768..32767 signed) is refused naming the entry. Unsigned
 circuits come back in network form (:class:`hwlib.signmag.SignMagnitude`), signed ones as
 int8 x int8 tables. Compiled C tables are cached by content hash under
 ``$XDG_CACHE_HOME/agn-toolkit`` (or ``~/.cache/agn-toolkit``). ``hwlib.get`` keeps one instance
@@ -31,8 +37,10 @@ from hwlib.multiplier import Multiplier, TableMultiplier, error_metrics
 from hwlib.power import UNKNOWN_POWER, Power
 from hwlib.signmag import network_form
 
-OPTIONS = ("signed", "power", "csv", "func")
+OPTIONS = ("signed", "power", "csv", "func", "order")
 CACHE_VERSION = "1"
+#: Product range of a 16-bit result, by signedness.
+PRODUCT_RANGE = {False: (0, 65535), True: (-32768, 32767)}
 
 
 def cache_dir() -> Path:
@@ -63,12 +71,16 @@ def load(arg: str) -> Multiplier:
     elif suffix == ".bin":
         raw, name = _read_bin(path, _signed_option(opts, path)), path.stem
     elif suffix == ".npy":
-        raw, name = _read_npy(path, _signed_option(opts, path)), path.stem
+        signed = _signed_option(opts, path)
+        table, name = _read_npy(path, signed, _order_option(opts, path, signed)), path.stem
     else:
         raise SpecError(f"multiplier spec {spec!r}: expected a .c, .bin or .npy file, "
                         f"got {path.suffix!r}")
+    if "order" in opts and suffix != ".npy":
+        raise SpecError(f"multiplier spec {spec!r}: option 'order' applies to .npy tables only")
     signed = _signed_option(opts, path, declared)
-    table = _checked_table(raw, signed, str(path), declared is not None or "signed" not in opts)
+    if suffix != ".npy":
+        table = _checked_table(raw, signed, str(path), declared is not None or "signed" not in opts)
     power = _power(opts, header_mw, name, table, signed, spec)
     if signed:
         return TableMultiplier(spec, table, INT8, INT8, power)
@@ -97,31 +109,83 @@ def _read_bin(path: Path, signed: bool) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2" if signed else "<u2").astype(np.int64).reshape(256, 256)
 
 
-def _read_npy(path: Path, signed: bool) -> np.ndarray:
+def _order_option(opts: dict[str, str], path: Path, signed: bool) -> str | None:
+    """The ``order`` option of a ``.npy`` table (None when not given)."""
+    order = opts.get("order")
+    if order is None:
+        return None
+    if order not in ("value", "bits"):
+        raise SpecError(f"file:{path}: option order={order!r}, expected 'value' or 'bits'")
+    if not signed and order == "bits":
+        raise SpecError(f"file:{path}: option order=bits applies to signed tables only (an "
+                        f"unsigned table's value order is its bit order)")
+    return order
+
+
+def _read_npy(path: Path, signed: bool, order: str | None) -> np.ndarray:
+    """A ``.npy`` table of product values -> domain-order int64 table (see the module docstring).
+
+    ``order`` None means value order, with a check that the table does not read far better in
+    two's-complement index order (the layout TorchApprox saves).
+    """
     try:
         t = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise TableError(f"table file {path}: not a plain .npy array ({exc})") from None
     if t.shape != (256, 256) or t.dtype.kind not in "iu":
         raise TableError(f"table file {path}: expected a 256x256 integer array, got shape "
                          f"{t.shape} dtype {t.dtype}")
+    lo, hi = PRODUCT_RANGE[signed]
+    bad = np.argwhere((t < lo) | (t > hi))  # compared in t's own dtype: no wrap-around
+    if bad.size:
+        r, c = (int(v) for v in bad[0])
+        kind = "signed" if signed else "unsigned"
+        raise TableError(f"table file {path}: entry [{r}, {c}] = {t[r, c]} is outside the "
+                         f"{kind} 8x8 product range {lo}..{hi} ({len(bad)} such entries); a .npy "
+                         f"table holds product values, not bit patterns")
     t = t.astype(np.int64)
     if not signed:
         return t
-    order = (np.arange(256) - 128) & 0xFF  # domain order -> bit-pattern order
-    out = np.empty_like(t)
-    out[np.ix_(order, order)] = t
-    return out
+    bits = (np.arange(256) ^ 0x80) - 0x80  # operand value of each two's-complement index
+    swap = np.argsort(bits)  # two's-complement order -> value order
+    if order == "bits":
+        return t[np.ix_(swap, swap)]
+    if order is None:
+        values = np.arange(-128, 128)
+        exact = {"value": values[:, None] * values[None, :], "bits": bits[:, None] * bits[None, :]}
+        mae = {k: float(np.abs(t - e).mean()) for k, e in exact.items()}
+        if mae["value"] > 64 and mae["bits"] < mae["value"] / 4:
+            raise TableError(
+                f"table file {path}: the signed table reads as two's-complement index order "
+                f"(rows 0..127 then -128..-1, as TorchApprox saves it; mean |error| "
+                f"{mae['bits']:.3g} against {mae['value']:.3g} in value order -128..127); add "
+                f"'?order=bits' to the spec to load it in that order, or '?order=value' to keep "
+                f"value order")
+    return t
 
 
 def _compiled_table(source: str, func: cmodel.CFunction, path: str) -> np.ndarray:
+    """The tabulated C model, from the cache when a valid entry exists (a truncated or foreign
+    entry is rebuilt, never trusted)."""
     key = hashlib.sha256(f"{CACHE_VERSION}\0{func}\0{source}".encode()).hexdigest()
     cached = cache_dir() / f"{key}.npy"
-    if cached.is_file():
-        return np.load(cached, allow_pickle=False)
+    table = _cached_table(cached)
+    if table is not None:
+        return table
     table = cmodel.evaluate(source, func, path)
     with atomic_path(cached) as tmp:
         np.save(tmp, table)
+    return table
+
+
+def _cached_table(cached: Path) -> np.ndarray | None:
+    """A cache entry's table, or None when it is missing, unreadable or not a 256x256 int64."""
+    try:
+        table = np.load(cached, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if table.shape != (256, 256) or table.dtype != np.int64:
+        return None
     return table
 
 

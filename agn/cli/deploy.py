@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 import deploy
 from deploy.rv32 import check_target, cross_compiler
 from hwlib.fileio import atomic_path, atomic_write_json
+from hwlib.scratch import scratch_dir
 
 INPUTS_FILE = "validation_inputs.npy"
 TARGET_FILE = "target_check.json"
@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where firmware/ and validation.json go (default: the network's "
                    "directory)")
     p.add_argument("--inputs", type=Path, default=None,
-                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs")
+                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs "
+                   "in the input range the network declares")
     p.add_argument("--n-inputs", type=int, default=8, help="random inputs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs "
                    "(default: %(default)s)")
@@ -52,8 +53,9 @@ def _inputs(args: argparse.Namespace, net: deploy.Network) -> np.ndarray:
         return np.load(args.inputs, allow_pickle=False)
     if args.n_inputs < 1:
         raise ValueError(f"--n-inputs: expected at least 1, got {args.n_inputs}")
-    rng = np.random.default_rng(args.seed)
-    return rng.integers(0, 256, (args.n_inputs,) + net.input.shape, dtype=np.uint8)
+    rng = np.random.default_rng(args.seed)  # codes the network's input declares (lo..hi)
+    return rng.integers(net.input.lo, net.input.hi + 1, (args.n_inputs,) + net.input.shape,
+                        dtype=np.uint8)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         target = None
         if not args.no_target_check and cross_compiler() is not None:
             print("agn deploy: checking the rv32 target build", file=sys.stderr)
-            with tempfile.TemporaryDirectory(prefix="agn-rv32-") as build:
+            with scratch_dir("agn-rv32-") as build:
                 target = check_target(net, report.firmware, build)
             atomic_write_json(run_dir / TARGET_FILE, {
                 "ok": target.ok, "compiler": target.compiler, "flags": list(target.flags),

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
 from agn.data.augment import random_hflip, random_shift
+from agn.data.readers import DataFileError
 
 TEST_SPLIT_SEED = 12345  # datasets without an official test split use this fixed split
 
@@ -30,6 +31,8 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         shift: maximum random shift in pixels (training only).
         hflip: random horizontal flips (training only).
         limit_train: use only the first N training samples after the split (0 = all).
+
+    :meth:`setup` checks what :meth:`load` returns (:meth:`check`) before anything trains.
     """
 
     in_channels: int = 1
@@ -60,10 +63,48 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(x_train, y_train, x_test, y_test)``: images float in [0, 1] (N, C, H, W), int labels."""
 
+    def source(self) -> str:
+        """Where :meth:`load` reads from, for error messages (subclasses name their files)."""
+        return type(self).__name__
+
+    def check(self, x: np.ndarray, y: np.ndarray, part: str) -> None:
+        """Refuse images or labels the module cannot train on, naming the part and the value.
+
+        Images must be float (N, C, H, W) with the module's ``input_shape`` and finite values in
+        [0, 1]; labels integers (N,) in ``0..num_classes - 1``.
+
+        Raises:
+            DataFileError: naming :meth:`source`, the part (``train``/``test``) and what is wrong.
+        """
+        where = f"{self.source()}: {part} split"
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise DataFileError(f"{where}: images of shape {tuple(x.shape[1:])}, expected "
+                                f"{self.input_shape} (C, H, W) for {type(self).__name__}")
+        if x.dtype.kind != "f":
+            raise DataFileError(f"{where}: images of dtype {x.dtype}, expected floats in [0, 1]")
+        bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
+        if bad.size:
+            raise DataFileError(f"{where}: image {int(bad[0])} has NaN or infinite pixels "
+                                f"({bad.size} such images)")
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise DataFileError(f"{where}: pixel values in [{lo:.4g}, {hi:.4g}], expected [0, 1]")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataFileError(f"{where}: labels of shape {y.shape} for {len(x)} images")
+        if y.dtype.kind not in "iu":
+            raise DataFileError(f"{where}: labels of dtype {y.dtype}, expected integers")
+        out = np.flatnonzero((y < 0) | (y >= self.num_classes))
+        if out.size:
+            raise DataFileError(f"{where}: label {int(y[out[0]])} of sample {int(out[0])} is "
+                                f"outside 0..{self.num_classes - 1} ({out.size} such labels)")
+
     def setup(self, stage: str | None = None) -> None:
         if self._splits is not None:
             return
         xtr, ytr, xte, yte = self.load()
+        self.check(xtr, ytr, "train")
+        self.check(xte, yte, "test")
         perm = np.random.default_rng(self.seed).permutation(len(xtr))
         n_val = max(1, int(round(len(xtr) * self.val_fraction)))
         val, train = perm[:n_val], perm[n_val:]

@@ -51,6 +51,9 @@ class IdxDataModule(ImageDataModule):
                              f"{dataset!r}")
         self.root, self.dataset, self.download = Path(root), dataset, download
 
+    def source(self) -> str:
+        return f"dataset directory {self.root} ({self.dataset})"
+
     def _missing(self) -> list[str]:
         return [n for n in IDX_FILES
                 if not (self.root / n).is_file() and not (self.root / f"{n}.gz").is_file()]
@@ -94,6 +97,9 @@ class Cifar10DataModule(ImageDataModule):
                  **kwargs) -> None:
         super().__init__(shift=shift, hflip=hflip, **kwargs)
         self.root, self.download = Path(root), download
+
+    def source(self) -> str:
+        return f"dataset directory {self._dir()} (CIFAR-10)"
 
     def _dir(self) -> Path:
         sub = self.root / "cifar-10-batches-py"

@@ -98,17 +98,40 @@ def _algorithm(space: SearchSpace, cfg: SearchConfig, X0: np.ndarray | None) -> 
 
 
 def _identity(space: SearchSpace, cfg: SearchConfig) -> dict:
-    return {"config": asdict(cfg), "layers": list(space.layers),
+    """What a checkpoint must share with the requested search to resume it (``n_gen`` is not
+    part of it: a search may be extended to more generations)."""
+    config = {k: v for k, v in asdict(cfg).items() if k != "n_gen"}
+    return {"config": config, "layers": list(space.layers),
             "candidates": list(space.candidates), "encoding": space.encoding.value}
 
 
-def _save_state(path: Path, algo: NSGA2, ident: dict, hv: list[float], gen: int) -> None:
+def _save_state(path: Path, algo: NSGA2, ident: dict, hv: list[float], gen: int,
+                store: EvaluationStore) -> None:
     pop = algo.pop
     atomic_write_json(path, {
-        "version": 1, **ident, "generation": gen, "n_iter": algo.n_iter,
+        "version": 2, **ident, "generation": gen, "n_iter": algo.n_iter,
         "X": pop.get("X").astype(int).tolist(), "F": pop.get("F").tolist(),
         "rank": pop.get("rank").astype(int).tolist(), "crowding": pop.get("crowding").tolist(),
-        "rng": algo.random_state.bit_generator.state, "hypervolume": hv})
+        "rng": algo.random_state.bit_generator.state, "hypervolume": hv,
+        "evaluated": [[*s.genome, s.generation] for s in store.items()]})
+
+
+_STATE_KEYS = ("config", "layers", "candidates", "encoding", "generation", "n_iter", "X", "F",
+               "rank", "crowding", "rng", "hypervolume")
+
+
+def _load_state(path: Path) -> dict:
+    """A search checkpoint, or a ValueError naming the file and what to do."""
+    todo = (f"delete {path} to restart the search from its stored evaluations (none is scored "
+            f"twice), or use another run directory")
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable search checkpoint ({exc}); {todo}") from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a complete search checkpoint (missing {missing}); {todo}")
+    return state
 
 
 def _restore(algo: NSGA2, state: dict) -> None:
@@ -123,6 +146,18 @@ def _restore(algo: NSGA2, state: dict) -> None:
     algo._set_optimum()
 
 
+def _rescore_lost(problem: ApproxProblem, state: dict) -> None:
+    """Score again the evaluations the checkpoint lists but the store lost (a cut or truncated
+    evaluations.jsonl), under their own generations, so the front never silently drops one."""
+    by_gen: dict[int, list[tuple[int, ...]]] = {}
+    for rec in state.get("evaluated", ()):  # absent in version-1 checkpoints
+        genome = tuple(int(v) for v in rec[:-1])
+        if genome not in problem.store:
+            by_gen.setdefault(int(rec[-1]), []).append(genome)
+    for gen, genomes in sorted(by_gen.items()):
+        problem.ensure(genomes, gen)
+
+
 def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
                run_dir: str | Path | None = None, seeds: Sequence[np.ndarray] = (),
                runner: Runner | None = None, progress: bool = True) -> SearchResult:
@@ -130,17 +165,21 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
 
     A run directory holding a checkpoint of the same space and configuration resumes after its
     last finished generation; candidates scored before a kill are read back from the store and
-    never scored again. A checkpoint of a different search is refused.
+    never scored again, and those the checkpoint lists but the store lost are scored again. A
+    finished search asked for more generations continues (exactly as an uninterrupted longer
+    run would); a checkpoint of a different search, or an unreadable one, is refused naming the
+    file.
     """
     run_dir = Path(run_dir) if run_dir is not None else None
     store = EvaluationStore(run_dir / STORE_FILE if run_dir else None)
     ident = _identity(space, cfg)
     state = None
     if run_dir is not None and (run_dir / STATE_FILE).exists():
-        state = json.loads((run_dir / STATE_FILE).read_text())
+        state = _load_state(run_dir / STATE_FILE)
         theirs = {k: state.get(k) for k in ident}
         # a setting added after the checkpoint was written counts as its default
-        theirs["config"] = {**asdict(SearchConfig()), **(theirs["config"] or {})}
+        theirs["config"] = {k: v for k, v in {**asdict(SearchConfig()),
+                                              **(theirs["config"] or {})}.items() if k != "n_gen"}
         if theirs != ident:
             diff = {k: (theirs["config"].get(k), v) for k, v in ident["config"].items()
                     if theirs["config"].get(k) != v}
@@ -160,6 +199,10 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
     if state is not None:
         _restore(algo, state)
         hv, start = list(state["hypervolume"]), state["generation"]
+        if start > cfg.n_gen:
+            raise ValueError(f"{run_dir / STATE_FILE}: the search already ran {start} "
+                             f"generations; ask for n_gen >= {start} (more extends it)")
+        _rescore_lost(problem, state)
     bar = tqdm(total=cfg.n_gen, initial=start, desc="NSGA-II generations", unit="gen",
                disable=not progress)
     for gen in range(start + 1, cfg.n_gen + 1):
@@ -169,7 +212,7 @@ def run_search(space: SearchSpace, score: ScoreFn, cfg: SearchConfig,
         algo.tell(infills=pop)
         hv.append(hypervolume(store.objectives()[pareto_indices(store.objectives())]))
         if run_dir is not None:
-            _save_state(run_dir / STATE_FILE, algo, ident, hv, gen)
+            _save_state(run_dir / STATE_FILE, algo, ident, hv, gen, store)
         bar.update(1)
         bar.set_postfix(evaluated=len(store), hv=f"{hv[-1]:.4f}")
     bar.close()

@@ -1,7 +1,7 @@
 """The pymoo problem: objectives (relative multiplication energy, validation error) per genome."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from pymoo.core.problem import Problem
@@ -35,8 +35,9 @@ class ApproxProblem(Problem):
         self.runner = runner or serial_runner
         self.generation = 0
 
-    def _evaluate(self, X: np.ndarray, out: dict, *args, **kwargs) -> None:
-        genomes = [tuple(int(v) for v in self.space.check(np.rint(x))) for x in X]
+    def ensure(self, genomes: Sequence[tuple[int, ...]], generation: int) -> int:
+        """Score the genomes the store does not hold yet, recording them under ``generation``;
+        returns how many were scored."""
         todo = list(dict.fromkeys(g for g in genomes if g not in self.store))
         if todo:
             for i, err in self.runner(self.score, [self.space.decode(g) for g in todo]):
@@ -44,5 +45,10 @@ class ApproxProblem(Problem):
                 if not 0.0 <= err <= 1.0:
                     raise ValueError(f"score function returned error {err} for {todo[i]}; "
                                      f"expected a fraction in [0, 1]")
-                self.store.add(Scored(todo[i], self.space.energy(todo[i]), err, self.generation))
+                self.store.add(Scored(todo[i], self.space.energy(todo[i]), err, generation))
+        return len(todo)
+
+    def _evaluate(self, X: np.ndarray, out: dict, *args, **kwargs) -> None:
+        genomes = [tuple(int(v) for v in self.space.check(np.rint(x))) for x in X]
+        self.ensure(genomes, self.generation)
         out["F"] = np.array([[self.store[g].energy, self.store[g].error] for g in genomes])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwlib.fileio import atomic_path
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -23,7 +25,9 @@ class EvaluationStore:
     """Scored genomes kept in memory and appended line by line to a JSONL file.
 
     Each line is flushed and fsynced before the next evaluation starts; a line cut short by a
-    kill is ignored on load (that candidate is simply evaluated again).
+    kill is dropped on load (the file is rewritten atomically without it) and that candidate is
+    evaluated again: by the next generation, or, when the search checkpoint lists it as scored,
+    on resume (:func:`agn.search.nsga.run_search`).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -48,7 +52,8 @@ class EvaluationStore:
             self._items[s.genome] = s
             good.append(line)
         if len(good) != len(lines):
-            self.path.write_text("".join(f"{ln}\n" for ln in good))
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(f"{ln}\n" for ln in good))
 
     def __contains__(self, genome: tuple[int, ...]) -> bool:
         return genome in self._items
@@ -70,6 +75,10 @@ class EvaluationStore:
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+
+    def genomes(self) -> list[tuple[int, ...]]:
+        """All evaluated genomes, in insertion order."""
+        return list(self._items)
 
     def items(self) -> list[Scored]:
         """All evaluations, in insertion order."""

@@ -177,3 +177,45 @@ def test_missing_idx_files_are_downloaded_and_failures_leave_a_clear_error(tmp_p
     assert not (tmp_path / "offline").exists() or not any((tmp_path / "offline").iterdir())
     with pytest.raises(DataFileError, match="offline: file train-images-idx3-ubyte"):
         dm.setup()
+
+
+def test_dataset_contents_are_checked_when_loaded(tmp_path):
+    """Wrong image sizes and out-of-range labels are refused at setup, before any training,
+    naming the directory, the split and the bad value."""
+    rng = np.random.default_rng(0)
+    big = fake_mnist(tmp_path / "big", compress=False)
+    write_idx(big / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 32, 32), dtype=np.uint8),
+              False)
+    with pytest.raises(DataFileError, match=r"big \(mnist\): test split: images of shape "
+                                            r"\(1, 32, 32\), expected \(1, 28, 28\)"):
+        IdxDataModule(str(big), download=False).setup()
+    labels = fake_mnist(tmp_path / "labels", compress=False)
+    y = rng.integers(0, 10, 60, dtype=np.uint8)
+    y[17] = 10
+    write_idx(labels / "train-labels-idx1-ubyte", y, False)
+    with pytest.raises(DataFileError, match=r"train split: label 10 of sample 17 is outside 0..9"):
+        IdxDataModule(str(labels), download=False).setup()
+
+
+class _Arrays(DigitsDataModule):
+    """Digits with the training images replaced, to feed the checks arbitrary contents."""
+
+    def __init__(self, x, **kwargs):
+        super().__init__(**kwargs)
+        self.x = x
+
+    def load(self):
+        _, ytr, xte, yte = super().load()
+        return self.x, ytr[:len(self.x)], xte, yte
+
+
+def test_nan_pixels_and_out_of_range_values_are_refused_at_setup():
+    x = np.zeros((30, 1, 8, 8), np.float32)
+    x[4, 0, 2, 2] = np.nan
+    with pytest.raises(DataFileError, match=r"_Arrays: train split: image 4 has NaN"):
+        _Arrays(x).setup()
+    with pytest.raises(DataFileError, match=r"pixel values in \[16, 16\], expected \[0, 1\]"):
+        _Arrays(np.full((30, 1, 8, 8), 16.0, np.float32)).setup()
+    with pytest.raises(DataFileError, match=r"images of dtype uint8, expected floats"):
+        _Arrays(np.zeros((30, 1, 8, 8), np.uint8)).setup()
+    _Arrays(np.full((30, 1, 8, 8), 0.5, np.float32)).setup()  # good contents pass

@@ -92,3 +92,18 @@ def test_bad_inputs_are_refused_before_writing(tmp_path, capsys) -> None:
 def test_cli_module_does_not_import_torch() -> None:
     code = "import sys, agn.cli.deploy; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_default_inputs_follow_the_networks_declared_input_range(tmp_path, capsys) -> None:
+    """A network whose input is limited to 0..127 (signed catalog circuits) validates on random
+    inputs drawn from that range, not from 0..255."""
+    import dataclasses
+
+    net = zoo.lenet5(8)
+    narrow = deploy.Network((dataclasses.replace(net.nodes[0], hi=127), *net.nodes[1:]),
+                            name=net.name)
+    run = _run_dir(tmp_path, narrow)
+    assert main(["deploy", str(run), "--n-inputs", "4", "--no-target-check"]) == 0
+    x = np.load(run / "validation_inputs.npy")
+    assert x.shape[0] == 4 and int(x.max()) <= 127 and int(x.max()) > 64
+    assert "bit-exact" in capsys.readouterr().out

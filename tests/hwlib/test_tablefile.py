@@ -197,3 +197,55 @@ def test_unnamed_c_model_identical_to_a_published_circuit_gets_its_power(tmp_pat
     np.testing.assert_array_equal(m.table(), hwlib.get("tm:k2").table())
     assert m.power_mw == pytest.approx(0.200)
     assert "mul8s_1L2L" in m.power.source and "table identical" in m.power.source
+
+
+@pytest.mark.parametrize("signed, value, dtype", [
+    (False, -1, np.int64), (True, 40000, np.int64), (False, 70000, np.int64),
+    (True, 70000, np.int64), (False, 2**63 + 5, np.uint64)])
+def test_npy_values_outside_the_product_range_are_refused(tmp_path, signed, value, dtype):
+    """A .npy table holds products: -1 is not 65535, 40000 not -25536, 2**63 + 5 not negative."""
+    base = hwlib.get("tm:k2" if signed else "drum:k4:raw").table()
+    t = base.astype(dtype) if value >= 0 else base.copy()
+    t[3, 7] = value
+    name = "mul8s_bad.npy" if signed else "mul8u_bad.npy"
+    np.save(tmp_path / name, t)
+    with pytest.raises(TableError, match=rf"entry \[3, 7\] = {value} is outside"):
+        tablefile.load(str(tmp_path / name))
+
+
+def test_npy_signed_table_in_twos_complement_order_is_detected(tmp_path):
+    """TorchApprox saves signed tables with rows 0..127, -128..-1: refused by default, loaded
+    with ?order=bits to the same multiplier as the value-order file."""
+    table = hwlib.get("tm:k2").table()  # value order, row = a + 128
+    order = (np.arange(256) - 128) & 0xFF  # value index -> two's-complement index
+    bits = np.empty_like(table)
+    bits[np.ix_(order, order)] = table
+    np.save(tmp_path / "mul8s_torchapprox.npy", bits)
+    path = tmp_path / "mul8s_torchapprox.npy"
+    with pytest.raises(TableError, match=r"two's-complement index order.*'\?order=bits'"):
+        tablefile.load(str(path))
+    np.testing.assert_array_equal(tablefile.load(f"{path}?order=bits").table(), table)
+    np.save(tmp_path / "mul8s_value.npy", table)
+    np.testing.assert_array_equal(
+        tablefile.load(f"{tmp_path / 'mul8s_value.npy'}?order=value").table(), table)
+    with pytest.raises(SpecError, match="order='sideways', expected 'value' or 'bits'"):
+        tablefile.load(f"{path}?order=sideways")
+    with pytest.raises(SpecError, match="order=bits applies to signed tables only"):
+        tablefile.load(f"{path}?order=bits&signed=0")
+
+
+def test_truncated_cache_entry_is_rebuilt(tmp_path):
+    p = _write(tmp_path, "mul8u_TRK4.c", TRUNC_C)
+    first = tablefile.load(str(p)).table()
+    (entry,) = tablefile.cache_dir().glob("*.npy")
+    entry.write_bytes(entry.read_bytes()[:1000])  # a kill mid-write of an older version
+    np.testing.assert_array_equal(tablefile.load(str(p)).table(), first)
+    assert np.load(entry).shape == (256, 256)  # the entry was rewritten whole
+
+
+def test_c_model_that_hangs_gives_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(cmodel, "TIMEOUT_S", 1)
+    hang = TRUNC_C.replace("uint16_t P = 0;", "uint16_t P = 0; for (volatile int z = 1; z;) {}")
+    p = _write(tmp_path, "mul8u_HANG.c", hang)
+    with pytest.raises(cmodel.CModelError, match=r"did not finish within 1 s"):
+        tablefile.load(str(p))

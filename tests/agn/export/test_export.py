@@ -118,3 +118,52 @@ def test_residual_networks_export_bit_exact(name):
     with torch.no_grad():
         fq = m(x).argmax(1).numpy()
     assert np.mean(predict(net, xq) == fq) >= 0.9
+
+
+def _with_dead_channel(bias: float):
+    """LeNet-5 whose first conv's channel 0 has near-zero weights under an ordinary bias (a
+    folded BatchNorm with gamma ~ 0): its accumulator bias is ~1e11 steps, beyond int32."""
+    m, x = _quantized("lenet5", (1, 8, 8), n=64)
+    set_mode(m, "float")
+    conv = approx_layers(m)[0][1]
+    with torch.no_grad():
+        conv.weight[0].mul_(1e-7)
+        conv.bias[0] = bias
+    calibrate(m, [x], 1)
+    set_mode(m, "quant")
+    return m.eval(), x, conv
+
+
+def test_a_channel_with_near_zero_weights_is_exported_as_its_constant_never_wrapped():
+    m, x, conv = _with_dead_channel(0.8)
+    codes = {}
+    q = m.features[2]  # the ActQuant after conv1's ReLU
+    assert q.__class__.__name__ == "ActQuant"
+    handle = q.register_forward_hook(lambda mod, i, o: codes.setdefault("y", mod.to_int(o)))
+    with torch.no_grad():
+        m(x)
+    handle.remove()
+    want = codes["y"][:, 0].to(torch.int64)
+    assert int(want.min()) == int(want.max()) > 1  # a constant channel, not zero
+    net = export(m, (1, 8, 8))
+    first = net.layers[0]
+    assert int(np.abs(first.bias.astype(np.int64)).max()) < 2**31
+    xq = m.quant_in.to_int(x).to(torch.uint8).numpy()
+    got = deploy.run(net, xq)[first.name][:, 0].astype(np.int64)
+    np.testing.assert_array_equal(got, want.numpy())
+    _assert_same(net, xq)
+    _assert_same(deploy.with_multipliers(net, {n.name: "marlin:200" for n in net.layers}), xq)
+
+
+def test_a_huge_bias_on_the_int32_logits_is_refused_not_wrapped():
+    m, x = _quantized("lenet5", (1, 8, 8), n=64)
+    set_mode(m, "float")
+    last = approx_layers(m)[-1][1]
+    with torch.no_grad():
+        last.weight.mul_(1e-7)  # the logits layer has one weight scale for all channels
+        last.bias.zero_()
+        last.bias[3] = 0.7
+    calibrate(m, [x], 1)
+    set_mode(m, "quant")
+    with pytest.raises(ExportError, match=r"output channel\(s\) \[3\].*beyond int32.*int32 output"):
+        export(m.eval(), (1, 8, 8))

@@ -97,6 +97,45 @@ def test_truncated_last_store_line_is_dropped(tmp_path):
     assert p.read_text().count("\n") == 1
 
 
+
+def test_cut_store_line_of_a_finished_search_is_scored_again(space, tmp_path):
+    cfg = SearchConfig(pop_size=10, n_gen=3, seed=2)
+    first = run_search(space, synthetic_error, cfg, run_dir=tmp_path, progress=False)
+    store_file = tmp_path / "evaluations.jsonl"
+    lines = store_file.read_text().splitlines()
+    last = json.loads(lines[-1])
+    store_file.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # cut the last line
+    log = tmp_path / "again.log"
+    again = run_search(space, LoggingScore(log), cfg, run_dir=tmp_path, progress=False)
+    rescored = log.read_text().splitlines()
+    assert len(rescored) == 1  # exactly the lost candidate, nothing else
+    assert again.front() == first.front()
+    assert tuple(last["genome"]) in again.store
+    assert again.store[tuple(last["genome"])].generation == last["generation"]
+    assert len(EvaluationStore(store_file)) == len(first.store)
+
+
+def test_a_finished_search_extends_to_more_generations_as_an_uninterrupted_one(space, tmp_path):
+    short, long_ = SearchConfig(pop_size=10, n_gen=2, seed=5), SearchConfig(pop_size=10, n_gen=4,
+                                                                             seed=5)
+    run_search(space, synthetic_error, short, run_dir=tmp_path / "a", progress=False)
+    extended = run_search(space, synthetic_error, long_, run_dir=tmp_path / "a", progress=False)
+    whole = run_search(space, synthetic_error, long_, run_dir=tmp_path / "b", progress=False)
+    assert extended.front() == whole.front() and extended.hypervolume == whole.hypervolume
+    assert len(extended.hypervolume) == 4
+    with pytest.raises(ValueError, match=r"already ran 4 generations; ask for n_gen >= 4"):
+        run_search(space, synthetic_error, short, run_dir=tmp_path / "a", progress=False)
+
+
+@pytest.mark.parametrize("text", ["", "{}", '{"config": {}', "[1, 2]"])
+def test_a_corrupt_search_checkpoint_names_the_file_and_what_to_do(space, tmp_path, text):
+    cfg = SearchConfig(pop_size=8, n_gen=1, seed=0)
+    run_search(space, synthetic_error, cfg, run_dir=tmp_path, progress=False)
+    (tmp_path / "search_state.json").write_text(text)
+    with pytest.raises(ValueError, match=r"search_state.json: not a (readable|complete) search "
+                                         r"checkpoint.*delete .* to restart the search"):
+        run_search(space, synthetic_error, cfg, run_dir=tmp_path, progress=False)
+
 KILLABLE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
