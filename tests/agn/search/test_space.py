@@ -32,7 +32,7 @@ def test_bad_genomes_and_catalogs_are_refused(space):
         space.decode([0, 1, 2])
     with pytest.raises(SearchSpaceError, match=r"0\.\.255"):
         space.decode([0, 1, 2, 256])
-    with pytest.raises(SearchSpaceError, match="missing \\['fc'\\]"):
+    with pytest.raises(hwlib.AssignmentError, match="missing \\['fc'\\]"):
         space.encode({"conv1": "exact", "conv2": "exact", "conv3": "exact"})
     with pytest.raises(SearchSpaceError, match="family .nosuch."):
         SearchSpace.build(["a"], [1], "nosuch:*")
