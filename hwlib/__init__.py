@@ -1,7 +1,9 @@
 """hwlib: bit-exact models of exact and approximate 8-bit multipliers, with their power.
 
 ``hwlib.get(spec)`` returns one multiplier, ``hwlib.catalog(spec)`` expands wildcards and comma
-lists; :mod:`hwlib.families` documents every spec form.
+lists; :mod:`hwlib.families` documents every spec form. ``hwlib.Catalog`` is a catalog as the
+other packages use it (exact member, power order, energy), ``hwlib.Assignment`` the per-layer
+multiplier assignment and its versioned file (:mod:`hwlib.assignment`).
 """
 from hwlib import families as _families  # noqa: F401  (registers the built-in families)
 from hwlib import marlin

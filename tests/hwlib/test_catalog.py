@@ -42,7 +42,7 @@ def test_only_marlins_256_levels_are_reconfigurable():
     for spec in ("marlin:1,marlin:2", "marlin:*,exact", "evo:mul8s_*"):
         assert not Catalog.build(spec).is_reconfigurable
     with pytest.raises(SpecError, match="not reconfigurable.*'marlin:\\*'"):
-        Catalog.build("marlin:1,marlin:2").levels
+        _ = Catalog.build("marlin:1,marlin:2").levels
 
 
 def test_activation_range_is_what_every_member_accepts():
