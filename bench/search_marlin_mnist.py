@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import yaml
 
 import deploy
 import errormodels as em
+import hwlib
 from agn.intsim import IntegerScorer, predict
 from agn.pipeline import PipelineConfig, run_pipeline
 from agn.pipeline.context import Context
@@ -62,9 +62,9 @@ def main() -> None:
     space = SearchSpace.build(convs, [sig[n] for n in convs], "marlin:*")
     fixed = {classifier: "marlin:0"}
     scorer = IntegerScorer(net, xv, yv, fixed=fixed)
-    matched = {la.name: la.multiplier for la in em.read_assignment(run / em.ASSIGNMENT_FILE).layers}
-    extra = json.loads((run / "search" / "seeds.json").read_text())
-    seeds = [space.encode({n: a[n] for n in convs}) for a in [matched, *extra.values()]]
+    matched = em.read_assignment(run / em.ASSIGNMENT_FILE).specs()
+    extra = [a.specs() for a in hwlib.read_assignments(run / "search" / "seeds.json")]
+    seeds = [space.encode({n: a[n] for n in convs}) for a in [matched, *extra]]
     scfg = SearchConfig(pop_size=args.pop, n_gen=args.gen, seed=args.seed)
     seeded = run_search(space, scorer, scfg, run / "bench_seeded", seeds=seeds)
     raw = SearchSpace.for_init(convs, [sig[n] for n in convs], "marlin:*", "random")

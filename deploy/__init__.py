@@ -10,7 +10,7 @@
 Seeded test networks (LeNet-5, ResNet-8, random graphs) live in :mod:`deploy.zoo`.
 """
 from deploy import target
-from deploy.assign import load_assignment, with_multipliers
+from deploy.assign import with_multipliers
 from deploy.backend import Backend
 from deploy.emit_pulp import EmittedLayer, Firmware, emit
 from deploy.encode import encode_inputs
@@ -23,11 +23,12 @@ from deploy.reference import run
 from deploy.serialize import load, save
 from deploy.target import Target, default_target
 from deploy.validate import LayerReport, ValidationReport, validate, validate_many
+from hwlib.assignment import read_assignment
 
 __all__ = [
     "Add", "AssignmentError", "AvgPool", "Backend", "BackendError", "BuildError", "Conv",
     "EmittedLayer", "Firmware", "Flatten", "GlobalAvgPool", "IRError", "Input", "LayerReport",
     "Linear", "MaxPool", "Network", "Node", "Requant", "Requantize", "SCHEMA_VERSION", "Target",
     "TensorInfo", "ValidationReport", "default_target", "emit", "encode_inputs", "load",
-    "load_assignment", "run", "save", "target", "validate", "validate_many", "with_multipliers",
+    "read_assignment", "run", "save", "target", "validate", "validate_many", "with_multipliers",
 ]

@@ -1,12 +1,11 @@
 """Exceptions raised by deploy: every message names the bad value and what was expected."""
+from hwlib.errors import AssignmentError  # the one assignment error class, shared with hwlib
+
+__all__ = ["AssignmentError", "BuildError", "IRError"]
 
 
 class IRError(ValueError):
     """An integer network (or one of its nodes) that breaks the IR's rules."""
-
-
-class AssignmentError(ValueError):
-    """A multiplier assignment that does not match the network's approximable layers."""
 
 
 class BuildError(RuntimeError):

@@ -1,10 +1,7 @@
 """errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier
 matching (numpy/scipy only)."""
-from errormodels.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment,
-                                    read_assignment, write_assignment)
 from errormodels.catalog import ErrorCatalog, error_grid
-from errormodels.energy import energy, power_source
-from errormodels.errors import AssignmentError, SigmasError, StatsError
+from errormodels.errors import SigmasError, StatsError
 from errormodels.match import Metric, Rule, match, select, tolerances
 from errormodels.predict import (Method, Prediction, error_moments, feasibility,
                                  moments_to_prediction, predict)
@@ -14,14 +11,18 @@ from errormodels.stats import (ACT_DOMAIN, STATS_FILE, WEIGHT_DOMAIN, OperandSta
                                histogram, load_stats, save_stats)
 from errormodels.validation import (VALIDATION_FILE, ValidationRow, median_abs_error,
                                     read_validation, write_validation)
+from hwlib.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment, read_assignment,
+                              write_assignment)
+from hwlib.catalogs import Catalog
+from hwlib.errors import AssignmentError
 
 __all__ = [
-    "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "ErrorCatalog",
+    "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "Catalog", "ErrorCatalog",
     "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
     "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "VALIDATION_FILE", "ValidationRow",
-    "WEIGHT_DOMAIN", "align", "energy",
+    "WEIGHT_DOMAIN", "align",
     "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
     "median_abs_error", "read_validation", "write_validation",
-    "moments_to_prediction", "pair_with_stats", "parse_sigmas", "power_source", "predict",
+    "moments_to_prediction", "pair_with_stats", "parse_sigmas", "predict",
     "read_assignment", "read_sigmas", "save_stats", "select", "tolerances", "write_assignment",
 ]

@@ -7,38 +7,55 @@ from functools import cached_property
 
 import numpy as np
 
-import hwlib
 from errormodels.stats import ACT_DOMAIN, WEIGHT_DOMAIN, align
+from hwlib.catalogs import Catalog
 from hwlib.multiplier import Multiplier
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class ErrorCatalog:
-    """Error tables of M multipliers re-indexed onto ``ACT_DOMAIN x WEIGHT_DOMAIN``.
+    """Error tables of a catalog's M members re-indexed onto ``ACT_DOMAIN x WEIGHT_DOMAIN``.
 
     Attributes:
-        family: the catalog spec it was built from (e.g. ``"marlin:*"``).
-        specs: spec string of each multiplier, (M,).
+        catalog: the catalog (members in its order, an exact one always present).
         errors: int32 (M, 256, 256), ``errors[m, x - 0, w + 128] = approx_m(x, w) - x * w``;
             0 where the multiplier does not accept the operand (see the supports).
         x_support: bool (M, 256), activation values each multiplier accepts.
         w_support: bool (M, 256), weight values each multiplier accepts.
-        relative_power: float64 (M,), power relative to the exact multiplier of its family.
-        power_sources: label of each multiplier's power figure (marked when a proxy).
-        exact_index: index of an exact multiplier (always present, so matching never fails).
     """
 
-    family: str
-    specs: tuple[str, ...]
+    catalog: Catalog
     errors: np.ndarray
     x_support: np.ndarray
     w_support: np.ndarray
-    relative_power: np.ndarray
-    power_sources: tuple[str, ...]
-    exact_index: int
 
     def __len__(self) -> int:
-        return len(self.specs)
+        return len(self.catalog)
+
+    @property
+    def family(self) -> str:
+        """The catalog spec it was built from (e.g. ``"marlin:*"``)."""
+        return self.catalog.spec
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """Spec string of each multiplier, (M,)."""
+        return self.catalog.specs
+
+    @cached_property
+    def relative_power(self) -> np.ndarray:
+        """float64 (M,), power relative to the exact multiplier of each family."""
+        return np.array(self.catalog.relative_power, np.float64)
+
+    @property
+    def power_sources(self) -> tuple[str, ...]:
+        """Label of each multiplier's power figure (marked when a proxy)."""
+        return self.catalog.power_sources
+
+    @property
+    def exact_index(self) -> int:
+        """Index of an exact multiplier (always present, so matching never fails)."""
+        return self.catalog.exact_index
 
     @cached_property
     def float_errors(self) -> np.ndarray:
@@ -51,29 +68,14 @@ class ErrorCatalog:
         return self.float_errors * self.float_errors
 
     @classmethod
-    def build(cls, spec: str | Iterable[str | Multiplier]) -> ErrorCatalog:
-        """Catalog for a spec (``"marlin:*"``, ``"evo:mul8s_*"``, a list of specs or multipliers).
-
-        An exact multiplier is appended (``hwlib.get("exact")``) when no member is exact.
-        """
-        if isinstance(spec, str):
-            family, mults = spec, hwlib.catalog(spec)
-        else:
-            mults = [hwlib.get(s) for s in spec]
-            family = ",".join(m.spec for m in mults)
-        if not mults:
-            raise ValueError(f"ErrorCatalog: catalog spec {spec!r} names no multiplier")
-        exact = [i for i, m in enumerate(mults) if m.is_exact]
-        if not exact:
-            mults.append(hwlib.get("exact"))
-            exact = [len(mults) - 1]
-        grids = [error_grid(m) for m in mults]
-        return cls(
-            family=family, specs=tuple(m.spec for m in mults),
-            errors=np.stack([g[0] for g in grids]), x_support=np.stack([g[1] for g in grids]),
-            w_support=np.stack([g[2] for g in grids]),
-            relative_power=np.array([m.relative_power for m in mults], np.float64),
-            power_sources=tuple(m.power.label for m in mults), exact_index=exact[0])
+    def build(cls, spec: str | Catalog | Iterable[str | Multiplier]) -> ErrorCatalog:
+        """Error tables of a catalog (a spec such as ``"marlin:*"``, a list of specs or
+        multipliers, or a :class:`hwlib.Catalog`; see :meth:`hwlib.Catalog.build`)."""
+        cat = Catalog.build(spec)
+        grids = [error_grid(m) for m in cat.members]
+        return cls(catalog=cat, errors=np.stack([g[0] for g in grids]),
+                   x_support=np.stack([g[1] for g in grids]),
+                   w_support=np.stack([g[2] for g in grids]))
 
 
 def error_grid(m: Multiplier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,10 +15,6 @@ class SigmasError(ValueError):
     """A ``sigmas.json`` entry that is missing, NaN, or does not match the operand statistics."""
 
 
-class AssignmentError(ValueError):
-    """An ``assignment.json`` file, or an assignment's arguments, of the wrong shape or content."""
-
-
 def read_json(path: str | os.PathLike[str], file_name: str, what: str,
               error: type[ValueError]) -> tuple[Any, Path]:
     """The parsed JSON of ``path`` (or of ``path/file_name`` for a run directory) and the file's

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from errormodels.assignment import Assignment, LayerAssignment
 from errormodels.catalog import ErrorCatalog
-from errormodels.energy import energy, power_source
 from errormodels.errors import SigmasError, StatsError
 from errormodels.predict import Method, Prediction, predict
 from errormodels.sigmas import LayerSigma, pair_with_stats
 from errormodels.stats import OperandStats
+from hwlib.assignment import Assignment, LayerAssignment
 
 
 class Rule(str, enum.Enum):
@@ -113,10 +112,9 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
         relative_power=float(catalog.relative_power[j]), multiplications=st.multiplications)
         for i, ((sg, st), j) in enumerate(zip(pairs, choice)))
     specs = [layer.multiplier for layer in layers]
-    counts = [layer.multiplications for layer in layers]
-    return Assignment(family=catalog.family, rule=rule.value, metric=metric.value,
-                      energy=energy(specs, counts), power_source=power_source(specs),
-                      layers=layers)
+    return Assignment(catalog=catalog.family, rule=rule.value, metric=metric.value,
+                      energy=catalog.catalog.energy(specs, [st.multiplications for st in ordered]),
+                      power_source=catalog.catalog.power_source_of(specs), layers=layers)
 
 
 def _check_exact_feasible(stats: Sequence[OperandStats], catalog: ErrorCatalog,

@@ -6,6 +6,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,7 @@ def save_stats(path: str | os.PathLike[str], stats: Sequence[OperandStats]) -> P
     names = [s.name for s in stats]
     if len(set(names)) != len(names):
         raise StatsError(f"save_stats: duplicate layer names in {names}")
-    arrays: dict[str, np.ndarray] = {
+    arrays: dict[str, Any] = {  # Any: np.savez's stub would match a value to allow_pickle
         "format_version": np.array(_FORMAT_VERSION),
         "names": np.array(names, dtype=str),
         "weight_hist": np.stack([s.weight_hist for s in stats]),

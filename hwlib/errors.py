@@ -11,3 +11,8 @@ class DomainError(ValueError):
 
 class TableError(ValueError):
     """A multiplier table (file or array) of the wrong shape, dtype or content."""
+
+
+class AssignmentError(ValueError):
+    """A multiplier assignment (or its file) of the wrong shape, or one that does not fit the
+    network, model or catalog it is applied to."""

@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"(RUN_DIR/{TARGET_FILE}).")
     p.add_argument("network", type=Path, help="run directory with network.json, or its path")
     p.add_argument("--assignment", type=Path, default=None,
-                   help="assignment.json ({\"layers\": [{\"name\", \"multiplier\"}]}) naming "
+                   help="an assignment file (assignment.json, chosen_assignment.json) naming "
                    "every approximable layer")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="where firmware/ and validation.json go (default: the network's "
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         net = deploy.load(args.network)
         if args.assignment is not None:
-            net = deploy.with_multipliers(net, deploy.load_assignment(args.assignment))
+            net = deploy.with_multipliers(net, deploy.read_assignment(args.assignment))
         run_dir = args.run_dir or (args.network if args.network.is_dir()
                                    else args.network.parent)
         x = _inputs(args, net)

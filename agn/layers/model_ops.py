@@ -1,27 +1,22 @@
 """Whole-model operations: list layers, switch modes, assign multipliers, calibrate, fold BatchNorm."""
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-import hwlib
 from agn.layers.approx import ApproxConv2d, is_approximable
 from agn.layers.mode import Mode
 from agn.quant import ActQuant
+from hwlib.assignment import AssignmentLike, as_assignment
+from hwlib.catalogs import Catalog, activation_range
+from hwlib.errors import AssignmentError
 
 __all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
-           "noise_penalty", "read_assignment", "reset_sigmas", "restrict_activations_",
-           "set_mode", "set_observe", "sigma_table"]
-
-
-class AssignmentError(ValueError):
-    """An assignment whose layer names or multiplier specs do not fit the model."""
+           "noise_penalty", "reset_sigmas", "restrict_activations_", "set_mode", "set_observe",
+           "sigma_table"]
 
 
 def approx_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -83,71 +78,29 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: in
     return seen
 
 
-def read_assignment(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, str]:
-    """Layer name -> spec from ``assignment.json`` (path or decoded), or a plain mapping.
-
-    Accepts ``{"layers": [{"name": ..., "multiplier": ...}, ...]}`` and ``{name: spec}``.
-    """
-    obj: Any = source
-    where = "assignment"
-    if isinstance(source, (str, os.PathLike)):
-        where = str(source)
-        try:
-            obj = json.loads(Path(source).read_text())
-        except FileNotFoundError:
-            raise AssignmentError(f"assignment file {where} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise AssignmentError(f"assignment file {where} is not valid JSON ({exc})") from None
-    if isinstance(obj, Mapping) and "layers" in obj:
-        rows = obj["layers"]
-        if not isinstance(rows, list) or not all(
-                isinstance(r, Mapping) and "name" in r and "multiplier" in r for r in rows):
-            raise AssignmentError(f"{where}: 'layers' must be a list of objects with 'name' and "
-                                  f"'multiplier', got {rows!r:.200}")
-        out = {}
-        for r in rows:
-            if r["name"] in out:
-                raise AssignmentError(f"{where}: layer {r['name']!r} is assigned twice")
-            out[r["name"]] = r["multiplier"]
-        return out
-    if isinstance(obj, Mapping) and all(isinstance(k, str) and isinstance(v, str)
-                                        for k, v in obj.items()):
-        return dict(obj)
-    raise AssignmentError(f"{where}: expected {{'layers': [...]}} or a mapping name -> spec, got "
-                          f"{type(obj).__name__}")
-
-
-def approximate_(model: nn.Module, assignment: Mapping[str, Any] | str | os.PathLike[str]
-                 ) -> nn.Module:
+def approximate_(model: nn.Module, assignment: AssignmentLike) -> nn.Module:
     """Give every approximable layer the multiplier the assignment names (in place).
 
-    Everything is validated before the model is touched: the names must be exactly the model's
-    approximable layers and every spec must resolve in hwlib. Input quantizers are narrowed to
-    the activation domain all their consumers accept (0..127 for signed catalog circuits).
+    ``assignment`` is an :class:`hwlib.Assignment`, an assignment file (any version), its decoded
+    JSON, or a mapping layer name -> spec or hwlib Multiplier. Everything is validated before the
+    model is touched: the names must be exactly the model's approximable layers and every spec
+    must resolve in hwlib. Input quantizers are narrowed to the activation domain all their
+    consumers accept (0..127 for signed catalog circuits).
 
     Raises:
         AssignmentError: missing or unknown layer names, or a spec hwlib rejects.
     """
-    mapping = read_assignment(assignment)
+    asg = as_assignment(assignment)
     layers = dict(approx_layers(model))
-    missing = [n for n in layers if n not in mapping]
-    unknown = [n for n in mapping if n not in layers]
-    if missing or unknown:
-        raise AssignmentError(f"assignment does not match the model's {len(layers)} approximable "
-                              f"layers: missing {missing}, unknown {unknown}")
-    resolved = {}
-    for name, spec in mapping.items():
-        try:
-            resolved[name] = hwlib.get(spec)
-        except ValueError as exc:
-            raise AssignmentError(f"assignment: layer {name!r}: {exc}") from None
+    asg.check_names(list(layers), "assignment for the model")
+    resolved = asg.multipliers()
     for name, layer in layers.items():
         layer.set_multiplier(resolved[name].spec)
-    _narrow_inputs([(layer, _x_range([resolved[name]])) for name, layer in layers.items()])
+    _narrow_inputs([(layer, activation_range([resolved[name]])) for name, layer in layers.items()])
     return model
 
 
-def restrict_activations_(model: nn.Module, catalog: str) -> tuple[int, int]:
+def restrict_activations_(model: nn.Module, catalog: str | Catalog) -> tuple[int, int]:
     """Narrow every approximable layer's input quantizer (in place) to the activation codes all
     multipliers of ``catalog`` accept, so that any of them can later be assigned to any layer
     (0..127 for the signed EvoApprox circuits; 0..255, a no-op, for MARLIN's levels).
@@ -161,21 +114,11 @@ def restrict_activations_(model: nn.Module, catalog: str) -> tuple[int, int]:
         AssignmentError: a catalog hwlib does not know.
     """
     try:
-        mults = hwlib.catalog(catalog)
+        common = Catalog.build(catalog).activation_range
     except ValueError as exc:
         raise AssignmentError(f"catalog {catalog!r}: {exc}") from None
-    common = _x_range(mults)
     _narrow_inputs([(layer, common) for _, layer in approx_layers(model)])
     return common
-
-
-def _x_range(mults: Iterable[hwlib.Multiplier]) -> tuple[int, int]:
-    """The uint8 activation codes every multiplier of ``mults`` accepts."""
-    lo, hi = 0, 255
-    for m in mults:
-        dom = m.network_x_domain()
-        lo, hi = max(lo, dom.lo), min(hi, dom.hi)
-    return lo, hi
 
 
 def _narrow_inputs(consumers: Iterable[tuple[nn.Module, tuple[int, int]]]) -> None:

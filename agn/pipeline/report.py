@@ -84,7 +84,7 @@ def write_report(run_dir: str | Path) -> Path:
     plot_sigmas(run / "sigmas.png", sigmas)
     plot_tolerances(run / "tolerances.png", asg, catalog, pred)
     pareto = json.loads((run / "pareto.json").read_text())
-    chosen = json.loads((run / "chosen_assignment.json").read_text())
+    chosen = em.read_assignment(run / "chosen_assignment.json")
     validation = json.loads((run / "validation.json").read_text())
     s, ex, dep = done["search"], done["export"], done["deploy"]
     L = [f"# agn pipeline report: {cfg['model']} on {cfg['dataset']}", "",
@@ -123,12 +123,13 @@ def write_report(run_dir: str | Path) -> Path:
     L += ["", f"Error-model seed point: energy {s['seed_energy']:.4f}, validation accuracy "
           f"{_pct(s['seed_accuracy'])}; exact integer network {_pct(s['exact_accuracy'])}.", "",
           "## The chosen point, retrained", "",
-          f"Lowest-energy front point within {100 * chosen['max_loss']:.1f} points of the exact "
-          f"accuracy: energy **{chosen['energy']:.4f}**, validation accuracy "
-          f"{_pct(chosen['accuracy'])} before retraining; after retraining the integer network "
+          f"Lowest-energy front point within {100 * chosen.details['max_loss']:.1f} points of the "
+          f"exact accuracy: energy **{chosen.energy:.4f}**, validation accuracy "
+          f"{_pct(chosen.details['accuracy'])} before retraining; after retraining the integer "
+          f"network "
           f"reaches {_pct(ex['integer_acc'])} on the test split.", "",
           "| layer | multiplier |", "|---|---|"]
-    L += [f"| {r['name']} | `{r['multiplier']}` |" for r in chosen["layers"]]
+    L += [f"| {r.name} | `{r.multiplier}` |" for r in chosen.layers]
     L += ["", "## Firmware validation", "",
           f"Generated PULP firmware in `firmware/`, compiled for the host and run on "
           f"{dep['inputs']} test inputs: **{validation['mismatches']} mismatches** against the "

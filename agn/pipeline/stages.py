@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 import deploy
 import errormodels as em
+import hwlib
 from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
@@ -24,6 +24,7 @@ from hwlib.fileio import atomic_write_json
 
 SEARCH_DIR, BASELINE_DIR = "search", "search_random"
 CHOSEN_FILE = "chosen_assignment.json"
+SEEDS_FILE = f"{SEARCH_DIR}/seeds.json"
 
 
 def _train(stage: str):
@@ -48,14 +49,13 @@ def _match(ctx: Context) -> dict:
     pred = em.predict(ordered, catalog)
     asg = em.match(sigmas, stats, catalog, prediction=pred)
     em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
-    seeds = {}
-    for s in ctx.cfg.scales:
+    seeds = []
+    for s in {str(s): s for s in ctx.cfg.scales}.values():  # one seed per distinct scale
         scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
-        seeds[str(s)] = {layer.name: layer.multiplier
-                         for layer in em.match(scaled, stats, catalog, prediction=pred).layers}
-    atomic_write_json(ctx.run_dir / SEARCH_DIR / "seeds.json", seeds)
-    return {"energy": asg.energy, "power_source": asg.power_source,
-            "assignment": {layer.name: layer.multiplier for layer in asg.layers}}
+        seeds.append(dataclasses.replace(em.match(scaled, stats, catalog, prediction=pred),
+                                         details={"sigma_scale": s}))
+    hwlib.write_assignments(ctx.run_dir / SEEDS_FILE, seeds)
+    return {"energy": asg.energy, "power_source": asg.power_source, "assignment": asg.specs()}
 
 
 def _export_search(ctx: Context) -> dict:
@@ -95,10 +95,9 @@ def search_stage(ctx: Context) -> dict:
     mults = [sig[n].multiplications for n in layers]
     space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
-    seed_asg = {layer.name: layer.multiplier for layer in matched.layers}
-    extra = json.loads((ctx.run_dir / SEARCH_DIR / "seeds.json").read_text())
-    exact = space.uniform(space.candidates.index(_exact_spec(space)))
-    seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()] + [exact]
+    extra = hwlib.read_assignments(ctx.run_dir / SEEDS_FILE)
+    exact = space.uniform(space.exact_gene)
+    seeds = [space.encode(matched)] + [space.encode(a) for a in extra] + [exact]
     search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
                               init=cfg.init, scoring=scoring)
     with ctx.runner() as runner:
@@ -128,10 +127,10 @@ def search_stage(ctx: Context) -> dict:
                title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
     chosen = choose_point(records, exact_point.error, cfg.max_loss)
-    atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
-        "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],
-        "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.max_loss,
-        "layers": [{"name": n, "multiplier": s} for n, s in chosen["assignment"].items()]})
+    hwlib.write_assignment(ctx.run_dir / CHOSEN_FILE, space.assignment(
+        chosen["genome"], rule="nsga2: lowest energy within max_loss of exact", details={
+            "accuracy": chosen["accuracy"], "genome": chosen["genome"],
+            "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.max_loss}))
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
     summary = {"evaluations": len(result.store), "scoring": scoring,
@@ -157,16 +156,6 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
     return IntegerScorer(net, x, y), SearchConfig.scoring
 
 
-def _exact_spec(space: SearchSpace) -> str:
-    """The exact candidate of a catalog (relative power 1 with zero error)."""
-    import hwlib
-
-    for spec in space.candidates:
-        if hwlib.get(spec).is_exact:
-            return spec
-    raise ValueError(f"catalog {space.candidates[:3]}... holds no exact multiplier")
-
-
 def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict:
     """The lowest-energy front point losing at most ``max_loss`` accuracy against exact."""
     ok = [p for p in front if p["error"] <= exact_error + max_loss + 1e-12]
@@ -181,9 +170,8 @@ def _export_final(ctx: Context) -> dict:
     net = export(model, ctx.input_shape, name=ctx.cfg.model, mean=ctx.dm.mean, std=ctx.dm.std)
     deploy.save(net, ctx.run_dir)
     summary = _check_integer(ctx, model, net, "test")
-    chosen = json.loads((ctx.run_dir / CHOSEN_FILE).read_text())
-    summary["assignment_matches_chosen"] = (
-        net.multipliers() == {r["name"]: r["multiplier"] for r in chosen["layers"]})
+    chosen = hwlib.read_assignment(ctx.run_dir / CHOSEN_FILE)
+    summary["assignment_matches_chosen"] = net.multipliers() == chosen.specs()
     if not summary["assignment_matches_chosen"]:
         raise RuntimeError("the exported network does not carry the chosen assignment")
     return summary
@@ -212,7 +200,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("qat", ("qat/result.json",), _train("qat")),
     Stage("noise", ("noise/result.json", "sigmas.json"), _train("noise")),
     Stage("stats", ("operand_stats.npz",), _stats),
-    Stage("match", ("assignment.json", f"{SEARCH_DIR}/seeds.json"), _match),
+    Stage("match", ("assignment.json", SEEDS_FILE), _match),
     Stage("export_search", (f"{SEARCH_DIR}/network.json",), _export_search),
     Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE), search_stage),
     Stage("retrain", ("retrain/result.json",), _train("retrain")),

@@ -4,10 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 import hwlib
+from hwlib.assignment import Assignment, LayerAssignment, as_assignment
+from hwlib.catalogs import Catalog
 
 
 class Encoding(str, Enum):
@@ -33,18 +37,14 @@ class SearchSpace:
     Attributes:
         layers: approximable layer names, in genome order.
         multiplications: multiplications per layer (same order).
-        candidates: candidate specs in gene order (shared by all layers).
-        relative_power: relative power of each candidate (same order).
+        catalog: the candidate multipliers (an exact one always among them).
         encoding: how genes map to candidates.
-        power_source: label of the power table the energies use.
     """
 
     layers: tuple[str, ...]
     multiplications: tuple[int, ...]
-    candidates: tuple[str, ...]
-    relative_power: tuple[float, ...]
+    catalog: Catalog
     encoding: Encoding
-    power_source: str
 
     def __post_init__(self) -> None:
         if len(self.layers) != len(self.multiplications):
@@ -54,45 +54,56 @@ class SearchSpace:
             raise SearchSpaceError("SearchSpace: expected at least one layer, got none")
         if len(set(self.layers)) != len(self.layers):
             raise SearchSpaceError(f"SearchSpace: duplicate layer names in {list(self.layers)}")
+        if self.encoding is Encoding.RAW and not self.catalog.is_reconfigurable:
+            raise SearchSpaceError(f"encoding 'raw' needs the catalog 'marlin:*' (gene = "
+                                   f"level), got {self.catalog.spec!r}")
 
     @classmethod
-    def build(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
-              encoding: Encoding | str = Encoding.SORTED) -> SearchSpace:
-        """Space over ``catalog`` (a hwlib catalog spec such as ``marlin:*`` or ``evo:mul8s_*``),
-        plus the exact multiplier when no member is exact (so the exact network and an error-model
-        assignment that keeps a layer exact are always in the space).
+    def build(cls, layers: Sequence[str], multiplications: Sequence[int],
+              catalog: str | Catalog, encoding: Encoding | str = Encoding.SORTED) -> SearchSpace:
+        """Space over ``catalog`` (a hwlib catalog spec such as ``marlin:*`` or ``evo:mul8s_*``,
+        or a :class:`hwlib.Catalog`; its exact member makes the exact network and an error-model
+        assignment that keeps a layer exact part of the space).
 
         Raises:
             SearchSpaceError: for an unknown catalog, or RAW encoding on a non-MARLIN catalog.
         """
-        return cls._from(layers, multiplications, catalog, _resolve(catalog), Encoding(encoding))
+        return cls(tuple(layers), tuple(int(c) for c in multiplications), _resolve(catalog),
+                   Encoding(encoding))
 
     @classmethod
-    def for_init(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
-                 init: str) -> SearchSpace:
+    def for_init(cls, layers: Sequence[str], multiplications: Sequence[int],
+                 catalog: str | Catalog, init: str) -> SearchSpace:
         """The space of a search started with ``init``: a random-init search over the 256 MARLIN
         levels keeps MARLIN's raw-level genome (its protocol, the baseline), every other search
         the power-sorted one."""
-        mults = _resolve(catalog)
-        raw = init == "random" and _is_marlin_levels(mults)
-        return cls._from(layers, multiplications, catalog, mults,
-                         Encoding.RAW if raw else Encoding.SORTED)
+        cat = _resolve(catalog)
+        raw = init == "random" and cat.is_reconfigurable
+        return cls.build(layers, multiplications, cat, Encoding.RAW if raw else Encoding.SORTED)
 
-    @classmethod
-    def _from(cls, layers: Sequence[str], multiplications: Sequence[int], catalog: str,
-              mults: list[hwlib.Multiplier], encoding: Encoding) -> SearchSpace:
-        if encoding is Encoding.RAW:
-            if not _is_marlin_levels(mults):
-                raise SearchSpaceError(f"encoding 'raw' needs the catalog 'marlin:*' (gene = "
-                                       f"level), got {catalog!r}")
-        else:
-            if not any(m.is_exact for m in mults):  # as the error model's catalog does
-                mults = [*mults, hwlib.get("exact")]
-            mults = sorted(mults, key=lambda m: (-m.relative_power, m.spec))
-        sources = sorted({m.power.label for m in mults})
-        return cls(tuple(layers), tuple(int(c) for c in multiplications),
-                   tuple(m.spec for m in mults), tuple(float(m.relative_power) for m in mults),
-                   encoding, "; ".join(sources))
+    @cached_property
+    def _genes(self) -> tuple[hwlib.Multiplier, ...]:
+        return self.catalog.levels if self.encoding is Encoding.RAW else self.catalog.by_power
+
+    @cached_property
+    def candidates(self) -> tuple[str, ...]:
+        """Candidate specs in gene order (shared by all layers)."""
+        return tuple(m.spec for m in self._genes)
+
+    @cached_property
+    def relative_power(self) -> tuple[float, ...]:
+        """Relative power of each candidate (gene order)."""
+        return tuple(float(m.relative_power) for m in self._genes)
+
+    @property
+    def power_source(self) -> str:
+        """Label of the power table the energies use."""
+        return self.catalog.power_source
+
+    @cached_property
+    def exact_gene(self) -> int:
+        """The gene of the first exact candidate."""
+        return next(i for i, m in enumerate(self._genes) if m.is_exact)
 
     @property
     def n_var(self) -> int:
@@ -122,38 +133,46 @@ class SearchSpace:
         g = self.check(genome)
         return {name: self.candidates[int(v)] for name, v in zip(self.layers, g)}
 
-    def encode(self, assignment: Mapping[str, str]) -> np.ndarray:
-        """Genome of an assignment (every layer named once, every spec in the catalog)."""
-        missing = [n for n in self.layers if n not in assignment]
-        unknown = [n for n in assignment if n not in self.layers]
-        if missing or unknown:
-            raise SearchSpaceError(f"assignment does not match the search layers: missing "
-                                   f"{missing}, unknown {unknown}")
+    def assignment(self, genome: Sequence[int] | np.ndarray, rule: str,
+                   details: Mapping[str, Any] | None = None) -> Assignment:
+        """The genome as an Assignment: multiplications, catalog, energy and power source filled
+        in, ``rule`` naming its producer."""
+        specs = self.decode(genome)
+        layers = tuple(LayerAssignment(name=n, multiplier=s, multiplications=c)
+                       for (n, s), c in zip(specs.items(), self.multiplications))
+        return Assignment(layers=layers, catalog=self.catalog.spec, rule=rule,
+                          energy=self.energy(genome),
+                          power_source=self.catalog.power_source_of(specs.values()),
+                          details=dict(details or {}))
+
+    def encode(self, assignment: Assignment | Mapping[str, str]) -> np.ndarray:
+        """Genome of an assignment (every layer named once, every spec in the catalog).
+
+        Raises:
+            AssignmentError: missing or unknown layer names.
+            SearchSpaceError: a multiplier outside the catalog.
+        """
+        asg = as_assignment(assignment)
+        asg.check_names(self.layers, "assignment for the search layers")
+        specs = asg.specs()
         index = {s: i for i, s in enumerate(self.candidates)}
-        bad = {n: assignment[n] for n in self.layers if assignment[n] not in index}
+        bad = {n: specs[n] for n in self.layers if specs[n] not in index}
         if bad:
             raise SearchSpaceError(f"assignment uses multipliers outside the catalog: {bad}")
-        return np.array([index[assignment[n]] for n in self.layers], dtype=np.int64)
+        return np.array([index[specs[n]] for n in self.layers], dtype=np.int64)
 
     def energy(self, genome: Sequence[int] | np.ndarray) -> float:
         """Relative multiplication energy sum_l c_l P(m_l) / sum_l c_l P(exact)."""
         g = self.check(genome)
-        c = np.asarray(self.multiplications, dtype=np.float64)
-        p = np.asarray(self.relative_power)[g]
-        return float((c * p).sum() / c.sum())
+        return self.catalog.energy([self.candidates[int(v)] for v in g], self.multiplications)
 
     def uniform(self, gene: int) -> np.ndarray:
         """Genome with every layer on the same candidate."""
         return self.check(np.full(self.n_var, gene))
 
 
-def _resolve(catalog: str) -> list[hwlib.Multiplier]:
+def _resolve(catalog: str | Catalog) -> Catalog:
     try:
-        return hwlib.catalog(catalog)
+        return Catalog.build(catalog)
     except ValueError as exc:
         raise SearchSpaceError(f"search catalog {catalog!r}: {exc}") from exc
-
-
-def _is_marlin_levels(mults: Sequence[hwlib.Multiplier]) -> bool:
-    """True for exactly MARLIN's 256 levels in level order (the raw genome's catalog)."""
-    return [m.spec for m in mults] == [f"marlin:{lv}" for lv in range(256)]

@@ -246,6 +246,25 @@ def test_approximate_validates_everything_before_touching_the_model():
     assert model.body[0].input_quant.int_range() == (0, 255)
 
 
+def test_approximate_takes_an_assignment_a_file_of_any_version_and_multiplier_values(tmp_path):
+    model = Tiny()
+    approximate_(model, {"body.0": hwlib.get("marlin:5"), "head": "exact"})
+    assert [m.spec for _, m in approx_layers(model)] == ["marlin:5", "exact"]
+    asg = hwlib.Assignment.from_mapping({"body.0": "marlin:6", "head": "marlin:7"})
+    approximate_(model, asg)
+    assert [m.spec for _, m in approx_layers(model)] == ["marlin:6", "marlin:7"]
+    old_chosen = tmp_path / "chosen_assignment.json"  # written before the format had a version
+    old_chosen.write_text('{"energy": 0.9, "genome": [1, 2], "layers": [{"name": "body.0", '
+                          '"multiplier": "marlin:8"}, {"name": "head", "multiplier": "exact"}]}')
+    approximate_(model, old_chosen)
+    assert [m.spec for _, m in approx_layers(model)] == ["marlin:8", "exact"]
+    approximate_(model, hwlib.write_assignment(tmp_path / "new.json", asg))
+    assert [m.spec for _, m in approx_layers(model)] == ["marlin:6", "marlin:7"]
+    from agn.layers import restrict_activations_
+
+    assert restrict_activations_(model, hwlib.Catalog.build("evo:mul8s_*")) == (0, 127)
+
+
 def test_signed_circuit_layer_is_bit_exact_with_narrowed_activations():
     model = Tiny()
     x = torch.randn(4, 1, 6, 6)

@@ -163,15 +163,15 @@ def test_with_multipliers() -> None:
         deploy.with_multipliers(net, ["exact", 17, "exact", "exact", "exact"])
 
 
-def test_load_assignment(tmp_path) -> None:
+def test_read_assignment(tmp_path) -> None:
     p = tmp_path / "assignment.json"
     p.write_text(json.dumps({"layers": [{"name": "c", "multiplier": "marlin:17", "sigma": 0.1},
                                         {"name": "fc", "multiplier": "exact"}]}))
-    net = deploy.with_multipliers(_tiny(), deploy.load_assignment(p))
+    net = deploy.with_multipliers(_tiny(), deploy.read_assignment(p))
     assert net.multipliers() == {"c": "marlin:17", "fc": "exact"}
     p.write_text(json.dumps({"layers": [{"name": "c"}]}))
     with pytest.raises(AssignmentError, match=r"layers\[0\] expected 'name' and 'multiplier'"):
-        deploy.load_assignment(p)
+        deploy.read_assignment(p)
 
 
 def test_non_approximable_layer_keeps_its_multiplier() -> None:

@@ -182,6 +182,8 @@ def test_catalog_prediction_equals_one_multiplier_at_a_time():
     specs = [f"marlin:{lv}" for lv in (0, 1, 15, 63, 127, 128, 255)]
     cat = ErrorCatalog.build(specs)
     assert cat.specs == tuple(specs) and cat.exact_index == 0
+    assert ErrorCatalog.build(cat.catalog).catalog is cat.catalog  # built on the one Catalog
+    np.testing.assert_array_equal(cat.relative_power, cat.catalog.relative_power)
     for meth in Method:
         full = predict(stats, cat, meth)
         for j, s in enumerate(specs):

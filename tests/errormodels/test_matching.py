@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import hwlib
-from errormodels import (Assignment, AssignmentError, ErrorCatalog, LayerSigma, OperandStats,
-                         SigmasError, StatsError, energy, match, parse_sigmas, predict,
+from errormodels import (Assignment, AssignmentError, Catalog, ErrorCatalog, LayerSigma,
+                         OperandStats, SigmasError, StatsError, match, parse_sigmas, predict,
                          read_assignment, read_sigmas, select, tolerances, write_assignment)
 from hwlib import INT8, UINT7, TableMultiplier
 from hwlib.power import EXACT_POWER
@@ -111,6 +111,7 @@ def test_energy_is_weighted_relative_power():
     counts = [100, 300, 50]
     loop = sum(c * hwlib.get(s).power_mw for s, c in zip(specs, counts)) / \
         sum(c * hwlib.get("marlin:0").power_mw for c in counts)
+    energy = Catalog.build("marlin:*").energy
     assert energy(specs, counts) == pytest.approx(loop, rel=1e-12)
     assert energy(dict(zip("abc", specs)), counts) == pytest.approx(loop, rel=1e-12)
     assert energy(["marlin:0"] * 3, counts) == 1.0
@@ -118,6 +119,8 @@ def test_energy_is_weighted_relative_power():
         energy(specs, counts[:2])
     with pytest.raises(AssignmentError, match="non-negative integers"):
         energy(specs, [1, -1, 3])
+    with pytest.raises(AssignmentError, match="'evo:mul8s_1L2N' is not in catalog 'marlin:\\*'"):
+        energy(["evo:mul8s_1L2N"], [1])
 
 
 def test_assignment_json_round_trip_and_shape(marlin_all, tmp_path):
@@ -127,14 +130,16 @@ def test_assignment_json_round_trip_and_shape(marlin_all, tmp_path):
     path = write_assignment(tmp_path, a)
     assert path.name == "assignment.json"
     obj = json.loads(path.read_text())
-    assert set(obj) == {"family", "rule", "metric", "energy", "power_source", "layers"}
-    assert obj["family"] == "marlin:*" and obj["rule"] == "cheapest"
+    assert set(obj) == {"version", "catalog", "rule", "metric", "energy", "power_source",
+                        "layers"}
+    assert obj["version"] == 1
+    assert obj["catalog"] == "marlin:*" and obj["rule"] == "cheapest"
     assert obj["power_source"].startswith("MARLIN UMC 65 nm")
     assert set(obj["layers"][0]) == {"name", "multiplier", "sigma", "tolerance", "predicted_std",
                                      "predicted_mean", "relative_power", "multiplications"}
     back = read_assignment(tmp_path)
     assert back == a
-    assert energy(back) == pytest.approx(a.energy, rel=1e-12)
+    assert cat.catalog.energy(back) == a.energy
     assert a.energy == pytest.approx(
         sum(x.multiplications * x.relative_power for x in a.layers)
         / sum(x.multiplications for x in a.layers), rel=1e-12)
@@ -146,12 +151,16 @@ def test_read_assignment_errors(tmp_path):
     p.write_text("{")
     with pytest.raises(AssignmentError, match="not valid JSON"):
         read_assignment(p)
-    p.write_text(json.dumps({"family": "x", "rule": "cheapest", "energy": 1.0,
+    p.write_text(json.dumps({"version": 1, "catalog": "x", "rule": "cheapest", "energy": 1.0,
                              "power_source": "s", "layers": [{"name": "a"}]}))
-    with pytest.raises(AssignmentError, match="layer 0 must have keys"):
+    with pytest.raises(AssignmentError, match=r"layers\[0\] expected 'name' and 'multiplier'"):
         read_assignment(p)
     p.write_text(json.dumps({"family": "x", "layers": []}))
-    with pytest.raises(AssignmentError, match=r"missing keys \['rule', 'energy', 'power_source'\]"):
+    with pytest.raises(AssignmentError, match="'layers' must be a non-empty list"):
+        read_assignment(p)
+    p.write_text(json.dumps({"version": 1, "energy": -1.0,
+                             "layers": [{"name": "a", "multiplier": "exact"}]}))
+    with pytest.raises(AssignmentError, match="energy must be a finite number >= 0, got -1.0"):
         read_assignment(p)
     with pytest.raises(AssignmentError, match="no file"):
         read_assignment(tmp_path / "nope.json")

@@ -38,8 +38,13 @@ def test_artifacts_are_consistent(quick_run):
     match = [r for r in rows if [r[n] for n in chosen_asg] == list(chosen_asg.values())]
     assert len(match) == 1, "the chosen point is not on the Pareto front"
     sig = {s.name: s.multiplications for s in em.read_sigmas(run_dir / "sigmas.json")}
-    energy = em.energy(list(chosen_asg.values()), [sig[n] for n in chosen_asg])
+    energy = hwlib.Catalog.build("marlin:*").energy(list(chosen_asg.values()),
+                                                    [sig[n] for n in chosen_asg])
     assert energy == pytest.approx(chosen["energy"], rel=1e-9)
+    same_reader = em.read_assignment(run_dir / "chosen_assignment.json")  # as assignment.json
+    assert same_reader.specs() == chosen_asg and same_reader.energy == chosen["energy"]
+    assert [x.multiplications for x in same_reader.layers] == [sig[n] for n in chosen_asg]
+    assert same_reader.details["genome"] in [[int(g) for g in r["genome"].split()] for r in rows]
     assert float(match[0]["energy"]) == pytest.approx(energy, abs=1e-6)
     net = deploy.load(run_dir)
     assert net.multipliers() == chosen_asg
@@ -142,7 +147,7 @@ def test_search_cli_reruns_the_search_of_a_run(search_copy, tmp_path):
     data = json.loads((run_dir / "pareto.json").read_text())
     assert data["evaluations"] == len(evaluated) and len(data["hypervolume"]) == 2
     chosen = json.loads((run_dir / "chosen_assignment.json").read_text())
-    assert chosen["genome"] in [p["genome"] for p in data["front"]]
+    assert chosen["details"]["genome"] in [p["genome"] for p in data["front"]]
     with pytest.raises(SystemExit, match="not found"):
         main(["search", "--run-dir", str(tmp_path / "nothing")])
 

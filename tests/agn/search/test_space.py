@@ -32,7 +32,7 @@ def test_bad_genomes_and_catalogs_are_refused(space):
         space.decode([0, 1, 2])
     with pytest.raises(SearchSpaceError, match=r"0\.\.255"):
         space.decode([0, 1, 2, 256])
-    with pytest.raises(SearchSpaceError, match="missing \\['fc'\\]"):
+    with pytest.raises(hwlib.AssignmentError, match="missing \\['fc'\\]"):
         space.encode({"conv1": "exact", "conv2": "exact", "conv3": "exact"})
     with pytest.raises(SearchSpaceError, match="family .nosuch."):
         SearchSpace.build(["a"], [1], "nosuch:*")
@@ -56,3 +56,15 @@ def test_a_catalog_without_an_exact_member_gets_the_exact_multiplier():
     assert space.candidates[0] == "exact" and space.relative_power[0] == 1.0
     assert len(space.candidates) == len(hwlib.catalog("perf:*")) + 1
     assert "exact" not in SearchSpace.build(["a"], [1], "marlin:*").candidates  # marlin:0 is
+
+
+def test_a_genome_as_an_assignment_round_trips_and_keeps_its_energy(space, tmp_path):
+    g = np.array([0, 10, 255, 3])
+    asg = space.assignment(g, rule="test", details={"genome": g.tolist()})
+    assert asg.specs() == space.decode(g) and asg.energy == space.energy(g)
+    assert [x.multiplications for x in asg.layers] == list(space.multiplications)
+    assert asg.catalog == "marlin:*" and asg.power_source == space.power_source
+    back = hwlib.read_assignment(hwlib.write_assignment(tmp_path / "chosen.json", asg))
+    assert back == asg and space.catalog.energy(back) == space.energy(g)
+    np.testing.assert_array_equal(space.encode(back), g)
+    assert space.exact_gene == 0 and space.candidates[space.exact_gene] == "marlin:0"
