@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agn.sim import features, onednn
+from agn.sim import ckernel, features, onednn
 from agn.sim.factors import Terms, U8S8Terms
 from agn.sim.plan import channel_slices
 
@@ -29,6 +29,7 @@ class TermsKernel:
         padding: padding the convolution itself applies (features of the zero point are all 0),
             else (0, 0) and the activations are padded with the zero point before the features.
         round_output: float outputs are rounded (non-integer features, error proven < 1/4).
+        packed: ``ops`` for the compiled feature kernel (uint8 features), else None.
     """
 
     kernel: str
@@ -37,6 +38,7 @@ class TermsKernel:
     correction: torch.Tensor | None
     padding: tuple[int, int]
     round_output: bool
+    packed: ckernel.PackedOps | None = None
 
     @property
     def nbytes(self) -> int:
@@ -118,8 +120,10 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
         packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
         prepared.append((c0, c1, gc, packed))
-    return TermsKernel(kernel, features.feature_ops(f, x_lo, dtype), prepared, corr_or_none,
-                       inner, kernel != "onednn-u8s8" and not t.integral)
+    ops = features.feature_ops(f, x_lo, dtype)
+    packed = ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
+    return TermsKernel(kernel, ops, prepared, corr_or_none, inner,
+                       kernel != "onednn-u8s8" and not t.integral, packed)
 
 
 def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
@@ -129,6 +133,7 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
 
     Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, so they stay in cache
     between being built and being convolved; input-channel slices add up in ``out_dtype``.
+    uint8 features of uint8 activations come from the compiled kernel where it is available.
     """
     outer = (0, 0) if k.padding == padding else padding
     n, c, h, w = x.shape
@@ -139,14 +144,19 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups * widest
                  * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
+    compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
     out: torch.Tensor | None = None
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
         for i, (c0, c1, gc, weights) in enumerate(k.slices):
-            part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
-            x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w), outer,
-                                                 zero_point)
-            feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
+            if compiled:
+                assert k.packed is not None
+                feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo)
+            else:
+                part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
+                x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w),
+                                                     outer, zero_point)
+                feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
             if onednn_kernel:
                 y = onednn.conv(feats, weights, c_out, stride, k.padding, groups)
             else:

@@ -1,0 +1,382 @@
+"""The compiled feature kernel: activation features in channels-last, built in one C pass.
+
+The C source below is compiled on first use by the system compiler (``$CC``, else cc, gcc or
+clang) into ``$XDG_CACHE_HOME/agn-toolkit/ckernels`` (or ``~/.cache/agn-toolkit/ckernels``),
+named by a hash of the source, the flags, the compiler's version and the CPU (the library is built
+for this CPU), written atomically, loaded with ctypes and checked against the torch
+implementation of :mod:`agn.sim.features` on every feature form before it is used. When no
+compiler is found, compilation fails or the check disagrees, :func:`library` returns None with the
+reason in :func:`status` and the engine builds its features with torch ops instead.
+``AGN_FEATURE_KERNEL=torch`` forces the torch fallback, ``AGN_FEATURE_KERNEL=c`` makes a missing
+compiled kernel an error (tests).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from agn.sim import features
+from hwlib.fileio import atomic_path
+
+ENV = "AGN_FEATURE_KERNEL"
+MODES = ("auto", "c", "torch")
+FLAGS = ("-std=gnu99", "-O3", "-fPIC", "-shared", "-w")
+NATIVE = "-march=native"
+CACHE_VERSION = "1"
+TIMEOUT_S = 120
+_KINDS = {"bits": 0, "table": 1, "identity": 2}
+SOURCE = r"""
+/* Activation features of the term-split kernels, channels-last, in one pass (agn.sim.ckernel).
+ *
+ * Input: uint8 activations x[n, g, c, y, x] at any element strides (channels c < cs of group g).
+ * Output: uint8 out[n, yp, xp, g, r, c] for padded rows yp < h + 2 py, columns xp < w + 2 px,
+ * groups g < groups, terms r < nops, channels c < gc (channels cs..gc-1 hold chan_fill, padded
+ * pixels hold fill in every channel), then feature r applied; out needs SLACK spare bytes.
+ *
+ * A feature is ((v & mask) ^ flip) << shift, plus v when plus_x, plus konst where v != 0, all
+ * modulo 256 (exact: the caller checked that the feature lies in 0..255), or lut[r * 256 + v].
+ * Vectors are stored whole even when gc is smaller: the spill lands in the next slot, which is
+ * written afterwards (addresses only increase), or in the slack after the last pixel.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define SLACK 64
+
+enum { BITS = 0, TABLE = 1, IDENTITY = 2 };
+
+typedef struct {
+    int32_t kind, mask, flip, shift, plus_x, konst;
+} op_t;
+
+#define DEFINE_PIXELS(V)                                                                    \
+    typedef uint8_t v##V __attribute__((vector_size(V)));                                  \
+    static void pixels_##V(const uint8_t *row, int64_t npix, int64_t cp, int groups, int gc, \
+                           int nops, const op_t *ops, const uint8_t *luts, uint8_t *out) {  \
+        for (int64_t p = 0; p < npix; ++p) {                                                \
+            for (int g = 0; g < groups; ++g) {                                              \
+                const uint8_t *src = row + p * cp + (int64_t)g * gc;                        \
+                for (int r = 0; r < nops; ++r, out += gc) {                                 \
+                    const op_t op = ops[r];                                                 \
+                    if (op.kind == TABLE) {                                                 \
+                        const uint8_t *lut = luts + 256 * r;                                \
+                        for (int c = 0; c < gc; ++c) out[c] = lut[src[c]];                  \
+                        continue;                                                           \
+                    }                                                                       \
+                    for (int c0 = 0; c0 < gc; c0 += V) {                                    \
+                        v##V v, f;                                                          \
+                        memcpy(&v, src + c0, V);                                            \
+                        if (op.kind == IDENTITY) {                                          \
+                            f = v;                                                          \
+                        } else {                                                            \
+                            f = ((v & (uint8_t)op.mask) ^ (uint8_t)op.flip) << op.shift;    \
+                            if (op.plus_x) f += v;                                          \
+                            if (op.konst) f += (v##V)(v != 0) & (uint8_t)op.konst;          \
+                        }                                                                   \
+                        memcpy(out + c0, &f, V);                                            \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+DEFINE_PIXELS(16)
+DEFINE_PIXELS(32)
+DEFINE_PIXELS(64)
+
+int agn_feature_slack(void) { return SLACK; }
+
+/* Returns 0, or -1 for arguments it does not handle. */
+int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t sh, int64_t sw,
+                 int64_t n, int groups, int cs, int64_t h, int64_t w, int gc, int py, int px,
+                 int fill, int chan_fill, int nops, const int32_t *ops_raw, const uint8_t *luts,
+                 uint8_t *out, uint8_t *row /* (w + 2 px) * groups * gc + SLACK bytes */) {
+    if (gc < cs || gc < 1 || nops < 1 || groups < 1) return -1;
+    const op_t *ops = (const op_t *)ops_raw;
+    const int64_t hp = h + 2 * py, wp = w + 2 * px, cp = (int64_t)groups * gc;
+    const int64_t per_pixel = cp * nops;
+    void (*pixels)(const uint8_t *, int64_t, int64_t, int, int, int, const op_t *,
+                   const uint8_t *, uint8_t *) =
+        gc <= 16 ? pixels_16 : gc <= 32 ? pixels_32 : pixels_64;
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t yp = 0; yp < hp; ++yp) {
+            const int64_t y = yp - py;
+            uint8_t *o = out + (i * hp + yp) * wp * per_pixel;
+            if (y < 0 || y >= h) {
+                memset(row, fill, (size_t)(wp * cp));
+                pixels(row, wp, cp, groups, gc, nops, ops, luts, o);
+                continue;
+            }
+            memset(row, fill, (size_t)(px * cp));
+            memset(row + (px + w) * cp, fill, (size_t)(px * cp));
+            uint8_t *body = row + px * cp;
+            for (int g = 0; g < groups; ++g) {
+                for (int c = 0; c < gc; ++c) {
+                    uint8_t *dst = body + (int64_t)g * gc + c;
+                    if (c >= cs) {
+                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = (uint8_t)chan_fill;
+                        continue;
+                    }
+                    const uint8_t *src = x + i * sn + g * sg + c * sc + y * sh;
+                    if (sw == 1) {
+                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = src[j];
+                    } else {
+                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = src[j * sw];
+                    }
+                }
+            }
+            pixels(row, wp, cp, groups, gc, nops, ops, luts, o);
+        }
+    }
+    return 0;
+}
+"""
+
+
+class FeatureKernelError(RuntimeError):
+    """The compiled feature kernel was required (``AGN_FEATURE_KERNEL=c``) but is unavailable."""
+
+
+@dataclass(frozen=True)
+class PackedOps:
+    """FeatureOps in the kernel's layout: int32 (R + 1, 6) parameters, uint8 (R + 1, 256) tables."""
+
+    params: torch.Tensor
+    luts: torch.Tensor
+
+
+@dataclass
+class _State:
+    lib: ctypes.CDLL | None = None
+    status: str = "not loaded yet"
+    loaded: bool = False
+
+
+_STATE = _State()
+_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Directory of the compiled kernels."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "agn-toolkit" / "ckernels"
+
+
+def mode() -> str:
+    """``$AGN_FEATURE_KERNEL``: "auto" (default), "c" (compiled kernel required) or "torch"."""
+    value = os.environ.get(ENV, "auto") or "auto"
+    if value not in MODES:
+        raise ValueError(f"${ENV}: expected one of {MODES}, got {value!r}")
+    return value
+
+
+def pack(ops: list[features.FeatureOp]) -> PackedOps | None:
+    """``ops`` for the kernel, or None when one is a table longer than 256 entries or not uint8."""
+    params = torch.zeros((len(ops), 6), dtype=torch.int32)
+    luts = torch.zeros((len(ops), 256), dtype=torch.uint8)
+    for r, op in enumerate(ops):
+        if op.lut is not None:
+            if op.lut.dtype != torch.uint8 or op.lut.numel() > 256:
+                return None
+            params[r, 0] = _KINDS["table"]
+            luts[r, :op.lut.numel()] = op.lut
+        elif op.identity:
+            params[r, 0] = _KINDS["identity"]
+        else:
+            params[r] = torch.tensor([_KINDS["bits"], op.mask, op.flip, op.shift, op.plus_x,
+                                      op.const & 0xFF], dtype=torch.int32)
+    return PackedOps(params, luts)
+
+
+def build(x: torch.Tensor, packed: PackedOps, group_channels: int, padding: tuple[int, int],
+          fill: int, chan_fill: int) -> torch.Tensor:
+    """Features (N, G * (R + 1) * Cg', Hp, Wp) in channels-last memory, like :func:`features.build`.
+
+    Args:
+        x: uint8 (N, G, Cs, H, W) activations at any strides (Cs <= Cg' channels per group).
+        packed: the features (:func:`pack`).
+        group_channels: Cg'; channels Cs..Cg'-1 hold ``chan_fill`` before the features.
+        padding: (py, px) border of pixels holding ``fill`` before the features.
+        fill: value of padded pixels.
+        chan_fill: value of the extra channels.
+    """
+    lib = library()
+    assert lib is not None, "ckernel.build called without a compiled kernel"
+    return _run(lib, x, packed, group_channels, padding, fill, chan_fill)
+
+
+def _run(lib: ctypes.CDLL, x: torch.Tensor, packed: PackedOps, group_channels: int,
+         padding: tuple[int, int], fill: int, chan_fill: int) -> torch.Tensor:
+    n, groups, cs, h, w = x.shape
+    py, px = padding
+    hp, wp, nops = h + 2 * py, w + 2 * px, packed.params.shape[0]
+    channels = groups * nops * group_channels
+    size = n * hp * wp * channels
+    buf = torch.empty(size + _SLACK, dtype=torch.uint8)
+    row = torch.empty(wp * groups * group_channels + _SLACK, dtype=torch.uint8)
+    sn, sg, sc, sh, sw = x.stride()
+    rc = lib.agn_features(x.data_ptr(), sn, sg, sc, sh, sw, n, groups, cs, h, w,
+                          group_channels, py, px, fill, chan_fill, nops,
+                          packed.params.data_ptr(), packed.luts.data_ptr(), buf.data_ptr(),
+                          row.data_ptr())
+    if rc != 0:
+        raise ValueError(f"feature kernel: refused shape {tuple(x.shape)} with Cg' "
+                         f"{group_channels}")
+    return buf[:size].view(n, hp, wp, channels).permute(0, 3, 1, 2)
+
+
+def available() -> bool:
+    """True when the compiled kernel is loaded (and checked) and ``$AGN_FEATURE_KERNEL`` allows it.
+
+    Raises:
+        FeatureKernelError: ``$AGN_FEATURE_KERNEL=c`` and the kernel is unavailable.
+    """
+    wanted = mode()
+    if wanted == "torch":
+        return False
+    ok = library() is not None
+    if wanted == "c" and not ok:
+        raise FeatureKernelError(f"${ENV}=c but the compiled feature kernel is unavailable: "
+                                 f"{status()}")
+    return ok
+
+
+def status() -> str:
+    """One line on the compiled kernel: where it was loaded from, or why it is not used."""
+    return _STATE.status
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, compiled and checked on first call (once per process), or None."""
+    if not _STATE.loaded:
+        with _LOCK:
+            if not _STATE.loaded:
+                _STATE.lib, _STATE.status = _load()
+                _STATE.loaded = True
+    return _STATE.lib
+
+
+def reset() -> None:
+    """Forget the loaded kernel so that the next call compiles or loads it again (tests)."""
+    with _LOCK:
+        _STATE.lib, _STATE.status, _STATE.loaded = None, "not loaded yet", False
+
+
+_SLACK = 64
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    try:
+        path = _compiled()
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError, FeatureKernelError) as exc:
+        return None, f"torch fallback: {exc}"
+    fn = lib.agn_features
+    i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    fn.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i32, i32, i64, i64, i32, i32, i32, i32,
+                   i32, i32, ptr, ptr, ptr, ptr]
+    fn.restype = i32
+    if lib.agn_feature_slack() != _SLACK:
+        return None, f"torch fallback: {path} has slack {lib.agn_feature_slack()}, not {_SLACK}"
+    problem = _self_check(lib)
+    if problem:
+        return None, f"torch fallback: {path} disagrees with the torch features ({problem})"
+    return lib, f"compiled kernel {path}"
+
+
+def compiler() -> str | None:
+    """The system C compiler: ``$CC`` when set (None if it does not exist), else cc/gcc/clang."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"])
+    for cand in ("cc", "gcc", "clang"):
+        found = shutil.which(cand)
+        if found:
+            return found
+    return None
+
+
+def _compiled() -> Path:
+    """Path of the compiled library, compiling it into the cache when it is not there yet."""
+    cc = compiler()
+    if cc is None:
+        raise FeatureKernelError(f"no C compiler ($CC={os.environ.get('CC', '')!r}, no "
+                                 "cc/gcc/clang on PATH)")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False,
+                             timeout=TIMEOUT_S).stdout
+    errors = []
+    for flags in ((*FLAGS, NATIVE), FLAGS):
+        key = hashlib.sha256("\0".join([CACHE_VERSION, SOURCE, cc, version, *flags,
+                                        _cpu()]).encode()).hexdigest()[:24]
+        path = cache_dir() / f"features-{key}.so"
+        if path.is_file():
+            return path
+        error = _compile(cc, flags, path)
+        if error is None:
+            return path
+        errors.append(f"{' '.join(flags)}: {error}")
+    raise FeatureKernelError(f"{cc} does not compile the feature kernel: {'; '.join(errors)}")
+
+
+def _compile(cc: str, flags: tuple[str, ...], path: Path) -> str | None:
+    """Compile SOURCE into ``path`` atomically; the compiler's complaint, or None on success."""
+    try:
+        with atomic_path(path) as tmp:
+            src = tmp.with_suffix(".c")
+            try:
+                src.write_text(SOURCE)
+                built = subprocess.run([cc, *flags, "-o", str(tmp), str(src)],
+                                       capture_output=True, text=True, check=False,
+                                       timeout=TIMEOUT_S)
+            finally:
+                src.unlink(missing_ok=True)
+            if built.returncode != 0:
+                raise FeatureKernelError(built.stderr.strip()[:500] or f"exit {built.returncode}")
+    except FeatureKernelError as exc:
+        return str(exc)
+    return None
+
+
+def _cpu() -> str:
+    """What ``-march=native`` depends on: the CPU model and flags (else the platform's name)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return "\n".join(dict.fromkeys(keep)) or f"{platform.machine()} {platform.processor()}"
+
+
+def _self_check(lib: ctypes.CDLL) -> str:
+    """'' when the kernel builds the same features as :func:`features.build` on every form."""
+    gen = torch.Generator().manual_seed(3)
+    lut = torch.randint(0, 256, (256,), generator=gen, dtype=torch.uint8)
+    ops = [features.FeatureOp(identity=True), features.FeatureOp(lut=lut),
+           features.FeatureOp(mask=0x5A, flip=0x5A, shift=1, plus_x=1, const=-3),
+           features.FeatureOp(mask=0x0F, shift=3, const=17), features.FeatureOp(plus_x=1),
+           features.FeatureOp(mask=0xF0, flip=0x30)]
+    packed = pack(ops)
+    assert packed is not None
+    # (groups, channels per group, Cg', padding, channels-last input): every vector width
+    cases = [(1, 3, 4, (1, 1), False), (2, 5, 8, (0, 2), False), (1, 16, 16, (1, 1), True),
+             (1, 20, 20, (2, 1), False), (1, 70, 72, (1, 0), True), (3, 2, 2, (0, 0), False)]
+    for i, (groups, cs, gc, pad, cl) in enumerate(cases):
+        x = torch.randint(0, 256, (2, groups * cs, 5, 6), generator=gen, dtype=torch.uint8)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        parts = x.reshape(2, groups, cs, 5, 6)
+        got = _run(lib, parts, packed, gc, pad, 9, 0)
+        wide = torch.nn.functional.pad(parts, (0, 0, 0, 0, 0, gc - cs), value=0)
+        x_cl = features.padded_channels_last(wide.reshape(2, groups * gc, 5, 6), pad, 9)
+        ref = features.build(x_cl, ops, groups, 0, torch.uint8)
+        if not torch.equal(got, ref):
+            return f"case {i}: {int((got != ref).sum())} of {ref.numel()} features differ"
+    return ""
