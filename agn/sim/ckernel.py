@@ -29,7 +29,7 @@ from hwlib.fileio import atomic_path
 
 ENV = "AGN_FEATURE_KERNEL"
 MODES = ("auto", "c", "torch")
-FLAGS = ("-std=gnu99", "-O3", "-fPIC", "-shared", "-w")
+FLAGS = ("-std=gnu99", "-O3", "-fno-strict-aliasing", "-fPIC", "-shared", "-w")
 NATIVE = "-march=native"
 CACHE_VERSION = "1"
 TIMEOUT_S = 120
@@ -44,8 +44,11 @@ SOURCE = r"""
  *
  * A feature is ((v & mask) ^ flip) << shift, plus v when plus_x, plus konst where v != 0, all
  * modulo 256 (exact: the caller checked that the feature lies in 0..255), or lut[r * 256 + v].
- * Vectors are stored whole even when gc is smaller: the spill lands in the next slot, which is
- * written afterwards (addresses only increase), or in the slack after the last pixel.
+ *
+ * Per padded row: the activations are gathered into a channels-last row, each feature is computed
+ * over the whole row in wide vectors, and the feature rows are interleaved into the output.
+ * Vectors are stored whole even past the end of what they hold: the spill lands in the next
+ * slot, which is written afterwards (addresses only increase), or in the slack at the end.
  */
 #include <stdint.h>
 #include <string.h>
@@ -58,83 +61,152 @@ typedef struct {
     int32_t kind, mask, flip, shift, plus_x, konst;
 } op_t;
 
-#define DEFINE_PIXELS(V)                                                                    \
-    typedef uint8_t v##V __attribute__((vector_size(V)));                                  \
-    static void pixels_##V(const uint8_t *row, int64_t npix, int64_t cp, int groups, int gc, \
-                           int nops, const op_t *ops, const uint8_t *luts, uint8_t *out) {  \
-        for (int64_t p = 0; p < npix; ++p) {                                                \
-            for (int g = 0; g < groups; ++g) {                                              \
-                const uint8_t *src = row + p * cp + (int64_t)g * gc;                        \
-                for (int r = 0; r < nops; ++r, out += gc) {                                 \
-                    const op_t op = ops[r];                                                 \
-                    if (op.kind == TABLE) {                                                 \
-                        const uint8_t *lut = luts + 256 * r;                                \
-                        for (int c = 0; c < gc; ++c) out[c] = lut[src[c]];                  \
-                        continue;                                                           \
-                    }                                                                       \
-                    for (int c0 = 0; c0 < gc; c0 += V) {                                    \
-                        v##V v, f;                                                          \
-                        memcpy(&v, src + c0, V);                                            \
-                        if (op.kind == IDENTITY) {                                          \
-                            f = v;                                                          \
-                        } else {                                                            \
-                            f = ((v & (uint8_t)op.mask) ^ (uint8_t)op.flip) << op.shift;    \
-                            if (op.plus_x) f += v;                                          \
-                            if (op.konst) f += (v##V)(v != 0) & (uint8_t)op.konst;          \
-                        }                                                                   \
-                        memcpy(out + c0, &f, V);                                            \
-                    }                                                                       \
-                }                                                                           \
-            }                                                                               \
-        }                                                                                   \
+typedef uint8_t v64 __attribute__((vector_size(64)));
+typedef uint16_t w32 __attribute__((vector_size(64)));
+typedef uint8_t v32 __attribute__((vector_size(32)));
+typedef uint8_t v16 __attribute__((vector_size(16)));
+
+/* dst[0:len] = feature op of src[0:len]; both have SLACK spare bytes. */
+static void feature_row(const uint8_t *src, int64_t len, op_t op, const uint8_t *lut,
+                        uint8_t *dst) {
+    if (op.kind == TABLE) {
+        for (int64_t i = 0; i < len; ++i) dst[i] = lut[src[i]];
+        return;
+    }
+    if (op.kind == IDENTITY) {
+        memcpy(dst, src, (size_t)len);
+        return;
+    }
+    /* a byte shift as a 16-bit shift, then the bits carried into the next byte cleared */
+    const uint8_t keep = (uint8_t)(0xFF << op.shift);
+    const uint8_t mask = (uint8_t)op.mask, flip = (uint8_t)op.flip, konst = (uint8_t)op.konst;
+    for (int64_t i = 0; i < len; i += 64) {
+        v64 v, f;
+        memcpy(&v, src + i, 64);
+        f = (v & mask) ^ flip;
+        f = (v64)((w32)f << op.shift) & keep;
+        if (op.plus_x) f += v;
+        if (op.konst) f += (v64)(v != 0) & konst;
+        memcpy(dst + i, &f, 64);
+    }
+}
+
+/* out[p, g, r, 0:gc] = rows[r][p, g, 0:gc] for p < npix, copying W bytes at a time. */
+#define DEFINE_INTERLEAVE(W, T)                                                              \
+    static uint8_t *interleave_##W(uint8_t *const *rows, int64_t npix, int groups, int gc,    \
+                                   int nops, uint8_t *out) {                                 \
+        const int64_t cp = (int64_t)groups * gc;                                             \
+        for (int64_t p = 0; p < npix; ++p)                                                   \
+            for (int g = 0; g < groups; ++g) {                                               \
+                const int64_t at = p * cp + (int64_t)g * gc;                                 \
+                for (int r = 0; r < nops; ++r, out += gc)                                    \
+                    for (int c = 0; c < gc; c += W) {                                        \
+                        T t;                                                                 \
+                        memcpy(&t, rows[r] + at + c, W);                                     \
+                        memcpy(out + c, &t, W);                                              \
+                    }                                                                        \
+            }                                                                                \
+        return out;                                                                          \
     }
 
-DEFINE_PIXELS(16)
-DEFINE_PIXELS(32)
-DEFINE_PIXELS(64)
+DEFINE_INTERLEAVE(4, uint32_t)
+DEFINE_INTERLEAVE(8, uint64_t)
+DEFINE_INTERLEAVE(16, v16)
+DEFINE_INTERLEAVE(32, v32)
+DEFINE_INTERLEAVE(64, v64)
+
+/* Transpose an 8 x 8 byte block held in 8 words (little-endian: byte j of word i is (i, j)). */
+static void transpose8(uint64_t *b) {
+    for (int k = 0; k < 8; k += 2) {
+        uint64_t t = ((b[k] >> 8) ^ b[k + 1]) & 0x00FF00FF00FF00FFull;
+        b[k + 1] ^= t, b[k] ^= t << 8;
+    }
+    for (int k = 0; k < 8; k += (k % 4 == 1) ? 3 : 1) {
+        uint64_t t = ((b[k] >> 16) ^ b[k + 2]) & 0x0000FFFF0000FFFFull;
+        b[k + 2] ^= t, b[k] ^= t << 16;
+    }
+    for (int k = 0; k < 4; ++k) {
+        uint64_t t = ((b[k] >> 32) ^ b[k + 4]) & 0x00000000FFFFFFFFull;
+        b[k + 4] ^= t, b[k] ^= t << 32;
+    }
+}
+
+/* dst[j * cp + c] = src[c * sc + j * sw] for j < w, c < cs; chan_fill for cs <= c < gc. */
+static void gather(const uint8_t *src, int64_t sc, int64_t sw, int cs, int gc, int64_t w,
+                   int64_t cp, int chan_fill, uint8_t *dst) {
+    int c0 = 0;
+    if (sc == 1) {  /* channels-last input: runs of cs bytes */
+        for (int64_t j = 0; j < w; ++j) memcpy(dst + j * cp, src + j * sw, (size_t)cs);
+        c0 = cs;
+    } else if (sw == 1) {  /* NCHW rows: 8 x 8 blocks */
+        const int64_t w8 = w - w % 8;
+        for (; c0 + 8 <= cs; c0 += 8) {
+            for (int64_t j = 0; j < w8; j += 8) {
+                uint64_t b[8];
+                for (int k = 0; k < 8; ++k) memcpy(&b[k], src + (c0 + k) * sc + j, 8);
+                transpose8(b);
+                for (int k = 0; k < 8; ++k) memcpy(dst + (j + k) * cp + c0, &b[k], 8);
+            }
+            for (int k = 0; k < 8; ++k)
+                for (int64_t j = w8; j < w; ++j) dst[j * cp + c0 + k] = src[(c0 + k) * sc + j];
+        }
+    }
+    for (int c = c0; c < gc; ++c) {
+        uint8_t *d = dst + c;
+        if (c >= cs) {
+            for (int64_t j = 0; j < w; ++j) d[j * cp] = (uint8_t)chan_fill;
+        } else {
+            const uint8_t *s = src + c * sc;
+            for (int64_t j = 0; j < w; ++j) d[j * cp] = s[j * sw];
+        }
+    }
+}
+
+/* p[i] = (int32_t)(float)p[i] in place: the float holds an integer of magnitude below 2^31. */
+void agn_float_to_int32(void *p, int64_t n) {
+    const float *f = (const float *)p;
+    int32_t *d = (int32_t *)p;
+    for (int64_t i = 0; i < n; ++i) d[i] = (int32_t)f[i];
+}
 
 int agn_feature_slack(void) { return SLACK; }
 
-/* Returns 0, or -1 for arguments it does not handle. */
+/* Returns 0, or -1 for arguments it does not handle. ``work`` holds (nops + 1) * (wp * groups *
+ * gc + SLACK) bytes. */
 int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t sh, int64_t sw,
                  int64_t n, int groups, int cs, int64_t h, int64_t w, int gc, int py, int px,
                  int fill, int chan_fill, int nops, const int32_t *ops_raw, const uint8_t *luts,
-                 uint8_t *out, uint8_t *row /* (w + 2 px) * groups * gc + SLACK bytes */) {
-    if (gc < cs || gc < 1 || nops < 1 || groups < 1) return -1;
+                 uint8_t *out, uint8_t *work) {
+    if (gc < cs || gc < 1 || nops < 1 || nops > 64 || groups < 1) return -1;
     const op_t *ops = (const op_t *)ops_raw;
     const int64_t hp = h + 2 * py, wp = w + 2 * px, cp = (int64_t)groups * gc;
-    const int64_t per_pixel = cp * nops;
-    void (*pixels)(const uint8_t *, int64_t, int64_t, int, int, int, const op_t *,
-                   const uint8_t *, uint8_t *) =
-        gc <= 16 ? pixels_16 : gc <= 32 ? pixels_32 : pixels_64;
+    const int64_t len = wp * cp, stride = len + SLACK;
+    uint8_t *row = work, *rows[64];
+    for (int r = 0; r < nops; ++r) rows[r] = work + (r + 1) * stride;
+    uint8_t *(*interleave)(uint8_t *const *, int64_t, int, int, int, uint8_t *) =
+        gc == 4 ? interleave_4 : gc == 8 ? interleave_8 : gc % 64 == 0 ? interleave_64
+        : gc % 32 == 0 ? interleave_32 : gc % 16 == 0 || gc < 16 ? interleave_16
+        : gc < 32 ? interleave_32 : interleave_64;
+    const int direct = nops == 1 && ops[0].kind == IDENTITY;  /* the row is the output */
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t yp = 0; yp < hp; ++yp) {
             const int64_t y = yp - py;
-            uint8_t *o = out + (i * hp + yp) * wp * per_pixel;
+            if (direct) row = out;
             if (y < 0 || y >= h) {
-                memset(row, fill, (size_t)(wp * cp));
-                pixels(row, wp, cp, groups, gc, nops, ops, luts, o);
+                memset(row, fill, (size_t)len);
+            } else {
+                memset(row, fill, (size_t)(px * cp));
+                memset(row + (px + w) * cp, fill, (size_t)(px * cp));
+                for (int g = 0; g < groups; ++g)
+                    gather(x + i * sn + g * sg + y * sh, sc, sw, cs, gc, w, cp, chan_fill,
+                           row + px * cp + (int64_t)g * gc);
+            }
+            if (direct) {
+                out += len;
                 continue;
             }
-            memset(row, fill, (size_t)(px * cp));
-            memset(row + (px + w) * cp, fill, (size_t)(px * cp));
-            uint8_t *body = row + px * cp;
-            for (int g = 0; g < groups; ++g) {
-                for (int c = 0; c < gc; ++c) {
-                    uint8_t *dst = body + (int64_t)g * gc + c;
-                    if (c >= cs) {
-                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = (uint8_t)chan_fill;
-                        continue;
-                    }
-                    const uint8_t *src = x + i * sn + g * sg + c * sc + y * sh;
-                    if (sw == 1) {
-                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = src[j];
-                    } else {
-                        for (int64_t j = 0; j < w; ++j) dst[j * cp] = src[j * sw];
-                    }
-                }
-            }
-            pixels(row, wp, cp, groups, gc, nops, ops, luts, o);
+            for (int r = 0; r < nops; ++r) feature_row(row, len, ops[r], luts + 256 * r, rows[r]);
+            out = interleave(rows, wp, groups, gc, nops, out);
         }
     }
     return 0;
@@ -180,7 +252,9 @@ def mode() -> str:
 
 
 def pack(ops: list[features.FeatureOp]) -> PackedOps | None:
-    """``ops`` for the kernel, or None when one is a table longer than 256 entries or not uint8."""
+    """``ops`` for the kernel, or None for more than 64 or a table that is not 256 uint8 or less."""
+    if len(ops) > 64:
+        return None
     params = torch.zeros((len(ops), 6), dtype=torch.int32)
     luts = torch.zeros((len(ops), 256), dtype=torch.uint8)
     for r, op in enumerate(ops):
@@ -222,16 +296,26 @@ def _run(lib: ctypes.CDLL, x: torch.Tensor, packed: PackedOps, group_channels: i
     channels = groups * nops * group_channels
     size = n * hp * wp * channels
     buf = torch.empty(size + _SLACK, dtype=torch.uint8)
-    row = torch.empty(wp * groups * group_channels + _SLACK, dtype=torch.uint8)
+    work = torch.empty((nops + 1) * (wp * groups * group_channels + _SLACK), dtype=torch.uint8)
     sn, sg, sc, sh, sw = x.stride()
     rc = lib.agn_features(x.data_ptr(), sn, sg, sc, sh, sw, n, groups, cs, h, w,
                           group_channels, py, px, fill, chan_fill, nops,
                           packed.params.data_ptr(), packed.luts.data_ptr(), buf.data_ptr(),
-                          row.data_ptr())
+                          work.data_ptr())
     if rc != 0:
         raise ValueError(f"feature kernel: refused shape {tuple(x.shape)} with Cg' "
                          f"{group_channels}")
     return buf[:size].view(n, hp, wp, channels).permute(0, 3, 1, 2)
+
+
+def to_int32(y: torch.Tensor) -> torch.Tensor:
+    """Float32 ``y`` holding integers below 2^31 as int32, converted in place when it is dense."""
+    lib = library()
+    dense = y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)
+    if lib is None or y.dtype != torch.float32 or not dense:
+        return y.to(torch.int32)
+    lib.agn_float_to_int32(y.data_ptr(), y.numel())
+    return y.view(torch.int32)
 
 
 def available() -> bool:
@@ -285,6 +369,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     fn.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i32, i32, i64, i64, i32, i32, i32, i32,
                    i32, i32, ptr, ptr, ptr, ptr]
     fn.restype = i32
+    lib.agn_float_to_int32.argtypes = [ptr, i64]
+    lib.agn_float_to_int32.restype = None
     if lib.agn_feature_slack() != _SLACK:
         return None, f"torch fallback: {path} has slack {lib.agn_feature_slack()}, not {_SLACK}"
     problem = _self_check(lib)
@@ -363,20 +449,29 @@ def _self_check(lib: ctypes.CDLL) -> str:
            features.FeatureOp(mask=0x5A, flip=0x5A, shift=1, plus_x=1, const=-3),
            features.FeatureOp(mask=0x0F, shift=3, const=17), features.FeatureOp(plus_x=1),
            features.FeatureOp(mask=0xF0, flip=0x30)]
-    packed = pack(ops)
-    assert packed is not None
-    # (groups, channels per group, Cg', padding, channels-last input): every vector width
-    cases = [(1, 3, 4, (1, 1), False), (2, 5, 8, (0, 2), False), (1, 16, 16, (1, 1), True),
-             (1, 20, 20, (2, 1), False), (1, 70, 72, (1, 0), True), (3, 2, 2, (0, 0), False)]
-    for i, (groups, cs, gc, pad, cl) in enumerate(cases):
-        x = torch.randint(0, 256, (2, groups * cs, 5, 6), generator=gen, dtype=torch.uint8)
+    identity = ops[:1]
+    # (groups, channels per group, Cg', padding, channels-last input, ops): every vector width,
+    # the 8 x 8 blocks with a remainder, the identity written straight into the output
+    cases = [(1, 3, 4, (1, 1), False, ops), (2, 5, 8, (0, 2), False, ops),
+             (1, 16, 16, (1, 1), True, ops), (1, 20, 20, (2, 1), False, ops),
+             (1, 70, 72, (1, 0), True, ops), (3, 2, 2, (0, 0), False, ops),
+             (2, 11, 12, (1, 1), False, identity), (1, 16, 16, (0, 0), True, identity)]
+    for i, (groups, cs, gc, pad, cl, case_ops) in enumerate(cases):
+        packed = pack(case_ops)
+        assert packed is not None
+        x = torch.randint(0, 256, (2, groups * cs, 5, 19), generator=gen, dtype=torch.uint8)
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        parts = x.reshape(2, groups, cs, 5, 6)
+        parts = x.reshape(2, groups, cs, 5, 19)
         got = _run(lib, parts, packed, gc, pad, 9, 0)
         wide = torch.nn.functional.pad(parts, (0, 0, 0, 0, 0, gc - cs), value=0)
-        x_cl = features.padded_channels_last(wide.reshape(2, groups * gc, 5, 6), pad, 9)
-        ref = features.build(x_cl, ops, groups, 0, torch.uint8)
+        x_cl = features.padded_channels_last(wide.reshape(2, groups * gc, 5, 19), pad, 9)
+        ref = features.build(x_cl, case_ops, groups, 0, torch.uint8)
         if not torch.equal(got, ref):
             return f"case {i}: {int((got != ref).sum())} of {ref.numel()} features differ"
+    ints = torch.randint(-2**24, 2**24, (3, 5, 7), generator=gen, dtype=torch.int32)
+    floats = ints.float().permute(0, 2, 1)
+    lib.agn_float_to_int32(floats.data_ptr(), floats.numel())
+    if not torch.equal(floats.view(torch.int32), ints.permute(0, 2, 1)):
+        return "float to int32 conversion differs"
     return ""

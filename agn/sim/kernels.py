@@ -145,10 +145,11 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
                  * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
     compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
-    out: torch.Tensor | None = None
+    chunks = []
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
-        for i, (c0, c1, gc, weights) in enumerate(k.slices):
+        acc: torch.Tensor | None = None
+        for c0, c1, gc, weights in k.slices:
             if compiled:
                 assert k.packed is not None
                 feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo)
@@ -163,14 +164,14 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
                 y = F.conv2d(feats, weights, stride=stride, padding=k.padding, groups=groups)
                 if k.round_output:
                     y = y.round()
-            if out is None:
-                out = torch.empty((n, *y.shape[1:]), dtype=out_dtype,
-                                  memory_format=torch.channels_last)
-            if i == 0:
-                out[n0:n0 + step] = y
+            if compiled and out_dtype == torch.int32:
+                y = ckernel.to_int32(y)  # in place, no new buffer to fault in
             else:
-                out[n0:n0 + step] += y.to(out_dtype)
-    assert out is not None
+                y = y.to(out_dtype)
+            acc = y if acc is None else acc.add_(y)
+        assert acc is not None
+        chunks.append(acc)
+    out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
     if k.correction is not None:
         out += k.correction.to(out_dtype)[:, None, None]
     return out
