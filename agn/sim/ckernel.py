@@ -52,6 +52,9 @@ SOURCE = r"""
  */
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512VBMI__)
+#include <immintrin.h>
+#endif
 
 #define SLACK 64
 
@@ -169,6 +172,72 @@ void agn_float_to_int32(void *p, int64_t n) {
     for (int64_t i = 0; i < n; ++i) d[i] = (int32_t)f[i];
 }
 
+/* v[idx[b]] for every lane b (idx < 64). */
+static inline v64 shuffle64(v64 v, v64 idx) {
+#if defined(__AVX512VBMI__)
+    return (v64)_mm512_permutexvar_epi8((__m512i)idx, (__m512i)v);
+#elif defined(__GNUC__) && !defined(__clang__)
+    return __builtin_shuffle(v, idx);
+#else
+    v64 s;
+    for (int b = 0; b < 64; ++b) s[b] = v[idx[b]];
+    return s;
+#endif
+}
+
+/* Per-lane form of the bit features over one pixel's output, in segments of 64 bytes. */
+typedef struct {
+    v64 idx, mask, flip, mul, plus, konst;
+} lanes_t;
+
+#define MAX_SEGMENTS 64
+
+/* Lanes of every segment; returns the number of segments, 0 when the form does not apply. */
+static int pixel_lanes(const op_t *ops, int nops, int groups, int gc, lanes_t *seg,
+                       int *any_mul) {
+    const int64_t cp = (int64_t)groups * gc, per_pixel = cp * nops;
+    const int nseg = (int)((per_pixel + 63) / 64);
+    if (cp > 64 || nseg > MAX_SEGMENTS) return 0;
+    for (int r = 0; r < nops; ++r)
+        if (ops[r].kind == TABLE) return 0;
+    *any_mul = 0;
+    memset(seg, 0, sizeof(lanes_t) * (size_t)nseg);
+    for (int64_t b = 0; b < per_pixel; ++b) {
+        const int g = (int)(b / (nops * gc)), r = (int)(b / gc % nops), c = (int)(b % gc);
+        lanes_t *l = &seg[b / 64];
+        const int lane = (int)(b % 64);
+        const op_t op = ops[r];
+        l->idx[lane] = (uint8_t)(g * gc + c);
+        if (op.kind == IDENTITY) {
+            l->mask[lane] = 0xFF, l->mul[lane] = 1;
+            continue;
+        }
+        l->mask[lane] = (uint8_t)op.mask, l->flip[lane] = (uint8_t)op.flip;
+        l->mul[lane] = (uint8_t)(1u << op.shift), l->plus[lane] = op.plus_x ? 0xFF : 0;
+        l->konst[lane] = (uint8_t)op.konst;
+        *any_mul |= op.shift != 0;
+    }
+    return nseg;
+}
+
+/* out[p, :] = the features of pixel p of row, every lane at once. */
+static uint8_t *pixels_shuffled(const uint8_t *row, int64_t npix, int64_t cp, int64_t per_pixel,
+                                const lanes_t *seg, int nseg, int any_mul, uint8_t *out) {
+    for (int64_t p = 0; p < npix; ++p, out += per_pixel) {
+        v64 v;
+        memcpy(&v, row + p * cp, 64);
+        for (int j = 0; j < nseg; ++j) {
+            const lanes_t *l = &seg[j];
+            v64 s = shuffle64(v, l->idx);
+            v64 f = (s & l->mask) ^ l->flip;
+            if (any_mul) f *= l->mul;
+            f += (s & l->plus) + ((v64)(s != 0) & l->konst);
+            memcpy(out + 64 * j, &f, 64);
+        }
+    }
+    return out;
+}
+
 int agn_feature_slack(void) { return SLACK; }
 
 /* Returns 0, or -1 for arguments it does not handle. ``work`` holds (nops + 1) * (wp * groups *
@@ -176,7 +245,7 @@ int agn_feature_slack(void) { return SLACK; }
 int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t sh, int64_t sw,
                  int64_t n, int groups, int cs, int64_t h, int64_t w, int gc, int py, int px,
                  int fill, int chan_fill, int nops, const int32_t *ops_raw, const uint8_t *luts,
-                 uint8_t *out, uint8_t *work) {
+                 int shuffled, uint8_t *out, uint8_t *work) {
     if (gc < cs || gc < 1 || nops < 1 || nops > 64 || groups < 1) return -1;
     const op_t *ops = (const op_t *)ops_raw;
     const int64_t hp = h + 2 * py, wp = w + 2 * px, cp = (int64_t)groups * gc;
@@ -188,6 +257,9 @@ int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t s
         : gc % 32 == 0 ? interleave_32 : gc % 16 == 0 || gc < 16 ? interleave_16
         : gc < 32 ? interleave_32 : interleave_64;
     const int direct = nops == 1 && ops[0].kind == IDENTITY;  /* the row is the output */
+    lanes_t seg[MAX_SEGMENTS];
+    int any_mul = 0;
+    const int nseg = direct || !shuffled ? 0 : pixel_lanes(ops, nops, groups, gc, seg, &any_mul);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t yp = 0; yp < hp; ++yp) {
             const int64_t y = yp - py;
@@ -203,6 +275,10 @@ int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t s
             }
             if (direct) {
                 out += len;
+                continue;
+            }
+            if (nseg) {
+                out = pixels_shuffled(row, wp, cp, cp * nops, seg, nseg, any_mul, out);
                 continue;
             }
             for (int r = 0; r < nops; ++r) feature_row(row, len, ops[r], luts + 256 * r, rows[r]);
@@ -235,6 +311,7 @@ class _State:
 
 _STATE = _State()
 _LOCK = threading.Lock()
+_WORKSPACE = threading.local()
 
 
 def cache_dir() -> Path:
@@ -272,7 +349,7 @@ def pack(ops: list[features.FeatureOp]) -> PackedOps | None:
 
 
 def build(x: torch.Tensor, packed: PackedOps, group_channels: int, padding: tuple[int, int],
-          fill: int, chan_fill: int) -> torch.Tensor:
+          fill: int, chan_fill: int, reuse: bool = False) -> torch.Tensor:
     """Features (N, G * (R + 1) * Cg', Hp, Wp) in channels-last memory, like :func:`features.build`.
 
     Args:
@@ -282,26 +359,42 @@ def build(x: torch.Tensor, packed: PackedOps, group_channels: int, padding: tupl
         padding: (py, px) border of pixels holding ``fill`` before the features.
         fill: value of padded pixels.
         chan_fill: value of the extra channels.
+        reuse: write into this thread's feature workspace (no fresh pages to fault in); the
+            result is then only valid until the next ``build(..., reuse=True)`` in this thread.
     """
     lib = library()
     assert lib is not None, "ckernel.build called without a compiled kernel"
-    return _run(lib, x, packed, group_channels, padding, fill, chan_fill)
+    return _run(lib, x, packed, group_channels, padding, fill, chan_fill, reuse=reuse)
+
+
+def release_workspace() -> None:
+    """Drop this thread's feature workspace (the memory ``build(..., reuse=True)`` keeps)."""
+    _WORKSPACE.__dict__.pop("buffer", None)
+
+
+def _workspace(nbytes: int) -> torch.Tensor:
+    buf = getattr(_WORKSPACE, "buffer", None)
+    if buf is None or buf.numel() < nbytes:
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        _WORKSPACE.buffer = buf
+    return buf[:nbytes]
 
 
 def _run(lib: ctypes.CDLL, x: torch.Tensor, packed: PackedOps, group_channels: int,
-         padding: tuple[int, int], fill: int, chan_fill: int) -> torch.Tensor:
+         padding: tuple[int, int], fill: int, chan_fill: int,
+         shuffled: bool = True, reuse: bool = False) -> torch.Tensor:
     n, groups, cs, h, w = x.shape
     py, px = padding
     hp, wp, nops = h + 2 * py, w + 2 * px, packed.params.shape[0]
     channels = groups * nops * group_channels
     size = n * hp * wp * channels
-    buf = torch.empty(size + _SLACK, dtype=torch.uint8)
+    buf = _workspace(size + _SLACK) if reuse else torch.empty(size + _SLACK, dtype=torch.uint8)
     work = torch.empty((nops + 1) * (wp * groups * group_channels + _SLACK), dtype=torch.uint8)
     sn, sg, sc, sh, sw = x.stride()
     rc = lib.agn_features(x.data_ptr(), sn, sg, sc, sh, sw, n, groups, cs, h, w,
                           group_channels, py, px, fill, chan_fill, nops,
-                          packed.params.data_ptr(), packed.luts.data_ptr(), buf.data_ptr(),
-                          work.data_ptr())
+                          packed.params.data_ptr(), packed.luts.data_ptr(), int(shuffled),
+                          buf.data_ptr(), work.data_ptr())
     if rc != 0:
         raise ValueError(f"feature kernel: refused shape {tuple(x.shape)} with Cg' "
                          f"{group_channels}")
@@ -367,7 +460,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     fn = lib.agn_features
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     fn.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i32, i32, i64, i64, i32, i32, i32, i32,
-                   i32, i32, ptr, ptr, ptr, ptr]
+                   i32, i32, ptr, ptr, i32, ptr, ptr]
     fn.restype = i32
     lib.agn_float_to_int32.argtypes = [ptr, i64]
     lib.agn_float_to_int32.restype = None
@@ -449,13 +542,16 @@ def _self_check(lib: ctypes.CDLL) -> str:
            features.FeatureOp(mask=0x5A, flip=0x5A, shift=1, plus_x=1, const=-3),
            features.FeatureOp(mask=0x0F, shift=3, const=17), features.FeatureOp(plus_x=1),
            features.FeatureOp(mask=0xF0, flip=0x30)]
-    identity = ops[:1]
+    identity, bits = ops[:1], ops[:1] + ops[2:]
     # (groups, channels per group, Cg', padding, channels-last input, ops): every vector width,
     # the 8 x 8 blocks with a remainder, the identity written straight into the output
     cases = [(1, 3, 4, (1, 1), False, ops), (2, 5, 8, (0, 2), False, ops),
              (1, 16, 16, (1, 1), True, ops), (1, 20, 20, (2, 1), False, ops),
              (1, 70, 72, (1, 0), True, ops), (3, 2, 2, (0, 0), False, ops),
-             (2, 11, 12, (1, 1), False, identity), (1, 16, 16, (0, 0), True, identity)]
+             (2, 11, 12, (1, 1), False, identity), (1, 16, 16, (0, 0), True, identity),
+             (1, 3, 4, (1, 1), False, bits), (2, 6, 8, (0, 1), True, bits),
+             (1, 16, 16, (1, 1), False, bits), (1, 64, 64, (1, 0), False, bits[:3]),
+             (3, 2, 2, (2, 0), False, bits)]
     for i, (groups, cs, gc, pad, cl, case_ops) in enumerate(cases):
         packed = pack(case_ops)
         assert packed is not None
@@ -463,12 +559,14 @@ def _self_check(lib: ctypes.CDLL) -> str:
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         parts = x.reshape(2, groups, cs, 5, 19)
-        got = _run(lib, parts, packed, gc, pad, 9, 0)
         wide = torch.nn.functional.pad(parts, (0, 0, 0, 0, 0, gc - cs), value=0)
         x_cl = features.padded_channels_last(wide.reshape(2, groups * gc, 5, 19), pad, 9)
         ref = features.build(x_cl, case_ops, groups, 0, torch.uint8)
-        if not torch.equal(got, ref):
-            return f"case {i}: {int((got != ref).sum())} of {ref.numel()} features differ"
+        for shuffled in (False, True):
+            got = _run(lib, parts, packed, gc, pad, 9, 0, shuffled)
+            if not torch.equal(got, ref):
+                return (f"case {i}{' shuffled' if shuffled else ''}: {int((got != ref).sum())} "
+                        f"of {ref.numel()} features differ")
     ints = torch.randint(-2**24, 2**24, (3, 5, 7), generator=gen, dtype=torch.int32)
     floats = ints.float().permute(0, 2, 1)
     lib.agn_float_to_int32(floats.data_ptr(), floats.numel())

@@ -152,7 +152,8 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
         for c0, c1, gc, weights in k.slices:
             if compiled:
                 assert k.packed is not None
-                feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo)
+                feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo,
+                                      reuse=True)
             else:
                 part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
                 x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w),

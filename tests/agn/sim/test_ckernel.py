@@ -1,11 +1,12 @@
 """The compiled feature kernel and its torch fallback: both bit-exact, fallback when it must."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import hwlib
-from agn.sim import approx_conv2d, ckernel, clear_cache, plan, reference_conv2d
+from agn.sim import approx_conv2d, ckernel, clear_cache, features, plan, reference_conv2d
 
 needs_compiler = pytest.mark.skipif(ckernel.compiler() is None, reason="no C compiler")
 
@@ -122,13 +123,32 @@ def test_failing_compiler_falls_back_to_torch(tmp_path, monkeypatch):
 
 
 @needs_compiler
-def test_a_wrong_kernel_is_caught_by_the_self_check(tmp_path, monkeypatch):
+@pytest.mark.parametrize("good, bad", [
+    ("if (op.plus_x) f += v;", "if (op.plus_x) f -= v;"),  # the per-term rows
+    ("f += (s & l->plus)", "f -= (s & l->plus)"),  # the per-pixel shuffles
+    ("b[k + 1] ^= t, b[k] ^= t << 8;", "b[k + 1] ^= t;"),  # the 8 x 8 transposes
+])
+def test_a_wrong_kernel_is_caught_by_the_self_check(good, bad, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert "if (op.plus_x) f += v;" in ckernel.SOURCE
-    monkeypatch.setattr(ckernel, "SOURCE",
-                        ckernel.SOURCE.replace("if (op.plus_x) f += v;", "if (op.plus_x) f -= v;"))
+    assert ckernel.SOURCE.count(good) == 1
+    monkeypatch.setattr(ckernel, "SOURCE", ckernel.SOURCE.replace(good, bad))
     assert ckernel.library() is None
     assert "disagrees with the torch features" in ckernel.status()
+
+
+def test_the_workspace_is_reused_within_a_thread():
+    if ckernel.library() is None:
+        pytest.skip(ckernel.status())
+    packed = ckernel.pack(features.feature_ops(np.arange(256)[None], 0, torch.uint8))
+    assert packed is not None
+    x = torch.randint(0, 256, (2, 1, 4, 5, 5), dtype=torch.uint8)
+    a = ckernel.build(x, packed, 4, (1, 1), 0, 0, reuse=True).clone()
+    b = ckernel.build(x, packed, 4, (1, 1), 0, 0, reuse=True)
+    assert b.data_ptr() == ckernel.build(x, packed, 4, (1, 1), 0, 0, reuse=True).data_ptr()
+    assert torch.equal(a, b)
+    assert ckernel.build(x, packed, 4, (1, 1), 0, 0).data_ptr() != b.data_ptr()
+    clear_cache()  # releases the workspace
+    assert getattr(ckernel._WORKSPACE, "buffer", None) is None
 
 
 def test_unknown_mode_is_an_error(monkeypatch):
