@@ -16,7 +16,6 @@ import ctypes
 import hashlib
 import os
 import platform
-import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from agn.sim import features
+from hwlib import cmodel
 from hwlib.fileio import atomic_path
 
 ENV = "AGN_FEATURE_KERNEL"
@@ -472,23 +472,12 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     return lib, f"compiled kernel {path}"
 
 
-def compiler() -> str | None:
-    """The system C compiler: ``$CC`` when set (None if it does not exist), else cc/gcc/clang."""
-    if os.environ.get("CC"):
-        return shutil.which(os.environ["CC"])
-    for cand in ("cc", "gcc", "clang"):
-        found = shutil.which(cand)
-        if found:
-            return found
-    return None
-
-
 def _compiled() -> Path:
     """Path of the compiled library, compiling it into the cache when it is not there yet."""
-    cc = compiler()
-    if cc is None:
-        raise FeatureKernelError(f"no C compiler ($CC={os.environ.get('CC', '')!r}, no "
-                                 "cc/gcc/clang on PATH)")
+    try:
+        cc = cmodel.compiler()
+    except cmodel.CModelError as exc:
+        raise FeatureKernelError(str(exc)) from exc
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False,
                              timeout=TIMEOUT_S).stdout
     errors = []

@@ -7,8 +7,18 @@ import torch
 
 import hwlib
 from agn.sim import approx_conv2d, ckernel, clear_cache, features, plan, reference_conv2d
+from hwlib import cmodel
 
-needs_compiler = pytest.mark.skipif(ckernel.compiler() is None, reason="no C compiler")
+
+def _has_compiler() -> bool:
+    try:
+        cmodel.compiler()
+    except cmodel.CModelError:
+        return False
+    return True
+
+
+needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="no C compiler")
 
 # (N, C, H, W, Cout, (kh, kw), stride, padding, groups, channels-last input)
 GEOMETRIES = [
@@ -100,9 +110,10 @@ def test_compiled_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
 
 def test_no_compiler_falls_back_to_torch(tmp_path, monkeypatch, count_builds, assert_exact):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang
     assert ckernel.library() is None
-    assert ckernel.status().startswith("torch fallback: no C compiler")
+    assert ckernel.status().startswith("torch fallback: C model: no C compiler found")
     _check_layers(assert_exact)
     assert not count_builds
     monkeypatch.setenv(ckernel.ENV, "c")
