@@ -166,3 +166,18 @@ def test_unknown_mode_is_an_error(monkeypatch):
     monkeypatch.setenv(ckernel.ENV, "fast")
     with pytest.raises(ValueError, match="AGN_FEATURE_KERNEL: expected one of"):
         ckernel.mode()
+
+
+@needs_compiler
+@pytest.mark.parametrize("prepared, ran", [("c", "torch"), ("torch", "c")])
+def test_a_kernel_prepared_for_one_builder_runs_on_the_other(prepared, ran, monkeypatch,
+                                                              assert_exact):
+    """Channel widths differ (3 as it is, or padded to 4): either builder handles either."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randint(0, 256, (2, 3, 6, 7), generator=gen, dtype=torch.uint8)
+    w = torch.randint(-128, 128, (4, 3, 3, 3), generator=gen, dtype=torch.int8)
+    ref = reference_conv2d(x, w, "marlin:127", padding=1, zero_point=4)
+    monkeypatch.setenv(ckernel.ENV, prepared)
+    approx_conv2d(x, w, "marlin:127", padding=1, zero_point=4)
+    monkeypatch.setenv(ckernel.ENV, ran)
+    assert_exact(approx_conv2d(x, w, "marlin:127", padding=1, zero_point=4), ref, ran)
