@@ -12,7 +12,8 @@ from agn.sim.factors import Terms, U8S8Terms
 from agn.sim.plan import channel_slices
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
-FEATURE_CHUNK_BYTES = 4 << 20  # activation features built and convolved per batch slice
+FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
+# (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,8 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
               out_dtype: torch.dtype) -> torch.Tensor:
     """The fused term-split convolution of activations ``x`` (N, C, H, W, integer values).
 
-    Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, so they stay in cache
-    between being built and being convolved; input-channel slices add up in ``out_dtype``.
+    Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, which bounds the
+    feature memory; input-channel slices add up in ``out_dtype``.
     uint8 features of uint8 activations come from the compiled kernel where it is available.
     """
     outer = (0, 0) if k.padding == padding else padding
