@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import torch
 
-from agn.sim import kernels
+from agn.sim import ckernel, kernels
 from agn.sim.factors import network_error_table, terms_for, u8s8_for
 from agn.sim.operands import (check_zero_point, conv_geometry, integer_tensor, linear_as_conv,
                               pair, resolve)
@@ -117,6 +117,7 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
 
 
 def clear_cache() -> None:
-    """Drop every cached prepared kernel."""
+    """Drop every cached prepared kernel (and this thread's feature workspace)."""
     with _LOCK:
         _CACHE.clear()
+    ckernel.release_workspace()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from agn.sim import lattice
 from hwlib import Multiplier
 
 MAX_FACTOR_RANK = 16  # beyond this many error terms the gather path is faster
@@ -141,8 +142,10 @@ def factorise_table(err: np.ndarray, max_rank: int) -> tuple[np.ndarray, np.ndar
 
     ``G`` holds independent rows of ``err`` (each divided by its gcd), ``F`` the coefficients
     expressing every row in them: int64 and ``residual == 0`` when they are all integers
-    (verified exactly), else float64 with a rigorous bound on the float64 reconstruction error.
-    None when the rank exceeds ``max_rank`` or the residual is not below 1/16.
+    (verified exactly). Otherwise ``G`` is a short basis of the lattice the rows span and ``F``
+    their integer coefficients in it (:mod:`agn.sim.lattice`), and only when that fails float64
+    coefficients with a rigorous bound on the float64 reconstruction error. None when the rank
+    exceeds ``max_rank`` or the residual is not below 1/16.
 
     Args:
         err: int64 (n_x, n_w) error table.
@@ -163,6 +166,12 @@ def factorise_table(err: np.ndarray, max_rank: int) -> tuple[np.ndarray, np.ndar
         f = fi.astype(np.int64)
         if np.abs(f).max() * np.abs(g).max() * rank < 2**62 and np.array_equal(f.T @ g, e):
             return f, g, 0.0
+    # rational coefficients: integer ones in a basis of the rows' lattice, the shorter side
+    splits = [s for s in (lattice.integer_factors(e, np.sort(rows), side) for side in "gf") if s]
+    if splits:
+        f, g = min(splits, key=lambda s: float(np.abs(s[0]).max(axis=1).astype(np.float64)
+                                                @ np.abs(s[1]).max(axis=1)))
+        return f, g, 0.0
     gf = g.astype(np.float64)
     # |fl(F.T @ G) - F.T @ G| <= gamma_rank * |F|.T @ |G| (Higham, Thm 3.5); add it to the residual.
     u = 2.0**-53

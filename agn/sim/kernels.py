@@ -7,12 +7,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agn.sim import features, onednn
+from agn.sim import ckernel, features, onednn
 from agn.sim.factors import Terms, U8S8Terms
 from agn.sim.plan import channel_slices
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
-FEATURE_CHUNK_BYTES = 4 << 20  # activation features built and convolved per batch slice
+FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
+# (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,14 @@ class TermsKernel:
         kernel: "onednn-u8s8", "float32" or "float64".
         ops: one FeatureOp per term.
         slices: per input-channel slice (c0, c1, Cg', weights): weights packed for oneDNN, or
-            float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is :func:`group_width` of
-            c1 - c0 (extra channels hold x_lo and meet zero weights).
+            float weights (Cout, G-major (R + 1) * Cg', kh, kw). Cg' is c1 - c0 for the compiled
+            feature kernel, else :func:`group_width` of it (extra channels hold x_lo and meet
+            zero weights).
         correction: int64 (Cout,) added to every output (activation-feature offsets), or None.
         padding: padding the convolution itself applies (features of the zero point are all 0),
             else (0, 0) and the activations are padded with the zero point before the features.
         round_output: float outputs are rounded (non-integer features, error proven < 1/4).
+        packed: ``ops`` for the compiled feature kernel (uint8 features), else None.
     """
 
     kernel: str
@@ -37,6 +40,7 @@ class TermsKernel:
     correction: torch.Tensor | None
     padding: tuple[int, int]
     round_output: bool
+    packed: ckernel.PackedOps | None = None
 
     @property
     def nbytes(self) -> int:
@@ -70,12 +74,13 @@ class GatherKernel:
 
 
 def group_width(channels: int) -> int:
-    """Channels per group and term in the feature tensor.
+    """Channels per group and term in a feature tensor the torch ops build.
 
     From 3 channels on they are rounded up to a multiple of 4, so that every term is copied in
     words of at least 4 bytes; 1 or 2 channels stay as they are, because padding them would
     double or quadruple the convolution (MNIST's first conv: 1.9x instead of 9x an exact conv,
-    bench/engine_paths.py).
+    bench/engine_paths.py). The compiled feature kernel keeps every channel count as it is
+    (ResNet-20's first conv: a third faster than with 4 channels).
     """
     return channels if channels <= 2 else channels + (-channels) % 4
 
@@ -112,14 +117,17 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         dtype = wdtype = torch.float32 if kernel == "float32" else torch.float64
     zero_features = not f[:, zero_point - x_lo].any()
     inner = padding if zero_features else (0, 0)
+    ops = features.feature_ops(f, x_lo, dtype)
+    c_ops = ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
+    compiled = c_ops is not None and ckernel.available()
     prepared = []
     for c0, c1 in channel_slices(w_index.shape[1], slices):
-        gc = group_width(c1 - c0)
+        gc = c1 - c0 if compiled else group_width(c1 - c0)
         w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
         packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
         prepared.append((c0, c1, gc, packed))
-    return TermsKernel(kernel, features.feature_ops(f, x_lo, dtype), prepared, corr_or_none,
-                       inner, kernel != "onednn-u8s8" and not t.integral)
+    return TermsKernel(kernel, ops, prepared, corr_or_none, inner,
+                       kernel != "onednn-u8s8" and not t.integral, c_ops)
 
 
 def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
@@ -127,8 +135,9 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
               out_dtype: torch.dtype) -> torch.Tensor:
     """The fused term-split convolution of activations ``x`` (N, C, H, W, integer values).
 
-    Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, so they stay in cache
-    between being built and being convolved; input-channel slices add up in ``out_dtype``.
+    Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, which bounds the
+    feature memory; input-channel slices add up in ``out_dtype``.
+    uint8 features of uint8 activations come from the compiled kernel where it is available.
     """
     outer = (0, 0) if k.padding == padding else padding
     n, c, h, w = x.shape
@@ -139,28 +148,35 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups * widest
                  * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
-    out: torch.Tensor | None = None
+    compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
+    chunks = []
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
-        for i, (c0, c1, gc, weights) in enumerate(k.slices):
-            part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
-            x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w), outer,
-                                                 zero_point)
-            feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
+        acc: torch.Tensor | None = None
+        for c0, c1, gc, weights in k.slices:
+            if compiled:
+                assert k.packed is not None
+                feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo,
+                                      reuse=True)
+            else:
+                part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
+                x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w),
+                                                     outer, zero_point)
+                feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
             if onednn_kernel:
                 y = onednn.conv(feats, weights, c_out, stride, k.padding, groups)
             else:
                 y = F.conv2d(feats, weights, stride=stride, padding=k.padding, groups=groups)
                 if k.round_output:
                     y = y.round()
-            if out is None:
-                out = torch.empty((n, *y.shape[1:]), dtype=out_dtype,
-                                  memory_format=torch.channels_last)
-            if i == 0:
-                out[n0:n0 + step] = y
+            if compiled and out_dtype == torch.int32:
+                y = ckernel.to_int32(y)  # in place, no new buffer to fault in
             else:
-                out[n0:n0 + step] += y.to(out_dtype)
-    assert out is not None
+                y = y.to(out_dtype)
+            acc = y if acc is None else acc.add_(y)
+        assert acc is not None
+        chunks.append(acc)
+    out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
     if k.correction is not None:
         out += k.correction.to(out_dtype)[:, None, None]
     return out

@@ -8,7 +8,7 @@ import torch
 from agn.sim import PATHS, UnsafePathError, approx_conv2d, factorise_table, plan, reference_conv2d
 from hwlib import INT8, UINT8, Power, TableMultiplier
 
-GEOMETRY = dict(stride=(2, 1), padding=(1, 2), groups=2)
+GEOMETRY = {"stride": (2, 1), "padding": (1, 2), "groups": 2}
 
 
 def _check_all_paths(m, x, w, zp, assert_exact, **geo):
@@ -47,16 +47,34 @@ def test_random_tables(rank, random_table, random_layer, assert_exact):
         assert plan(m, w).rank == 256
     else:
         assert ran == ["factorised", "gather"]
-        assert plan(m, w, path="factorised").rank == rank
+        p = plan(m, w, path="factorised")
+        assert p.rank == rank
+        assert p.kernel == "onednn-u8s8"  # integer factors from the lattice basis
+        assert plan(m, w).path == "factorised"
+
+
+def test_float_coefficients_when_no_integer_basis_is_found(monkeypatch, random_table,
+                                                           random_layer, assert_exact):
+    from agn.sim import factors, lattice
+
+    monkeypatch.setattr(lattice, "integer_factors", lambda *args: None)
+    m = random_table(4, seed=31)
+    t = factors.terms_for(m)
+    assert t is not None and not t.integral and 0 < t.residual < 1 / 16
+    gen = torch.Generator().manual_seed(31)
+    x, w = random_layer(gen, m, 2, 4, 5, 6, 6, (3, 3), groups=2)
+    assert plan(m, w, path="factorised").kernel == "float64"
+    ran = _check_all_paths(m, x, w, zp=3, assert_exact=assert_exact, **GEOMETRY)
+    assert ran == ["factorised", "gather"]
 
 
 def test_factorisation_is_exact_for_integer_and_rational_coefficients():
     rng = np.random.default_rng(2)
     f, g = rng.integers(-4, 5, (3, 256)), rng.integers(-4, 5, (3, 256))
-    ff, gg, residual = factorise_table(f.T @ g, 16)
-    assert gg.dtype == np.int64 and gg.shape == (3, 256)
-    np.testing.assert_array_equal(np.round(ff.T @ gg), f.T @ g)
-    assert residual < 1 / 16
+    ff, gg, residual = factorise_table(f.T @ g, 16)  # rational in rows of the table: a basis
+    assert ff.dtype == gg.dtype == np.int64 and gg.shape == (3, 256) and residual == 0.0
+    np.testing.assert_array_equal(ff.T @ gg, f.T @ g)
+    assert np.abs(ff).max() <= 4 and np.abs(gg).max() <= 4  # as short as the factors made of
     rank1 = np.outer(rng.integers(-5, 6, 256), 6 * rng.integers(-5, 6, 256))
     f1, g1, r1 = factorise_table(rank1, 16)
     assert f1.dtype == np.int64 and r1 == 0.0  # gcd moved to the activation side
