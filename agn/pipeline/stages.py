@@ -15,15 +15,12 @@ from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
+from agn.run import BASELINE_DIR, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
 from agn.search import (Point, Scored, SearchConfig, SearchSpace, plot_front, run_search,
                         uniform_genes, write_front)
 from agn.search.retraining import RetrainingScorer
-from agn.stats import write_run_stats
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json
-
-SEARCH_DIR, BASELINE_DIR = "search", "search_random"
-CHOSEN_FILE = "chosen_assignment.json"
 
 
 def _train(stage: str):
@@ -35,9 +32,10 @@ def _train(stage: str):
 
 
 def _stats(ctx: Context) -> dict:
-    write_run_stats(ctx.run_dir, ctx.train_config(), ctx.dm, samples=ctx.cfg.stats_samples,
-                    n_fields=ctx.cfg.n_fields, seed=ctx.cfg.seed)
-    return {"samples": ctx.cfg.stats_samples, "fields": ctx.cfg.n_fields}
+    match = ctx.cfg.match
+    write_run_stats(ctx.run_dir, ctx.train_config(), ctx.dm, samples=match.stats_samples,
+                    n_fields=match.n_fields, seed=ctx.cfg.seed)
+    return {"samples": match.stats_samples, "fields": match.n_fields}
 
 
 def _match(ctx: Context) -> dict:
@@ -49,11 +47,11 @@ def _match(ctx: Context) -> dict:
     asg = em.match(sigmas, stats, catalog, prediction=pred)
     em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
     seeds = {}
-    for s in ctx.cfg.scales:
+    for s in ctx.cfg.match.scales:
         scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
         seeds[str(s)] = {layer.name: layer.multiplier
                          for layer in em.match(scaled, stats, catalog, prediction=pred).layers}
-    atomic_write_json(ctx.run_dir / SEARCH_DIR / "seeds.json", seeds)
+    atomic_write_json(ctx.run_dir / SEEDS_FILE, seeds)
     return {"energy": asg.energy, "power_source": asg.power_source,
             "assignment": {layer.name: layer.multiplier for layer in asg.layers}}
 
@@ -61,7 +59,7 @@ def _match(ctx: Context) -> dict:
 def _export_search(ctx: Context) -> dict:
     """The noise-trained model as an integer network: what the search scores candidates on."""
     model = ctx.model("noise")
-    net = export(model, ctx.input_shape, name=f"{ctx.cfg.model}_search")
+    net = export(model, ctx.input_shape, name=f"{ctx.cfg.train.model}_search")
     deploy.save(net, ctx.run_dir / SEARCH_DIR)
     return _check_integer(ctx, model, net, "val")
 
@@ -92,19 +90,19 @@ def search_stage(ctx: Context) -> dict:
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
     mults = [sig[n].multiplications for n in layers]
-    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.init)
+    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.search.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     seed_asg = {layer.name: layer.multiplier for layer in matched.layers}
-    extra = json.loads((ctx.run_dir / SEARCH_DIR / "seeds.json").read_text())
+    extra = json.loads((ctx.run_dir / SEEDS_FILE).read_text())
     exact = space.uniform(space.candidates.index(_exact_spec(space)))
     seeds = [space.encode(seed_asg)] + [space.encode(a) for a in extra.values()] + [exact]
-    search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
-                              init=cfg.init, scoring=scoring)
+    search_cfg = SearchConfig(pop_size=cfg.search.pop_size, n_gen=cfg.search.n_gen, seed=cfg.seed,
+                              init=cfg.search.init, scoring=scoring)
     with ctx.runner() as runner:
         result = run_search(space, scorer, search_cfg, ctx.run_dir / SEARCH_DIR, seeds=seeds,
                             runner=runner, progress=ctx.progress)
         baseline = None
-        if cfg.baseline:
+        if cfg.search.baseline:
             base_cfg = dataclasses.replace(search_cfg, init="random")
             base_space = SearchSpace.for_init(layers, mults, cfg.catalog, "random")
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
@@ -117,19 +115,19 @@ def search_stage(ctx: Context) -> dict:
         return Point(label, key, space.energy(genome), err)
 
     points = [point(f"uniform {space.candidates[g]}", space.uniform(g))
-              for g in uniform_genes(space, cfg.uniform_points)]
+              for g in uniform_genes(space, cfg.search.uniform_points)]
     points.append(point("error-model assignment", seeds[0]))
     exact_point = point("exact", exact)
     if exact_point.genome not in result.store:  # the exact network is always a candidate
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
     records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
-               title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
+               title=f"{cfg.train.model} on {cfg.train.data}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    chosen = choose_point(records, exact_point.error, cfg.max_loss)
+    chosen = choose_point(records, exact_point.error, cfg.search.max_loss)
     atomic_write_json(ctx.run_dir / CHOSEN_FILE, {
         "energy": chosen["energy"], "accuracy": chosen["accuracy"], "genome": chosen["genome"],
-        "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.max_loss,
+        "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.search.max_loss,
         "layers": [{"name": n, "multiplier": s} for n, s in chosen["assignment"].items()]})
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
@@ -146,13 +144,13 @@ def search_stage(ctx: Context) -> dict:
 
 def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float], str]:
     """The candidate score function and its label: the noise-trained integer network as it is,
-    or after ``candidate_epochs`` of retraining per candidate."""
+    or after ``search.candidate_epochs`` of retraining per candidate."""
     cfg = ctx.cfg
-    if cfg.candidate_epochs:
-        scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.candidate_epochs,
-                                  cfg.candidate_batches, cfg.val_samples)
+    if cfg.search.candidate_epochs:
+        scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
+                                  cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
-    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.val_samples)
+    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.search.val_samples)
     return IntegerScorer(net, x, y), SearchConfig.scoring
 
 
@@ -177,7 +175,7 @@ def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict
 
 def _export_final(ctx: Context) -> dict:
     model = ctx.model("retrain")
-    net = export(model, ctx.input_shape, name=ctx.cfg.model)
+    net = export(model, ctx.input_shape, name=ctx.cfg.train.model)
     deploy.save(net, ctx.run_dir)
     summary = _check_integer(ctx, model, net, "test")
     chosen = json.loads((ctx.run_dir / CHOSEN_FILE).read_text())
@@ -211,7 +209,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("qat", ("qat/result.json",), _train("qat")),
     Stage("noise", ("noise/result.json", "sigmas.json"), _train("noise")),
     Stage("stats", ("operand_stats.npz",), _stats),
-    Stage("match", ("assignment.json", f"{SEARCH_DIR}/seeds.json"), _match),
+    Stage("match", ("assignment.json", SEEDS_FILE), _match),
     Stage("export_search", (f"{SEARCH_DIR}/network.json",), _export_search),
     Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE), search_stage),
     Stage("retrain", ("retrain/result.json",), _train("retrain")),
