@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +27,7 @@ from torch import nn
 from agn.layers import ApproxConv2d, is_approximable
 from agn.models.resnet import ShortcutA
 from agn.quant import ActQuant
-from deploy import (Add, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Network, Requant)
+from deploy import Add, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Network, Requant
 
 __all__ = ["ExportError", "export", "requant_params"]
 
@@ -420,37 +417,3 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         return _Exporter(model, (shape[0], shape[1], shape[2]), name, *norm).run()
     finally:
         model.train(was)
-
-
-def export_run(run_dir: str | os.PathLike[str], stage: str | None = None) -> Path:
-    """Export the model a training run left behind to ``run_dir/network.json`` (+ ``.npz``).
-
-    Args:
-        run_dir: a run directory of ``agn train`` or ``agn pipeline``.
-        stage: the stage whose model is exported; by default the last finished of retrain,
-            noise and qat (a float model has no integer form).
-
-    Returns:
-        The path of ``network.json``.
-
-    Raises:
-        ExportError: no quantized stage has finished in ``run_dir``.
-    """
-    from deploy import save
-    from agn.training import load_stage_model
-    from agn.training.config import load_config
-    from agn.training.stages import datamodule
-
-    run = Path(run_dir)
-    done = [s for s in ("retrain", "noise", "qat") if (run / s / "result.json").exists()]
-    stage = stage or (done[0] if done else None)
-    if stage is None or stage not in done:
-        raise ExportError(f"export_run: {run} holds no finished quantized stage "
-                          f"{'(qat, noise or retrain)' if stage is None else repr(stage)}; "
-                          f"finished: {done}")
-    cfg = load_config(run / stage / "config.yaml")
-    dm = datamodule(cfg, setup=True)
-    model = load_stage_model(stage, run, cfg, dm)
-    net = export(model, dm.input_shape, name=cfg.model, mean=dm.mean, std=dm.std)
-    save(net, run)
-    return run / "network.json"

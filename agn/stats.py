@@ -22,7 +22,7 @@ from torch import nn
 from errormodels import STATS_FILE, OperandStats, StatsError, save_stats
 
 __all__ = ["MeasuredError", "collect_stats", "measure_errors", "receptive_fields",
-           "sample_batches", "write_operand_stats", "write_run_stats"]
+           "sample_batches", "write_operand_stats"]
 
 
 def receptive_fields(layer: nn.Module, x_q: torch.Tensor, zero_point: int) -> torch.Tensor:
@@ -278,29 +278,3 @@ def write_operand_stats(run_dir: str | os.PathLike[str], model: nn.Module, batch
     """Collect the statistics and write ``run_dir/operand_stats.npz`` atomically."""
     stats = collect_stats(model, batches, n_fields=n_fields, seed=seed, max_batches=max_batches)
     return save_stats(Path(run_dir) / STATS_FILE, stats)
-
-
-def write_run_stats(run_dir: str | os.PathLike[str], config: Any = None, dm: Any = None, *,
-                    samples: int = 512, n_fields: int = 64, seed: int | None = None) -> Path:
-    """``run_dir/operand_stats.npz`` of the model the noise stage left in ``run_dir``.
-
-    Args:
-        run_dir: a run directory whose noise stage has finished.
-        config: its training configuration (a TrainConfig, plain data or YAML path); by default
-            the one the noise stage recorded, ``run_dir/noise/config.yaml``.
-        dm: the data module, set up (built from the configuration by default).
-        samples: training images the statistics see (a seeded sample).
-        n_fields: receptive fields kept per layer.
-        seed: sampling seed (default: the run's seed).
-    """
-    from agn.training import load_stage_model
-    from agn.training.config import load_config
-    from agn.training.stages import datamodule
-
-    run = Path(run_dir)
-    cfg = load_config(config if config is not None else run / "noise" / "config.yaml")
-    dm = dm if dm is not None else datamodule(cfg, setup=True)
-    model = load_stage_model("noise", run, cfg, dm).eval()
-    seed = cfg.seed if seed is None else seed
-    batches = (dm.normalize(x) for x in sample_batches(dm.split("train"), samples, seed=seed))
-    return write_operand_stats(run, model, batches, n_fields=n_fields, seed=seed)

@@ -8,7 +8,7 @@ statistics collected on the same seeded sample of training images. The "done whe
 median |predicted/measured - 1| of the default formula (channel), which should be at most 10 %.
 
 Models are trained here through agn.training (float -> QAT -> noise, the shipped configs
-digits_lenet5 and a shortened mnist_marlin) in --work-dir, or reused from there when already
+digits_lenet5 and a shortened marlin_mnist) in --work-dir, or reused from there when already
 trained. Prints ratios measured in this run; writes
 ``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py).
 
@@ -47,7 +47,7 @@ def configs(quick: bool) -> dict[str, TrainConfig]:
     digits = {"float_stage.epochs": 6, "float_stage.milestones": [], "qat.epochs": 2,
               "noise_stage.epochs": 2} if quick else {}
     return {"lenet5_digits": build_config(["digits_lenet5"], {**digits, "progress_bar": False}),
-            "marlin_mnist": build_config(["mnist_marlin"], {**mnist, "progress_bar": False})}
+            "marlin_mnist": build_config(["marlin_mnist"], {**mnist, "progress_bar": False})}
 
 
 def trained_model(run: Path, cfg: TrainConfig):

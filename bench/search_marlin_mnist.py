@@ -18,13 +18,13 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 import deploy
 import errormodels as em
 import hwlib
+from agn.config import load_pipeline_config
 from agn.intsim import IntegerScorer, predict
-from agn.pipeline import PipelineConfig, run_pipeline
+from agn.pipeline import run_pipeline
 from agn.pipeline.context import Context
 from agn.search import SearchConfig, SearchSpace, hypervolume, pareto_indices, plot_front, run_search
 
@@ -43,9 +43,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    data = yaml.safe_load(CONFIG.read_text())
-    data["data_args"] = {**data.get("data_args", {}), "root": args.data_dir}
-    cfg = PipelineConfig(**{**data, "seed": args.seed})
+    cfg = load_pipeline_config([CONFIG], {"train": {"seed": args.seed,
+                                                    "data_args": {"root": args.data_dir}}})
     run = Path(args.run_dir)
     status = run_pipeline(run, cfg, threads=args.threads, until="export_search")
     ctx = Context(run, cfg, progress=True, threads=args.threads)

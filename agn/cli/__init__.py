@@ -32,11 +32,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status of every subcommand on bad input (argparse's own usage-error status).
+BAD_INPUT = 2
+#: What counts as bad input: a value, configuration, spec or file the user can correct.
+BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                    PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agn`` console script.
 
-    Bad input (a ValueError or a missing file) ends the command with its one-line message and
-    exit status 1; set AGN_TRACEBACK=1 to see the traceback instead.
+    Bad input (a ValueError such as a refused configuration, or a missing file) ends every
+    subcommand with a one-line ``agn COMMAND: error: ...`` on stderr and exit status 2, like
+    argparse's usage errors; set AGN_TRACEBACK=1 to see the traceback instead.
     """
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -44,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return BAD_INPUT
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: its message, not a traceback
+    except BAD_INPUT_ERRORS as exc:  # bad input: its message, not a traceback
         if os.environ.get("AGN_TRACEBACK"):
             raise
-        raise SystemExit(f"agn {args.command}: error: {exc}") from exc
+        print(f"agn {args.command}: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
 
 
 if __name__ == "__main__":

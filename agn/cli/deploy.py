@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``agn deploy``."""
     try:
         if args.network.is_dir() and not (args.network / "network.json").exists():
-            from agn.export import export_run  # torch only when a training run is exported
+            from agn.run import export_run  # torch only when a training run is exported
 
             path = export_run(args.network)
             print(f"agn deploy: exported the trained model of {args.network} to {path}",

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sigmas = read_sigmas(args.run_dir)
         if not (args.run_dir / STATS_FILE).exists():
-            from agn.stats import write_run_stats  # torch only when statistics are collected
+            from agn.run import write_run_stats  # torch only when statistics are collected
 
             path = write_run_stats(args.run_dir, samples=args.samples, n_fields=args.fields)
             print(f"collected operand statistics of the noise stage ({args.samples} training "

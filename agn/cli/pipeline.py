@@ -17,8 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "restarts at its first unfinished stage.")
     p.add_argument("--run-dir", type=Path, default=Path("runs/pipeline"),
                    help="run directory (default: %(default)s)")
-    p.add_argument("--config", type=Path, help="YAML file of PipelineConfig fields (options "
-                   "given on the command line override it), e.g. configs/marlin_mnist.yaml")
+    p.add_argument("--config", help="YAML configuration file, or the name of one in the "
+                   "repository's configs/ folder, e.g. marlin_mnist (options given on the "
+                   "command line override it)")
     p.add_argument("--quick", action="store_true",
                    help="tiny budget for smoke tests (about a minute)")
     p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
@@ -40,37 +41,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the configuration from the options and run the pipeline."""
-    from agn.pipeline import PipelineConfig, run_pipeline
+#: ``agn pipeline`` options -> configuration fields (dotted paths).
+OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "train.catalog",
+                 "lam": "train.noise.lam", "seed": "train.seed", "pop_size": "search.pop_size",
+                 "n_gen": "search.n_gen", "init": "search.init", "baseline": "search.baseline",
+                 "candidate_epochs": "search.candidate_epochs",
+                 "candidate_batches": "search.candidate_batches",
+                 "data_dir": "train.data_args.root"}
 
-    over = load_yaml(args.config) if args.config else {}
-    keys = ("dataset", "model", "catalog", "lam", "seed", "pop_size", "n_gen", "init",
-            "baseline", "epochs", "candidate_epochs", "candidate_batches")
-    over.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
-    if args.data_dir:
-        over["data_args"] = {**over.get("data_args", {}), "root": args.data_dir}
-    cfg = PipelineConfig.quick(**over) if args.quick else PipelineConfig(**over)
+
+def option_data(args: argparse.Namespace, fields: dict[str, str]) -> dict:
+    """The options given on the command line as plain configuration data."""
+    from agn.config import deep_merge
+
+    data: dict = {}
+    for option, path in fields.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            for key in reversed(path.split(".")):
+                value = {key: value}
+            data = deep_merge(data, value)
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build and check the configuration (file, then options), then run the pipeline."""
+    from agn.config import deep_merge, epochs_data, load_pipeline_config
+    from agn.config.schema import QUICK
+    from agn.pipeline import run_pipeline
+
+    over = option_data(args, OPTION_FIELDS)
+    if args.epochs is not None:
+        over = deep_merge(over, epochs_data(args.epochs))
+    cfg = load_pipeline_config([args.config] if args.config else [], over,
+                               base=QUICK if args.quick else None)
     run_pipeline(args.run_dir, cfg, workers=args.workers, scheduler=args.scheduler,
                  threads=args.threads)
     print(f"report: {args.run_dir / 'report.md'}")
     return 0
-
-
-def load_yaml(path: Path) -> dict:
-    """PipelineConfig fields from a YAML file, checked against the known field names."""
-    import dataclasses
-
-    import yaml
-
-    from agn.pipeline import PipelineConfig
-
-    if not path.is_file():
-        raise SystemExit(f"agn pipeline: config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(data) - known)
-    if not isinstance(data, dict) or unknown:
-        raise SystemExit(f"agn pipeline: {path}: unknown fields {unknown}; known fields: "
-                         f"{', '.join(sorted(known))}")
-    return data

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
-    """The NSGA-II options ``agn search`` and ``agn pipeline`` share (PipelineConfig fields)."""
+    """The NSGA-II options ``agn search`` and ``agn pipeline`` share (``search`` fields)."""
     p.add_argument("--pop", type=int, dest="pop_size", help="NSGA-II population")
     p.add_argument("--gen", type=int, dest="n_gen", help="NSGA-II generations")
     p.add_argument("--init", choices=["seeded", "random"], help="NSGA-II initial population")
@@ -46,23 +45,25 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                        "scheduler (tcp://host:port)")
 
 
+#: ``agn search`` options -> configuration fields (dotted paths).
+OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
+    "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
+    "candidate_batches", "val_samples")}}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the search stage of a run directory with the given overrides."""
-    from agn.pipeline import PipelineConfig, STATUS_FILE
+    from agn.cli.pipeline import option_data
+    from agn.config import document, load_pipeline_config
     from agn.pipeline.context import Context
     from agn.pipeline.stages import search_stage
+    from agn.run import pipeline_config
+    from agn.threads import torch_threads
 
-    status = args.run_dir / STATUS_FILE
-    if not status.exists():
-        raise SystemExit(f"agn search: {status} not found; run 'agn pipeline --run-dir "
-                         f"{args.run_dir}' (at least up to its export_search stage) first")
-    base = json.loads(status.read_text())["config"]
-    cfg = PipelineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
-    keys = ("pop_size", "n_gen", "init", "seed", "baseline", "max_loss", "candidate_epochs",
-            "candidate_batches", "val_samples")
-    over = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    cfg = dataclasses.replace(cfg, **over)
-    summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
-                                   args.threads))
+    recorded = pipeline_config(args.run_dir)
+    cfg = load_pipeline_config([document(recorded)], option_data(args, OPTION_FIELDS))
+    with torch_threads(args.threads):
+        summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
+                                       args.threads))
     print(json.dumps(summary, indent=2))
     return 0

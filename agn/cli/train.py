@@ -4,9 +4,11 @@ Example::
 
     agn train --config digits_lenet5 --run-dir runs/digits --stage all --noise.lam 0.5
 
-``--config`` takes a YAML file or the name of a config shipped in ``agn/configs`` (repeatable;
-later files win), then ``--<key>[.<subkey>] VALUE`` overrides any field of
-:class:`agn.training.TrainConfig` (values are parsed as YAML: ``--qat.milestones [5,8]``).
+``--config`` takes a YAML file or the name of a config in the repository's ``configs/`` folder
+(repeatable; later files win); the training stages use its ``train`` block. Then
+``--<key>[.<subkey>] VALUE`` overrides any field of that block
+(:class:`agn.config.TrainConfig`; values are parsed as YAML: ``--qat.milestones [5,8]``).
+Every value is checked before anything is written.
 """
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,60 +25,28 @@ DATA_KEYS = ("root", "batch_size", "download", "shift", "limit_train", "val_frac
 
 
 def _leaf_keys() -> list[str]:
-    from agn.training import TrainConfig
+    from agn.config import TrainConfig
 
     keys = []
     for f in dataclasses.fields(TrainConfig):
         if dataclasses.is_dataclass(f.default):
             keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(f.default)]
-        else:
+        elif f.name != "data_args":
             keys.append(f.name)
     return keys + [f"data_args.{k}" for k in DATA_KEYS]
 
 
-def shipped_configs() -> list[str]:
-    """Names of the configs in ``agn/configs`` (without ``.yaml``)."""
-    return sorted(p.name[:-5] for p in resources.files("agn").joinpath("configs").iterdir()
-                  if p.name.endswith(".yaml"))
-
-
-def _read_yaml(source: str) -> dict[str, Any]:
-    path = Path(source)
-    if not path.is_file():
-        shipped = resources.files("agn").joinpath("configs", f"{source}.yaml")
-        if not shipped.is_file():
-            raise FileNotFoundError(f"config {source!r}: no such file and no shipped config of "
-                                    f"that name; shipped: {', '.join(shipped_configs())}")
-        text = shipped.read_text()
-    else:
-        text = path.read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {source!r}: expected a mapping, got {type(data).__name__}")
-    return data
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def build_config(configs: list[str], overrides: dict[str, Any]):
-    """TrainConfig from defaults, YAML files (in order) and dotted overrides."""
-    from agn.training import TrainConfig
+    """The TrainConfig of the defaults, the files' ``train`` blocks (in order) and the dotted
+    overrides (fields of the ``train`` block)."""
+    from agn.config import deep_merge, load_pipeline_config
 
-    data = TrainConfig().to_dict()
-    for c in configs:
-        data = _merge(data, _read_yaml(c))
+    data: dict[str, Any] = {}
     for key, value in overrides.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return TrainConfig.from_dict(data)
+        for part in reversed(["train", *key.split(".")]):
+            value = {part: value}
+        data = deep_merge(data, value)
+    return load_pipeline_config(configs, data).train
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train float / QAT / learned-noise / approximate stages",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", "-c", action="append", default=[], metavar="YAML",
-                   help="config file or shipped config name (repeatable)")
+                   help="config file or the name of one in configs/ (repeatable)")
     p.add_argument("--run-dir", help="run directory (checkpoints, logs, sigmas.json)")
     p.add_argument("--stage", default="all", choices=(*STAGES, "all"),
                    help="stage to run; 'all' runs float, qat and noise (default)")
@@ -104,11 +72,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set:")}
     cfg = build_config(args.config, overrides)
     if args.print_config:
-        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        from agn.config import document
+
+        sys.stdout.write(yaml.safe_dump(document(cfg), sort_keys=False))
         return 0
     if not args.run_dir:
-        print("agn train: --run-dir is required", file=sys.stderr)
-        return 2
+        raise ValueError("--run-dir is required (the run directory of the stages)")
     from agn.training import run_stages
 
     stages = ("float", "qat", "noise") if args.stage == "all" else (args.stage,)

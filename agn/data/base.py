@@ -59,6 +59,11 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         self.shift, self.hflip, self.limit_train = shift, hflip, limit_train
         self._splits: dict[str, TensorDataset] | None = None
 
+    def check_files(self) -> None:
+        """Raise DataFileError when the data cannot be there when :meth:`setup` needs it (a
+        missing directory, or missing files that will not be downloaded); cheap, reads no data.
+        Data modules without files accept everything."""
+
     @abc.abstractmethod
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(x_train, y_train, x_test, y_test)``: images float in [0, 1] (N, C, H, W), int labels."""

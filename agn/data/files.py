@@ -32,6 +32,17 @@ def _fetch(url: str) -> bytes:
         return resp.read()
 
 
+def _check_dir(root: Path, missing: list[str], download: bool, expected: str) -> None:
+    """The checks of ``check_files``: ``root`` exists, and holds the files unless they will be
+    downloaded."""
+    if not root.is_dir():
+        raise DataFileError(f"data directory {str(root)!r} does not exist; expected a directory "
+                            f"holding {expected} (create it to download the files into it)")
+    if missing and not download:
+        raise DataFileError(f"data directory {str(root)!r}: {', '.join(missing)} not found and "
+                            f"download is off; expected {expected}")
+
+
 class IdxDataModule(ImageDataModule):
     """MNIST-format data (28x28 grey, 10 classes) from a directory of the four IDX files.
 
@@ -57,6 +68,10 @@ class IdxDataModule(ImageDataModule):
     def _missing(self) -> list[str]:
         return [n for n in IDX_FILES
                 if not (self.root / n).is_file() and not (self.root / f"{n}.gz").is_file()]
+
+    def check_files(self) -> None:
+        _check_dir(self.root, self._missing(), self.download,
+                   ", ".join(f"{n}[.gz]" for n in IDX_FILES))
 
     def prepare_data(self) -> None:
         if not self.download:
@@ -104,6 +119,11 @@ class Cifar10DataModule(ImageDataModule):
     def _dir(self) -> Path:
         sub = self.root / "cifar-10-batches-py"
         return sub if sub.is_dir() else self.root
+
+    def check_files(self) -> None:
+        missing = [n for n in CIFAR_FILES if not (self._dir() / n).is_file()]
+        _check_dir(self.root, missing, self.download,
+                   f"{', '.join(CIFAR_FILES)} (or a cifar-10-batches-py directory of them)")
 
     def prepare_data(self) -> None:
         if not self.download or all((self._dir() / n).is_file() for n in CIFAR_FILES):

@@ -1,17 +1,42 @@
-"""The end-to-end pipeline: train, learn tolerances, match, search, retrain, export, deploy, report."""
-from agn.pipeline.config import PipelineConfig
-from agn.pipeline.runner import STATUS_FILE, RunStatus, Stage, run_stages
+"""The end-to-end pipeline: train, learn tolerances, match, search, retrain, export, deploy and
+report."""
+from __future__ import annotations
 
-__all__ = ["PipelineConfig", "RunStatus", "STATUS_FILE", "Stage", "run_pipeline", "run_stages"]
+from collections.abc import Callable
+from pathlib import Path
+
+from agn.config import PipelineConfig, check_pipeline, document, load_pipeline_config
+from agn.pipeline.runner import RunStatus, Stage, run_stages
+from agn.run import STATUS_FILE
+from agn.threads import torch_threads
+
+__all__ = [
+    "STATUS_FILE",
+    "PipelineConfig",
+    "RunStatus",
+    "Stage",
+    "normalize_recorded",
+    "run_pipeline",
+    "run_stages",
+]
 
 
-def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = True,
-                 log=print, workers: int | None = None, scheduler: str | None = None,
-                 threads: int = 1, until: str | None = None) -> RunStatus:
+def normalize_recorded(recorded: dict) -> dict:
+    """A configuration ``pipeline.json`` recorded (any version) as the current document."""
+    return document(load_pipeline_config([recorded]))
+
+
+def run_pipeline(run_dir: str | Path, cfg: PipelineConfig | None = None, progress: bool = True,
+                 log: Callable[[str], None] = print, workers: int | None = None,
+                 scheduler: str | None = None, threads: int = 1,
+                 until: str | None = None) -> RunStatus:
     """Run (or resume) every stage in ``run_dir``, or the stages up to and including ``until``;
-    returns the recorded status."""
-    from pathlib import Path
+    returns the recorded status.
 
+    The configuration is checked (catalog, model, dataset, data directory) before anything is
+    written: a refused one leaves ``run_dir`` as it was. ``threads`` torch CPU threads are used
+    inside the run and the previous count is restored afterwards.
+    """
     from agn.pipeline.context import Context
     from agn.pipeline.stages import STAGES
 
@@ -20,5 +45,7 @@ def run_pipeline(run_dir, cfg: PipelineConfig | None = None, progress: bool = Tr
         raise ValueError(f"run_pipeline: until expected one of {names}, got {until!r}")
     stages = STAGES[:names.index(until) + 1] if until else STAGES
     cfg = cfg or PipelineConfig()
+    check_pipeline(cfg)
     ctx = Context(Path(run_dir), cfg, progress, workers, scheduler, threads)
-    return run_stages(stages, run_dir, cfg.to_dict(), ctx, log, PipelineConfig().to_dict())
+    with torch_threads(threads):
+        return run_stages(stages, run_dir, document(cfg), ctx, log, normalize_recorded)

@@ -7,21 +7,20 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from agn.data import build_datamodule
+from agn.config import PipelineConfig, TrainConfig
 from agn.data.base import ImageDataModule
 from agn.intsim import integer_split
-from agn.pipeline.config import PipelineConfig
-from agn.training import load_stage_model
+from agn.run import datamodule, load_stage_model
 
 
 @dataclass
 class Context:
     """Lazily built shared state of one pipeline run, plus run-time options that do not change
-    results (progress bars, Dask workers, torch threads: one thread is fastest for the small
-    default networks, 0 keeps torch's default for large ones)."""
+    results (progress bars, Dask workers, torch threads of the training stages: one thread is
+    fastest for the small default networks, 0 keeps torch's default for large ones; the caller
+    sets the threads of the other stages with :func:`agn.threads.torch_threads`)."""
 
     run_dir: Path
     cfg: PipelineConfig
@@ -34,16 +33,11 @@ class Context:
         if self.threads < 0:
             raise ValueError(f"Context.threads: expected >= 0 (0 = torch default), got "
                              f"{self.threads}")
-        if self.threads:
-            torch.set_num_threads(self.threads)
 
     @cached_property
     def dm(self) -> ImageDataModule:
         """The data module, set up (splits fixed by the seed)."""
-        dm = build_datamodule(self.cfg.dataset, seed=self.cfg.seed, **self.cfg.data_args)
-        dm.prepare_data()
-        dm.setup()
-        return dm
+        return datamodule(self.cfg.train, setup=True)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -68,6 +62,6 @@ class Context:
             return dask_runner(workers=self.workers, scheduler=self.scheduler)
         return nullcontext(None)
 
-    def train_config(self, assignment: str | None = None):
+    def train_config(self, assignment: str | None = None) -> TrainConfig:
         """The training configuration with this run's thread setting."""
         return self.cfg.train_config(assignment, self.threads)

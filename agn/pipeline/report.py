@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import errormodels as em
-from agn.pipeline.runner import STATUS_FILE
+from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config
 from hwlib.fileio import atomic_path, atomic_write_text
 
 
@@ -75,20 +75,20 @@ def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` (and ``sigmas.png``, ``tolerances.png``) from a run's artifacts."""
     run = Path(run_dir)
     status = json.loads((run / STATUS_FILE).read_text())
-    cfg, done = status["config"], status["finished"]
+    cfg, done = pipeline_config(run), status["finished"]
     sigmas = em.read_sigmas(run / em.SIGMAS_FILE)
     stats = em.load_stats(run / em.STATS_FILE)
     asg = em.read_assignment(run / em.ASSIGNMENT_FILE)
-    catalog = em.ErrorCatalog.build(cfg["catalog"])
+    catalog = em.ErrorCatalog.build(cfg.catalog)
     pred = em.predict([st for _, st in em.pair_with_stats(sigmas, stats)], catalog)
     plot_sigmas(run / "sigmas.png", sigmas)
     plot_tolerances(run / "tolerances.png", asg, catalog, pred)
     pareto = json.loads((run / "pareto.json").read_text())
-    chosen = em.read_assignment(run / "chosen_assignment.json")
+    chosen = em.read_assignment(run / CHOSEN_FILE)
     validation = json.loads((run / "validation.json").read_text())
     s, ex, dep = done["search"], done["export"], done["deploy"]
-    L = [f"# agn pipeline report: {cfg['model']} on {cfg['dataset']}", "",
-         f"Catalog `{cfg['catalog']}`, seed {cfg['seed']}, lambda {cfg['lam']}; energies are "
+    L = [f"# agn pipeline report: {cfg.train.model} on {cfg.train.data}", "",
+         f"Catalog `{cfg.catalog}`, seed {cfg.seed}, lambda {cfg.train.noise.lam}; energies are "
          f"relative multiplication energy with power from {pareto['power_source']}.", "",
          "## Accuracy through the stages", "",
          "| stage | test accuracy |", "|---|---|"]

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agn.run import STATUS_FILE
 from hwlib.fileio import atomic_write_json
-
-STATUS_FILE = "pipeline.json"
 
 
 @dataclass(frozen=True)
@@ -36,19 +35,22 @@ class RunStatus:
     finished: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def load_or_new(cls, run_dir: Path, config: dict, defaults: dict | None = None) -> RunStatus:
+    def load_or_new(cls, run_dir: Path, config: dict,
+                    normalize: Callable[[dict], dict] | None = None) -> RunStatus:
         """The status of ``run_dir``; refuses a directory made with another configuration.
 
-        A field the recorded configuration lacks (written before the field existed) counts as
-        its value in ``defaults``.
+        ``normalize`` brings the recorded configuration to the form of ``config`` before they are
+        compared (e.g. migrates an older version and fills fields added since with defaults).
         """
         path = run_dir / STATUS_FILE
         if not path.exists():
             return cls(config)
         data = json.loads(path.read_text())
-        recorded = {**(defaults or {}), **data.get("config", {})}
+        recorded = data.get("config", {})
+        if normalize is not None:
+            recorded = normalize(recorded)
         if recorded != config:
-            diff = {k: (recorded.get(k), v) for k, v in config.items() if recorded.get(k) != v}
+            diff = _differences(recorded, config)
             raise ValueError(f"{path}: this run directory was made with another configuration "
                              f"(differences, old -> new: {diff}); choose a new --run-dir")
         return cls(config, data.get("finished", {}))
@@ -59,18 +61,31 @@ class RunStatus:
                                                   "finished": self.finished})
 
 
+def _differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{dotted field: (old, new)} of the fields that differ (nested mappings descended)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in [*old, *(k for k in new if k not in old)]:
+        a, b, key = old.get(k), new.get(k), f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_differences(a, b, f"{key}."))
+        elif a != b:
+            out[key] = (a, b)
+    return out
+
+
 def run_stages(stages: Sequence[Stage], run_dir: str | Path, config: dict, ctx: Any,
-               log: Callable[[str], None] = print, defaults: dict | None = None) -> RunStatus:
+               log: Callable[[str], None] = print,
+               normalize: Callable[[dict], dict] | None = None) -> RunStatus:
     """Run the stages in order, skipping those finished earlier (their outputs still present).
 
     A stage whose recorded outputs disappeared is run again, and so is every later stage; a
     stage that runs also forgets the records of stages beyond ``stages`` (a run of a prefix of
-    the pipeline), so they run again next time. ``defaults`` stand in for fields a recorded
-    configuration lacks.
+    the pipeline), so they run again next time. ``normalize`` brings a recorded configuration
+    to the current form (:meth:`RunStatus.load_or_new`).
     """
     run_dir = Path(run_dir)
+    status = RunStatus.load_or_new(run_dir, config, normalize)
     run_dir.mkdir(parents=True, exist_ok=True)
-    status = RunStatus.load_or_new(run_dir, config, defaults)
     invalid = False
     for i, stage in enumerate(stages):
         done = stage.name in status.finished and all((run_dir / o).exists()

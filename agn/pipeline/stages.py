@@ -15,16 +15,12 @@ from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
+from agn.run import BASELINE_DIR, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
 from agn.search import (Point, Scored, SearchConfig, SearchSpace, plot_front, run_search,
                         uniform_genes, write_front)
 from agn.search.retraining import RetrainingScorer
-from agn.stats import write_run_stats
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json
-
-SEARCH_DIR, BASELINE_DIR = "search", "search_random"
-CHOSEN_FILE = "chosen_assignment.json"
-SEEDS_FILE = f"{SEARCH_DIR}/seeds.json"
 
 
 def _train(stage: str):
@@ -36,9 +32,10 @@ def _train(stage: str):
 
 
 def _stats(ctx: Context) -> dict:
-    write_run_stats(ctx.run_dir, ctx.train_config(), ctx.dm, samples=ctx.cfg.stats_samples,
-                    n_fields=ctx.cfg.n_fields, seed=ctx.cfg.seed)
-    return {"samples": ctx.cfg.stats_samples, "fields": ctx.cfg.n_fields}
+    match = ctx.cfg.match
+    write_run_stats(ctx.run_dir, ctx.train_config(), ctx.dm, samples=match.stats_samples,
+                    n_fields=match.n_fields, seed=ctx.cfg.seed)
+    return {"samples": match.stats_samples, "fields": match.n_fields}
 
 
 def _match(ctx: Context) -> dict:
@@ -50,7 +47,7 @@ def _match(ctx: Context) -> dict:
     asg = em.match(sigmas, stats, catalog, prediction=pred)
     em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
     seeds = []
-    for s in {str(s): s for s in ctx.cfg.scales}.values():  # one seed per distinct scale
+    for s in {str(s): s for s in ctx.cfg.match.scales}.values():  # one seed per distinct scale
         scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
         seeds.append(dataclasses.replace(em.match(scaled, stats, catalog, prediction=pred),
                                          details={"sigma_scale": s}))
@@ -61,7 +58,7 @@ def _match(ctx: Context) -> dict:
 def _export_search(ctx: Context) -> dict:
     """The noise-trained model as an integer network: what the search scores candidates on."""
     model = ctx.model("noise")
-    net = export(model, ctx.input_shape, name=f"{ctx.cfg.model}_search", mean=ctx.dm.mean,
+    net = export(model, ctx.input_shape, name=f"{ctx.cfg.train.model}_search", mean=ctx.dm.mean,
                  std=ctx.dm.std)
     deploy.save(net, ctx.run_dir / SEARCH_DIR)
     return _check_integer(ctx, model, net, "val")
@@ -93,18 +90,18 @@ def search_stage(ctx: Context) -> dict:
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
     mults = [sig[n].multiplications for n in layers]
-    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.init)
+    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.search.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     extra = hwlib.read_assignments(ctx.run_dir / SEEDS_FILE)
     exact = space.uniform(space.exact_gene)
     seeds = [space.encode(matched)] + [space.encode(a) for a in extra] + [exact]
-    search_cfg = SearchConfig(pop_size=cfg.pop_size, n_gen=cfg.n_gen, seed=cfg.seed,
-                              init=cfg.init, scoring=scoring)
+    search_cfg = SearchConfig(pop_size=cfg.search.pop_size, n_gen=cfg.search.n_gen, seed=cfg.seed,
+                              init=cfg.search.init, scoring=scoring)
     with ctx.runner() as runner:
         result = run_search(space, scorer, search_cfg, ctx.run_dir / SEARCH_DIR, seeds=seeds,
                             runner=runner, progress=ctx.progress)
         baseline = None
-        if cfg.baseline:
+        if cfg.search.baseline:
             base_cfg = dataclasses.replace(search_cfg, init="random")
             base_space = SearchSpace.for_init(layers, mults, cfg.catalog, "random")
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
@@ -117,20 +114,20 @@ def search_stage(ctx: Context) -> dict:
         return Point(label, key, space.energy(genome), err)
 
     points = [point(f"uniform {space.candidates[g]}", space.uniform(g))
-              for g in uniform_genes(space, cfg.uniform_points)]
+              for g in uniform_genes(space, cfg.search.uniform_points)]
     points.append(point("error-model assignment", seeds[0]))
     exact_point = point("exact", exact)
     if exact_point.genome not in result.store:  # the exact network is always a candidate
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
     records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
-               title=f"{cfg.model} on {cfg.dataset}: NSGA-II front ({len(result.store)} "
+               title=f"{cfg.train.model} on {cfg.train.data}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
-    chosen = choose_point(records, exact_point.error, cfg.max_loss)
+    chosen = choose_point(records, exact_point.error, cfg.search.max_loss)
     hwlib.write_assignment(ctx.run_dir / CHOSEN_FILE, space.assignment(
         chosen["genome"], rule="nsga2: lowest energy within max_loss of exact", details={
             "accuracy": chosen["accuracy"], "genome": chosen["genome"],
-            "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.max_loss}))
+            "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.search.max_loss}))
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
     summary = {"evaluations": len(result.store), "scoring": scoring,
@@ -146,13 +143,13 @@ def search_stage(ctx: Context) -> dict:
 
 def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float], str]:
     """The candidate score function and its label: the noise-trained integer network as it is,
-    or after ``candidate_epochs`` of retraining per candidate."""
+    or after ``search.candidate_epochs`` of retraining per candidate."""
     cfg = ctx.cfg
-    if cfg.candidate_epochs:
-        scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.candidate_epochs,
-                                  cfg.candidate_batches, cfg.val_samples)
+    if cfg.search.candidate_epochs:
+        scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
+                                  cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
-    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.val_samples)
+    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.search.val_samples)
     return IntegerScorer(net, x, y), SearchConfig.scoring
 
 
@@ -167,7 +164,7 @@ def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict
 
 def _export_final(ctx: Context) -> dict:
     model = ctx.model("retrain")
-    net = export(model, ctx.input_shape, name=ctx.cfg.model, mean=ctx.dm.mean, std=ctx.dm.std)
+    net = export(model, ctx.input_shape, name=ctx.cfg.train.model, mean=ctx.dm.mean, std=ctx.dm.std)
     deploy.save(net, ctx.run_dir)
     summary = _check_integer(ctx, model, net, "test")
     chosen = hwlib.read_assignment(ctx.run_dir / CHOSEN_FILE)

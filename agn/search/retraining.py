@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from agn.config import TrainConfig
 from agn.data.base import ImageDataModule
 from agn.export import export
 from agn.intsim import integer_split, predict
 from agn.layers import approximate_
-from agn.training import TrainConfig, finetune, load_stage_model
-from agn.training.stages import datamodule
+from agn.run import datamodule, load_stage_model
+from agn.training import finetune
 
 
 class RetrainingScorer:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agn.config import NoiseConfig, StageConfig
 from agn.layers import Mode, approx_layers, noise_penalty
-from agn.training.config import NoiseConfig, StageConfig
 
 __all__ = ["AGNModule", "Stage"]
 

@@ -1,13 +1,6 @@
 """Stage logic: float -> QAT -> noise -> approximate retraining, each resumable in a run directory.
 
-Layout of a run directory ``RUN``::
-
-    RUN/config.yaml           the configuration of the first stage run here (the run's seed)
-    RUN/<stage>/config.yaml   the configuration this stage ran with
-    RUN/<stage>/last.ckpt     Lightning checkpoint (updated every epoch; resumed when killed)
-    RUN/<stage>/result.json   written when the stage finished: re-running it only loads this
-    RUN/sigmas.json           after the noise stage: name, sigma, multiplications, fan_in
-    RUN/logs/<stage>/         CSV metrics; RUN/tb/<stage>/ TensorBoard events
+The run directory's layout and its stage models are :mod:`agn.run`'s.
 
 Each stage starts from the previous stage's ``last.ckpt``: QAT folds BatchNorm into the convs,
 warms the observers up, then trains with fake quantization; noise resets sigmas to
@@ -31,24 +24,22 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from agn.data import build_datamodule
+from agn.config import TrainConfig, check_train, document, load_config
 from agn.data.base import ImageDataModule
 from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset_sigmas,
                         restrict_activations_, set_mode, set_observe, sigma_table)
-from agn.models import build_model
-from agn.training.config import ConfigError, TrainConfig, load_config
+from agn.run import (ASSIGNMENT_FILE, CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, SIGMAS_FILE,
+                     StageError, build_stage_model, checkpoint_path, datamodule, finished,
+                     load_stage_model, stage_config_path)
+from agn.seeding import seeded
+from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["StageError", "StageResult", "build_stage_model", "datamodule", "load_stage_model",
-           "process_settings", "run_stage", "run_stages"]
+__all__ = ["StageResult", "process_settings", "run_stage", "run_stages"]
 
 PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
 SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
-
-
-class StageError(ValueError):
-    """A stage that cannot start (missing previous checkpoint, conflicting run directory)."""
 
 
 @dataclass(frozen=True)
@@ -91,44 +82,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def _record_config(run: Path, stage: Stage, cfg: TrainConfig) -> None:
     """RUN/config.yaml (first stage: the run's seed) and RUN/<stage>/config.yaml (this stage)."""
-    path = run / "config.yaml"
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    path = run / CONFIG_FILE
+    text = yaml.safe_dump(document(cfg), sort_keys=False)
     if path.exists():
-        old = yaml.safe_load(path.read_text()) or {}
-        if old.get("seed") != cfg.seed:
-            raise StageError(f"run directory {run}: recorded seed {old.get('seed')} differs from "
+        old = load_config(path)
+        if old.seed != cfg.seed:
+            raise StageError(f"run directory {run}: recorded seed {old.seed} differs from "
                              f"the configured seed {cfg.seed}; use a new run directory")
     else:
         atomic_write_text(path, text)
-    atomic_write_text(run / stage.value / "config.yaml", text)
-
-
-def build_stage_model(stage: Stage | str, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
-    """The model architecture of ``stage``: BatchNorm folded for every stage after float."""
-    model = build_model(cfg.model, dm.in_channels, dm.input_size, dm.num_classes)
-    if Stage.parse(stage) is not Stage.FLOAT:
-        fold_bn(model)
-    return model
-
-
-def load_stage_model(stage: Stage | str, run_dir: str | Path, config: Any,
-                     dm: ImageDataModule | None = None) -> nn.Module:
-    """The model a finished stage left in ``run_dir`` (mode, multipliers, sigmas and quantizer
-    ranges come from its checkpoint); ``dm`` defaults to the config's data module.
-
-    Raises:
-        StageError: the stage has not finished in ``run_dir``.
-    """
-    st, cfg = Stage.parse(stage), load_config(config)
-    sdir = Path(run_dir) / st.value
-    ckpt = sdir / "last.ckpt"
-    if not (sdir / "result.json").exists() or not ckpt.exists():
-        raise StageError(f"stage {st.value!r} has not finished in {run_dir}: {ckpt} is missing "
-                         f"or unfinished; run stage {st.value!r} first")
-    model = build_stage_model(st, cfg, dm if dm is not None else datamodule(cfg))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
-    return model
+    atomic_write_text(stage_config_path(run, stage), text)
 
 
 def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
@@ -137,19 +100,6 @@ def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModul
     if prev is Stage.FLOAT:
         fold_bn(model)
     return model
-
-
-def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
-    """The configuration's data module; with ``setup`` its data prepared and split."""
-    try:
-        dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
-    except TypeError as exc:
-        raise ConfigError(f"data_args {cfg.data_args} do not fit dataset {cfg.data!r}: {exc}") \
-            from None
-    if setup:
-        dm.prepare_data()
-        dm.setup()
-    return dm
 
 
 def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
@@ -163,7 +113,7 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
     elif stage is Stage.NOISE:
         reset_sigmas(model, cfg.noise.sigma_init)
     elif stage is Stage.RETRAIN:
-        path = Path(cfg.assignment) if cfg.assignment else run / "assignment.json"
+        path = Path(cfg.assignment) if cfg.assignment else run / ASSIGNMENT_FILE
         if not path.exists():
             raise AssignmentError(f"stage 'retrain' needs an assignment file; {path} does not "
                                   f"exist (write it with the error model or set 'assignment')")
@@ -183,15 +133,24 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
 
     Returns:
         The stage's result (test accuracy etc.).
+
+    Raises:
+        ConfigError: a configuration that cannot run (checked before anything is written).
     """
     st = Stage.parse(stage)
     cfg = load_config(config)
     run = Path(run_dir)
     sdir = run / st.value
-    if (sdir / "result.json").exists():
-        return StageResult.load(sdir / "result.json")
+    if (sdir / RESULT_FILE).exists():
+        return StageResult.load(sdir / RESULT_FILE)
+    check_train(cfg)
+    prev = PREVIOUS.get(st)
+    if prev is not None and not (sdir / CHECKPOINT_FILE).exists() and not finished(run, prev):
+        raise StageError(f"stage {st.value!r} starts from stage {prev.value!r}, which has not "
+                         f"finished in {run} ({checkpoint_path(run, prev)} is missing or "
+                         f"unfinished); run stage {prev.value!r} first")
     _record_config(run, st, cfg)
-    with process_settings(cfg.threads):
+    with process_settings(cfg.threads), seeded(cfg.seed + SEED_OFFSET[st]):
         return _run(st, run, cfg, callbacks)
 
 
@@ -199,22 +158,19 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
 def process_settings(threads: int) -> Iterator[None]:
     """Set torch's thread count (0 = leave it) and restore it, and the deterministic-algorithms
     flag Lightning's ``deterministic=True`` sets process-wide, on the way out."""
-    old_threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        if threads:
-            torch.set_num_threads(threads)
-        yield
+        with torch_threads(threads):
+            yield
     finally:
-        torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
 def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback]) -> StageResult:
+    """Train stage ``st`` (inside the caller's seeding and thread settings)."""
     sdir = run / st.value
-    pl.seed_everything(cfg.seed + SEED_OFFSET[st], workers=True, verbose=False)
     dm = datamodule(cfg, setup=True)
-    resume = sdir / "last.ckpt"
+    resume = sdir / CHECKPOINT_FILE
     if resume.exists():
         model = build_stage_model(st, cfg, dm)
     elif st is Stage.FLOAT:
@@ -243,7 +199,7 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
         sigmas = str(_write_sigmas(run, model, dm, cfg))
     result = StageResult(st.value, float(test), float(val), opt.epochs, cfg.seed,
                          str(resume), sigmas)
-    atomic_write_json(sdir / "result.json", asdict(result))
+    atomic_write_json(sdir / RESULT_FILE, asdict(result))
     return result
 
 
@@ -253,7 +209,7 @@ def _write_sigmas(run: Path, model: nn.Module, dm: ImageDataModule, cfg: TrainCo
         model(next(iter(dm.val_dataloader()))[0][:1])  # records every layer's multiplication count
     doc = {"lambda": cfg.noise.lam, "sigma_max": cfg.noise.sigma_max, "seed": cfg.seed,
            "layers": sigma_table(model)}
-    return atomic_write_json(run / "sigmas.json", doc)
+    return atomic_write_json(run / SIGMAS_FILE, doc)
 
 
 def run_stages(run_dir: str | Path, config: Any, stages: Sequence[str] = ("float", "qat", "noise"),

@@ -1,0 +1,299 @@
+"""The configuration schema: training (per-stage optimisation, learned noise), error-model
+matching, search and deployment, composed into the pipeline's configuration.
+
+One default per field: ``agn train`` and ``agn pipeline`` share :class:`TrainConfig`, and the
+default pipeline needs no configuration file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from agn.config.typed import ConfigError, Typed, build, check
+
+__all__ = [
+    "TRAIN_STAGES",
+    "MatchConfig",
+    "NoiseConfig",
+    "PipelineConfig",
+    "SearchSettings",
+    "StageConfig",
+    "TrainConfig",
+    "deep_merge",
+    "epochs_data",
+]
+
+TRAIN_STAGES = ("float", "qat", "noise", "retrain")
+STAGE_FIELDS = ("float_stage", "qat", "noise_stage", "retrain")  # TrainConfig block per stage
+
+
+@dataclass(frozen=True)
+class StageConfig(Typed):
+    """Optimisation of one training stage.
+
+    Attributes:
+        epochs: training epochs.
+        lr: learning rate.
+        optimizer: ``sgd`` (with momentum) or ``adam``.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay (never applied to the sigmas).
+        milestones: epochs at which the learning rate is multiplied by ``gamma``.
+        gamma: learning-rate decay factor.
+    """
+
+    epochs: int = 10
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def validate(self) -> None:
+        check(self.epochs >= 0, "epochs", self.epochs, "an epoch count >= 0")
+        check(self.lr > 0, "lr", self.lr, "a learning rate > 0")
+        check(self.optimizer in ("sgd", "adam"), "optimizer", self.optimizer, "'sgd' or 'adam'")
+        check(self.momentum >= 0, "momentum", self.momentum, "a momentum >= 0")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a decay >= 0")
+        check(all(m >= 1 for m in self.milestones), "milestones", list(self.milestones),
+              "epochs >= 1")
+        check(self.gamma > 0, "gamma", self.gamma, "a decay factor > 0")
+
+
+@dataclass(frozen=True)
+class NoiseConfig(Typed):
+    """Learned-noise hyperparameters: loss ``CE - lam * sum_l (c_l/C) min(|s_l|, s_max)``.
+
+    Attributes:
+        lam: lambda, the weight of the noise reward.
+        sigma_init: initial sigma of every layer.
+        sigma_max: cap of each sigma inside the reward.
+        sigma_lr: learning rate of the sigmas (null: the stage's lr).
+    """
+
+    lam: float = 0.2
+    sigma_init: float = 0.1
+    sigma_max: float = 1.0
+    sigma_lr: float | None = 0.05
+
+    def validate(self) -> None:
+        check(self.lam >= 0, "lam", self.lam, "lambda >= 0")
+        check(self.sigma_init >= 0, "sigma_init", self.sigma_init, "a sigma >= 0")
+        check(self.sigma_max > 0, "sigma_max", self.sigma_max, "a sigma cap > 0")
+        check(self.sigma_lr is None or self.sigma_lr > 0, "sigma_lr", self.sigma_lr,
+              "a learning rate > 0 or null")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Typed):
+    """The training stages' configuration (``agn train``; the ``train`` block of a pipeline).
+
+    Attributes:
+        model: registry name (``lenet5``, ``marlin_mnist``, ``resnet8``, ...).
+        data: dataset name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``).
+        data_args: keyword arguments of the data module (``root``, ``batch_size``, ``shift``...),
+            checked against its constructor.
+        seed: seed of the splits, shuffling, augmentation, initialisation, noise and search.
+        float_stage / qat / noise_stage / retrain: per-stage optimisation.
+        noise: learned-noise hyperparameters.
+        calib_batches: observer warm-up batches before QAT.
+        catalog: the multiplier catalog the network will run on (``marlin:*``,
+            ``evo:mul8s_*``, ...): QAT quantizes every approximable layer's input to the codes all
+            its multipliers accept (0..127 for signed EvoApprox circuits, 0..255 for MARLIN); the
+            pipeline matches and searches over it; null (``agn train`` only) keeps 0..255.
+        assignment: assignment file of the retrain stage (default ``RUN/assignment.json``).
+        limit_train_batches / limit_val_batches: Lightning limits (fractions or counts).
+        progress_bar: show Lightning's progress bar.
+        threads: torch CPU threads (0 keeps torch's default; 1 is fastest for tiny models on a
+            busy machine); ``agn pipeline`` sets it from ``--threads``.
+    """
+
+    model: str = "lenet5"
+    data: str = "digits"
+    data_args: dict[str, Any] = field(default_factory=lambda: {"batch_size": 64})
+    seed: int = 0
+    float_stage: StageConfig = StageConfig(epochs=30, lr=0.05, milestones=(20,))
+    qat: StageConfig = StageConfig(epochs=10, lr=0.005)
+    noise_stage: StageConfig = StageConfig(epochs=10, lr=0.005)
+    retrain: StageConfig = StageConfig(epochs=5, lr=0.001)
+    noise: NoiseConfig = NoiseConfig()
+    calib_batches: int = 10
+    catalog: str | None = "marlin:*"
+    assignment: str | None = None
+    limit_train_batches: float | int = 1.0
+    limit_val_batches: float | int = 1.0
+    progress_bar: bool = True
+    threads: int = 0
+
+    def validate(self) -> None:
+        check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
+        for name in ("limit_train_batches", "limit_val_batches"):
+            v = getattr(self, name)
+            check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,
+                  "a fraction in (0, 1] or a batch count >= 1")
+        check(self.threads >= 0, "threads", self.threads, "a thread count >= 0 (0 = torch's)")
+
+    def stage(self, name: str) -> StageConfig:
+        """The optimisation block of training stage ``name`` (``float``, ``qat``, ...)."""
+        if name not in TRAIN_STAGES:
+            raise ValueError(f"training stage {name!r}: expected one of {list(TRAIN_STAGES)}")
+        return getattr(self, STAGE_FIELDS[TRAIN_STAGES.index(name)])
+
+    @property
+    def epochs(self) -> tuple[int, int, int, int]:
+        """Epochs of the float, qat, noise and retrain stages."""
+        e = [self.stage(s).epochs for s in TRAIN_STAGES]
+        return e[0], e[1], e[2], e[3]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML/JSON friendly)."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """Build from plain data (every field type-checked; unknown fields refused)."""
+        return build(cls, d)
+
+
+@dataclass(frozen=True)
+class MatchConfig(Typed):
+    """Operand statistics and error-model matching.
+
+    Attributes:
+        n_fields: receptive fields sampled per layer for the error model.
+        stats_samples: training images the operand statistics see.
+        scales: tolerance factors of the extra seed assignments of the search.
+    """
+
+    n_fields: int = 64
+    stats_samples: int = 512
+    scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
+
+    def validate(self) -> None:
+        check(self.n_fields >= 1, "n_fields", self.n_fields, "a field count >= 1")
+        check(self.stats_samples >= 1, "stats_samples", self.stats_samples, "an image count >= 1")
+        check(all(s > 0 for s in self.scales), "scales", list(self.scales), "factors > 0")
+
+
+@dataclass(frozen=True)
+class SearchSettings(Typed):
+    """NSGA-II search and the choice of the deployed point.
+
+    Attributes:
+        pop_size, n_gen: NSGA-II budget.
+        init: ``seeded`` (error-model seeds) or ``random`` initial population.
+        baseline: also run the random-init search for comparison.
+        val_samples: validation images each candidate is scored on (0 = all).
+        candidate_epochs: epochs of approximate retraining before each candidate is scored
+            (MARLIN's protocol is 1; 0 = score the noise-trained weights as they are).
+        candidate_batches: training batches per such epoch (0 = the whole training split).
+        max_loss: accuracy the chosen point may lose against the exact integer network.
+        uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
+    """
+
+    pop_size: int = 40
+    n_gen: int = 15
+    init: str = "seeded"
+    baseline: bool = True
+    val_samples: int = 0
+    candidate_epochs: int = 0
+    candidate_batches: int = 0
+    max_loss: float = 0.01
+    uniform_points: int = 16
+
+    def validate(self) -> None:
+        check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
+        check(self.n_gen >= 1, "n_gen", self.n_gen, "a generation count >= 1")
+        check(self.init in ("seeded", "random"), "init", self.init, "'seeded' or 'random'")
+        for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points"):
+            check(getattr(self, name) >= 0, name, getattr(self, name), "a count >= 0")
+        check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PipelineConfig(Typed):
+    """Everything ``agn pipeline`` needs; recorded in ``pipeline.json`` so a resumed run matches.
+
+    Attributes:
+        train: the training stages (model, data, seed, catalog, per-stage optimisation, noise).
+        match: operand statistics and error-model matching.
+        search: NSGA-II and the choice of the deployed point.
+        deploy_inputs: inputs the firmware is validated on.
+    """
+
+    train: TrainConfig = TrainConfig()
+    match: MatchConfig = MatchConfig()
+    search: SearchSettings = SearchSettings()
+    deploy_inputs: int = 8
+
+    def validate(self) -> None:
+        check(self.deploy_inputs >= 1, "deploy_inputs", self.deploy_inputs, "a count >= 1")
+
+    @property
+    def seed(self) -> int:
+        """The seed of every random choice (``train.seed``)."""
+        return self.train.seed
+
+    @property
+    def catalog(self) -> str:
+        """The multiplier catalog (``train.catalog``)."""
+        return str(self.train.catalog)
+
+    @classmethod
+    def quick(cls, data: dict[str, Any] | None = None) -> PipelineConfig:
+        """A tiny budget that runs every stage in about a minute (smoke tests), with ``data``
+        (plain configuration data) merged over it."""
+        return cls.from_dict(deep_merge(QUICK, data or {}))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> PipelineConfig:
+        """Plain data (any field may be left out: its default) merged over the defaults, every
+        field type-checked."""
+        if not isinstance(data, dict):
+            return build(cls, data, where)  # the error names what was expected
+        return build(cls, deep_merge(_plain(cls()), data), where)
+
+    def train_config(self, assignment: str | None = None, threads: int = 0) -> TrainConfig:
+        """The training configuration of the four training stages, with the run-time settings
+        (the retrain stage's assignment file, torch threads) that are not recorded."""
+        return dataclasses.replace(self.train, assignment=assignment, threads=threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON friendly) for ``pipeline.json``."""
+        return _plain(self)
+
+
+def epochs_data(epochs: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    """Plain pipeline data setting the epochs of the float, qat, noise and retrain stages."""
+    if len(epochs) != len(STAGE_FIELDS):
+        raise ConfigError("epochs", f"expected {len(STAGE_FIELDS)} epoch counts (float, qat, "
+                          f"noise, retrain), got {list(epochs)!r}")
+    return {"train": {k: {"epochs": e} for k, e in zip(STAGE_FIELDS, epochs)}}
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``base`` (mappings recursively; other values replaced)."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = (deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict)
+                  else v)
+    return out
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A configuration dataclass as plain data (tuples as lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(obj))
+
+
+QUICK: dict[str, Any] = deep_merge(epochs_data((12, 2, 3, 1)), {
+    "train": {"data_args": {"batch_size": 32}},
+    "match": {"n_fields": 16, "stats_samples": 128, "scales": [0.5, 2.0]},
+    "search": {"pop_size": 10, "n_gen": 3, "baseline": False, "uniform_points": 6},
+    "deploy_inputs": 2})
