@@ -113,10 +113,16 @@ class _Approximable:
         return self._bound[0] if self._bound else self._modules["act_in"]
 
     def get_extra_state(self) -> dict:
-        return {"spec": self.spec}
+        return {"spec": self.spec, "per_channel": self.per_channel}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the multiplier and the weight-scale mode; a checkpoint written before
+        ``per_channel`` was saved keeps the layer's own setting (as built by ``build_model``)."""
         self.set_multiplier(state["spec"])
+        per_channel = state.get("per_channel", self.per_channel)
+        if not isinstance(per_channel, bool):
+            raise LayerError(f"saved per_channel: expected a bool, got {per_channel!r}")
+        self.per_channel = per_channel
 
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:

@@ -18,16 +18,18 @@ from agn.training import StageConfig, TrainConfig, finetune
 from hwlib.fileio import atomic_write_json
 
 PLOTS = """
-import sys, matplotlib
+import sys
+from pathlib import Path
+import matplotlib
 matplotlib.use("svg")
 import hwlib
 from agn.cli.multipliers import plot
 from agn.pipeline.report import plot_sigmas
 from errormodels import LayerSigma
 out = sys.argv[1]
-plot([(m, {"mred": float(i)}) for i, m in enumerate([hwlib.get(s) for s in ("exact", "marlin:7", "marlin:255")])],
-     out + "/m.png", "mred")
-plot_sigmas(__import__("pathlib").Path(out + "/s.png"), [LayerSigma("a", 0.1), LayerSigma("b", 0.2)])
+specs = ("exact", "marlin:7", "marlin:255")
+plot([(hwlib.get(s), {"mred": float(i)}) for i, s in enumerate(specs)], out + "/m.png", "mred")
+plot_sigmas(Path(out + "/s.png"), [LayerSigma("a", 0.1), LayerSigma("b", 0.2)])
 print(matplotlib.get_backend())
 """
 
