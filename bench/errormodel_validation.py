@@ -25,14 +25,22 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+import hwlib
+from agn.cli.train import build_config
 from agn.data import build_datamodule
 from agn.layers import approx_layers, approximate_, set_mode
 from agn.stats import collect_stats, measure_errors, sample_batches
-import hwlib
-from agn.cli.train import build_config
 from agn.training import TrainConfig, load_stage_model, run_stages
-from errormodels import (ErrorCatalog, Method, OperandStats, ValidationRow, median_abs_error,
-                         predict, save_stats, write_validation)
+from errormodels import (
+    ErrorCatalog,
+    Method,
+    OperandStats,
+    ValidationRow,
+    median_abs_error,
+    predict,
+    save_stats,
+    write_validation,
+)
 
 MARLIN_LEVELS = [f"marlin:{lv}" for lv in (1, 15, 63, 127, 128, 255)]
 MNIST_ROOT = "/work/shared/data/mnist"

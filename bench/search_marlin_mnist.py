@@ -26,7 +26,14 @@ import errormodels as em
 from agn.intsim import IntegerScorer, predict
 from agn.pipeline import PipelineConfig, run_pipeline
 from agn.pipeline.context import Context
-from agn.search import SearchConfig, SearchSpace, hypervolume, pareto_indices, plot_front, run_search
+from agn.search import (
+    SearchConfig,
+    SearchSpace,
+    hypervolume,
+    pareto_indices,
+    plot_front,
+    run_search,
+)
 
 MARLIN_FRONT = [(0.910, 0.987), (0.851, 0.981), (0.825, 0.971)]
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "marlin_mnist.yaml"

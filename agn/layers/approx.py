@@ -204,7 +204,8 @@ class ApproxConv2d(_Approximable, nn.Conv2d):
     def from_float(cls, conv: nn.Conv2d, sigma_init: float = 0.1) -> ApproxConv2d:
         """An ApproxConv2d (float mode) sharing ``conv``'s geometry and a copy of its weights."""
         if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"ApproxConv2d.from_float: expected nn.Conv2d, got {type(conv).__name__}")
+            raise TypeError(f"ApproxConv2d.from_float: expected nn.Conv2d, got "
+                            f"{type(conv).__name__}")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                   conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
                   sigma_init=sigma_init, device=conv.weight.device, dtype=conv.weight.dtype)

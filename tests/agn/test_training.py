@@ -11,9 +11,18 @@ import torch
 from agn.data import DigitsDataModule
 from agn.layers import AssignmentError, Mode, approx_layers
 from agn.models import build_model
-from agn.training import (AGNModule, ConfigError, NoiseConfig, StageConfig, StageError,
-                          TrainConfig, build_stage_model, load_config, load_stage_model,
-                          run_stage)
+from agn.training import (
+    AGNModule,
+    ConfigError,
+    NoiseConfig,
+    StageConfig,
+    StageError,
+    TrainConfig,
+    build_stage_model,
+    load_config,
+    load_stage_model,
+    run_stage,
+)
 
 torch.set_num_threads(1)
 
