@@ -1,10 +1,10 @@
 """Time of agn.sim.approx_conv2d / exact float32 conv2d on the same shapes, measured in one run.
 
 Shapes: the conv layers of a CIFAR ResNet-20 (batch 128 by default) and of the MNIST network in
-marlin.md. Multipliers: MARLIN levels 0, 1, 15, 127, 128, 255, the 13 signed EvoApprox aliases and
-random tables of rank 1, 4, 16 and full rank. Each ratio is the median over interleaved repeats
-(a block of approximate calls, then a block of exact calls, ...), so other load on the machine
-cancels out as far as it can; one torch thread by default for the same reason.
+docs/marlin.md. Multipliers: MARLIN levels 0, 1, 15, 127, 128, 255, the 13 signed EvoApprox
+aliases and random tables of rank 1, 4, 16 and full rank. Each ratio is the median over
+interleaved repeats (a block of approximate calls, then a block of exact calls, ...), so other
+load on the machine cancels out as far as it can; one torch thread by default for the same reason.
 
     python bench/engine_paths.py [--batch 128] [--repeats 7] [--input uint8|float] [--threads 1]
 """

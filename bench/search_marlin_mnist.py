@@ -9,7 +9,7 @@ raw levels 0..255. Prints the hypervolume of both
 after the same number of evaluations, and the test accuracy of the fronts beside MARLIN's
 published points (energy 0.910 -> 98.7 %, 0.851 -> 98.1 %, 0.825 -> 97.1 %).
 
-    python bench/search_marlin_mnist.py --data-dir ../shared/data/mnist --run-dir runs/bench_mnist
+    python bench/search_marlin_mnist.py --data-dir data/mnist --run-dir runs/bench_mnist
 """
 from __future__ import annotations
 

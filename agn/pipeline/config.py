@@ -15,7 +15,7 @@ class PipelineConfig:
     Attributes:
         dataset, data_args, model: what to train (``digits`` + ``lenet5`` by default).
         catalog: hwlib catalog the multipliers come from (``marlin:*``).
-        lam, sigma_init, sigma_max, sigma_lr: noise-training hyperparameters (agn.md).
+        lam, sigma_init, sigma_max, sigma_lr: noise-training hyperparameters (docs/noise_method.md).
         train: the rest of the training configuration (:class:`agn.training.TrainConfig`
             fields such as ``float_stage: {lr, optimizer, milestones, ...}`` or
             ``calib_batches``); ``epochs`` and the noise fields above take precedence.

@@ -1,5 +1,5 @@
 """Typed training configuration (the YAML schema of ``agn train``): per-stage optimisation and
-the noise-training hyperparameters of agn.md."""
+the noise-training hyperparameters of docs/noise_method.md."""
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +51,9 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Learned-noise hyperparameters (agn.md): loss ``CE - lam * sum_l (c_l/C) min(|s_l|, s_max)``.
+    """Learned-noise hyperparameters (docs/noise_method.md).
+
+    Loss: ``CE - lam * sum_l (c_l/C) min(|s_l|, s_max)``.
 
     Attributes:
         lam: lambda, the weight of the noise reward.

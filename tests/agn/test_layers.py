@@ -97,7 +97,7 @@ def test_approx_conv_accumulators_are_bit_exact_and_padded_with_the_zero_point(g
 
 
 def test_padding_with_integer_zero_would_change_border_outputs():
-    """The reference code padded with integer 0 (agn.md defect): show that this differs."""
+    """The reference code padded with integer 0 (a defect, docs/noise_method.md): this differs."""
     conv, x = calibrated_conv(shift=1.5)
     conv.set_multiplier("marlin:255")
     x_q, w_q, zp = conv.integer_operands(x)
@@ -316,7 +316,7 @@ def test_integer_operands_are_what_the_engine_receives(monkeypatch):
 
 
 def test_integer_activations_are_not_shifted_by_128():
-    """agn.md defect: unsigned activations were shifted by 128 against the unsigned table."""
+    """Defect (docs/noise_method.md): unsigned activations shifted by 128 against the table."""
     conv = ApproxConv2d(1, 1, 1)
     conv.train()
     conv(torch.tensor([-1.0, 0.0, 3.0]).view(1, 1, 3, 1))  # range [-1, 3] -> scale 4/255
