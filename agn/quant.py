@@ -1,4 +1,5 @@
-"""Fake quantization per docs/integer_semantics.md: uint8 activations with a zero point, int8 weights.
+"""Fake quantization per docs/integer_semantics.md: uint8 activations with a zero point, int8
+weights.
 
 Integer rules (shared with ``deploy`` and the C code):
 
@@ -42,7 +43,8 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | in
     return torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
 
 
-def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | int) -> torch.Tensor:
+def dequantize(q: torch.Tensor, scale: torch.Tensor,
+               zero_point: torch.Tensor | int) -> torch.Tensor:
     """Real values ``scale * (q - zp)``."""
     return (q - zero_point) * scale
 

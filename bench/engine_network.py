@@ -93,7 +93,8 @@ def approx_forward(x: torch.Tensor, net: dict[str, Layer], conv=sim.approx_conv2
     return linear(pooled, fc.w, fc.spec).to(torch.int64)
 
 
-def float_forward(x: torch.Tensor, wf: dict[str, torch.Tensor], net: dict[str, Layer]) -> torch.Tensor:
+def float_forward(x: torch.Tensor, wf: dict[str, torch.Tensor],
+                  net: dict[str, Layer]) -> torch.Tensor:
     """The same graph in float32."""
     def c(name: str, t: torch.Tensor) -> torch.Tensor:
         layer = net[name]

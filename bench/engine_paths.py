@@ -1,7 +1,7 @@
 """Time of agn.sim.approx_conv2d / exact float32 conv2d on the same shapes, measured in one run.
 
 Shapes: the conv layers of a CIFAR ResNet-20 (batch 128 by default) and of the MNIST network in
-marlin.md. Multipliers: MARLIN levels 0, 1, 15, 127, 128, 255 (``--levels``), the 13 signed
+docs/marlin.md. Multipliers: MARLIN levels 0, 1, 15, 127, 128, 255 (``--levels``), the 13 signed
 EvoApprox aliases and random tables of rank 1, 4, 16 and full rank. Two ratios per layer: against
 an exact float32 conv of NCHW tensors and against one of channels-last tensors. Each is the median
 over interleaved repeats (a block of approximate calls, a block of NCHW exact calls, a block of

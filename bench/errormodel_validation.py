@@ -13,6 +13,7 @@ trained. Prints ratios measured in this run; writes
 ``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py).
 
     python bench/errormodel_validation.py [--work-dir runs/errormodel_validation] [--quick]
+        [--mnist-dir data/mnist]
 """
 from __future__ import annotations
 
@@ -25,22 +26,29 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+import hwlib
+from agn.cli.train import build_config
 from agn.data import build_datamodule
 from agn.layers import approx_layers, approximate_, set_mode
 from agn.stats import collect_stats, measure_errors, sample_batches
-import hwlib
-from agn.cli.train import build_config
 from agn.training import TrainConfig, load_stage_model, run_stages
-from errormodels import (ErrorCatalog, Method, OperandStats, ValidationRow, median_abs_error,
-                         predict, save_stats, write_validation)
+from errormodels import (
+    ErrorCatalog,
+    Method,
+    OperandStats,
+    ValidationRow,
+    median_abs_error,
+    predict,
+    save_stats,
+    write_validation,
+)
 
 MARLIN_LEVELS = [f"marlin:{lv}" for lv in (1, 15, 63, 127, 128, 255)]
-MNIST_ROOT = "/work/shared/data/mnist"
 
 
-def configs(quick: bool) -> dict[str, TrainConfig]:
+def configs(quick: bool, mnist_root: Path) -> dict[str, TrainConfig]:
     """The shipped configs; MARLIN MNIST shortened (part of MNIST, fewer epochs) for a bench."""
-    mnist = {"data_args.root": MNIST_ROOT, "data_args.download": False,
+    mnist = {"data_args.root": str(mnist_root), "data_args.download": False,
              "data_args.limit_train": 6000 if quick else 20000, "limit_val_batches": 4,
              "float_stage.epochs": 2 if quick else 4, "float_stage.milestones": [],
              "qat.epochs": 1, "noise_stage.epochs": 1 if quick else 2}
@@ -141,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-fields", type=int, default=64)
     ap.add_argument("--images", type=int, default=256, help="training images sampled (seeded)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mnist-dir", type=Path, default=Path("data/mnist"),
+                    help="directory of the MNIST IDX files (marlin_mnist)")
     ap.add_argument("--quick", action="store_true", help="shorter trainings")
     ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not args.skip_timing:
         timing()
-    cfgs = configs(args.quick)
+    cfgs = configs(args.quick, args.mnist_dir)
     evo = [s for s in hwlib.expand("evo:mul8s_*") if not hwlib.get(s).is_exact]
     all_rows: list[ValidationRow] = []
     for name in filter(None, args.models.split(",")):

@@ -9,7 +9,7 @@ raw levels 0..255. Prints the hypervolume of both
 after the same number of evaluations, and the test accuracy of the fronts beside MARLIN's
 published points (energy 0.910 -> 98.7 %, 0.851 -> 98.1 %, 0.825 -> 97.1 %).
 
-    python bench/search_marlin_mnist.py --data-dir ../shared/data/mnist --run-dir runs/bench_mnist
+    python bench/search_marlin_mnist.py --data-dir data/mnist --run-dir runs/bench_mnist
 """
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ from agn.config import load_pipeline_config
 from agn.intsim import IntegerScorer, predict
 from agn.pipeline import run_pipeline
 from agn.pipeline.context import Context
-from agn.search import SearchConfig, SearchSpace, hypervolume, pareto_indices, plot_front, run_search
+from agn.search import (
+    SearchConfig,
+    SearchSpace,
+    hypervolume,
+    pareto_indices,
+    plot_front,
+    run_search,
+)
 
 MARLIN_FRONT = [(0.910, 0.987), (0.851, 0.981), (0.825, 0.971)]
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "marlin_mnist.yaml"

@@ -1,6 +1,6 @@
 """Predicted mean and std of a layer's output error under each multiplier of a catalog.
 
-Notation (multipliers.md): ``e(x, w)`` the error table, ``q`` the layer's weight distribution,
+Notation (docs/multipliers.md): ``e(x, w)`` the error table, ``q`` the layer's weight distribution,
 ``p_k`` the activation distribution of sampled receptive field ``k``, ``n`` the fan-in, and
 ``A(x) = sum_w q(w) e(x, w)``, ``E2(x) = sum_w q(w) e(x, w)^2``. Every formula gives the mean
 ``n * mean_k mu_k`` with ``mu_k = sum_x p_k(x) A(x)``; they differ in the std:

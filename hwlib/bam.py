@@ -19,7 +19,7 @@ def keep_mask(v: int, h: int) -> np.ndarray:
 
 
 class Bam(PartialProductArray):
-    """BAM(v, h): ``P = sum_{i >= h, i + j >= v} w_ij a_i b_j 2^(i+j)`` (multipliers.md).
+    """BAM(v, h): ``P = sum_{i >= h, i + j >= v} w_ij a_i b_j 2^(i+j)`` (docs/multipliers.md).
 
     Args:
         v: vertical break level, 0..15 (columns i + j < v dropped).

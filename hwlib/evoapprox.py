@@ -34,7 +34,7 @@ class ClosedForm:
     b: int = 0
 
 
-# v2022 name -> (closed form, published PDK45 power in mW), multipliers.md
+# v2022 name -> (closed form, published PDK45 power in mW), docs/multipliers.md
 SIGNED_MODELS: dict[str, tuple[ClosedForm, float]] = {
     "mul8s_1KV6": (ClosedForm("bam", 0, 0), 0.425),
     "mul8s_1KV8": (ClosedForm("bam", 2, 0), 0.422),

@@ -3,14 +3,28 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: files get the usual 0o666 & ~umask, not mkstemp's 0o600
+
+def _create_temp(final: Path) -> Path:
+    """Create a new empty file beside ``final`` with mode 0o666, which the kernel reduces by the
+    process's current umask (and a default ACL) exactly as for ``open(final, "w")``.
+
+    ``tempfile.mkstemp`` would create it 0o600, and restoring the usual mode afterwards needs the
+    umask, which can only be read by changing it (``os.umask``), a process-wide side effect.
+    """
+    for _ in range(100):
+        tmp = final.parent / f".{final.stem}.{secrets.token_hex(4)}{final.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {final}")
 
 
 @contextmanager
@@ -22,11 +36,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    tmp = _create_temp(final)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

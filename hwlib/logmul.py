@@ -19,7 +19,7 @@ def nearest_power_of_two(v: np.ndarray) -> np.ndarray:
 
 
 class Mitchell(Multiplier):
-    """Mitchell's logarithmic multiplier (multipliers.md), 8-bit unsigned.
+    """Mitchell's logarithmic multiplier (docs/multipliers.md), 8-bit unsigned.
 
     ``A = 2^k1 + f1``, ``B = 2^k2 + f2``, ``s = f1 2^k2 + f2 2^k1``:
     ``2^(k1+k2) + s`` if ``s < 2^(k1+k2)`` else ``2 s``; 0 if either operand is 0.

@@ -119,7 +119,7 @@ class Multiplier(abc.ABC):
         return None
 
     def metrics(self) -> dict[str, float]:
-        """Error metrics over all domain pairs (uniform inputs), as multipliers.md defines them.
+        """Error metrics over all domain pairs (uniform inputs), defined in docs/multipliers.md.
 
         Keys: ``mae_pct``, ``wce_pct``, ``mre_pct``, ``ep_pct``, ``mse``, ``mean``, ``std``.
         """

@@ -37,8 +37,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from errormodels import (VALIDATION_FILE, ErrorCatalog, load_stats, match, median_abs_error,
-                         pair_with_stats, predict, read_sigmas, read_validation)
+from errormodels import (
+    VALIDATION_FILE,
+    ErrorCatalog,
+    load_stats,
+    match,
+    median_abs_error,
+    pair_with_stats,
+    predict,
+    read_sigmas,
+    read_validation,
+)
 from hwlib.fileio import atomic_path
 
 run = Path(RUN_DIR)

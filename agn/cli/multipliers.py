@@ -103,12 +103,10 @@ def describe(m: Multiplier) -> str:
 def plot(rows: Sequence[tuple[Multiplier, dict[str, float]]], out: str, metric: str,
          title: str = "") -> None:
     """Scatter ``metric`` against relative power; proxies hollow; written atomically to ``out``."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.subplots()
     groups: dict[tuple[str, bool], list[tuple[float, float, str]]] = {}
     for m, r in rows:
         key = (m.spec.split(":")[0], m.power.proxy)
@@ -137,7 +135,6 @@ def plot(rows: Sequence[tuple[Multiplier, dict[str, float]]], out: str, metric: 
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -113,10 +113,16 @@ class _Approximable:
         return self._bound[0] if self._bound else self._modules["act_in"]
 
     def get_extra_state(self) -> dict:
-        return {"spec": self.spec}
+        return {"spec": self.spec, "per_channel": self.per_channel}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the multiplier and the weight-scale mode; a checkpoint written before
+        ``per_channel`` was saved keeps the layer's own setting (as built by ``build_model``)."""
         self.set_multiplier(state["spec"])
+        per_channel = state.get("per_channel", self.per_channel)
+        if not isinstance(per_channel, bool):
+            raise LayerError(f"saved per_channel: expected a bool, got {per_channel!r}")
+        self.per_channel = per_channel
 
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:
@@ -198,7 +204,8 @@ class ApproxConv2d(_Approximable, nn.Conv2d):
     def from_float(cls, conv: nn.Conv2d, sigma_init: float = 0.1) -> ApproxConv2d:
         """An ApproxConv2d (float mode) sharing ``conv``'s geometry and a copy of its weights."""
         if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"ApproxConv2d.from_float: expected nn.Conv2d, got {type(conv).__name__}")
+            raise TypeError(f"ApproxConv2d.from_float: expected nn.Conv2d, got "
+                            f"{type(conv).__name__}")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                   conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
                   sigma_init=sigma_init, device=conv.weight.device, dtype=conv.weight.dtype)

@@ -12,7 +12,8 @@ from agn.quant import ActQuant
 def conv_unit(cin: int, cout: int, kernel: int, stride: int = 1, padding: int | None = None,
               groups: int = 1, act: type[nn.Module] | None = nn.ReLU, bn: bool = True,
               bias: bool | None = None) -> list[nn.Module]:
-    """``[ApproxConv2d, BatchNorm2d?, act?, ActQuant]``: one conv with its output quantization point.
+    """``[ApproxConv2d, BatchNorm2d?, act?, ActQuant]``: one conv and its output quantization
+    point.
 
     The quantizer is unsigned (zp = 0) after an activation, affine otherwise. Without BN the
     conv has a bias unless ``bias`` says otherwise.

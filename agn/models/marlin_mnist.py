@@ -1,4 +1,4 @@
-"""The MARLIN MNIST network (marlin.md): five convs and one FC, no bias, ReLU, max pooling.
+"""The MARLIN MNIST network (docs/marlin.md): five convs and one FC, no bias, ReLU, max pooling.
 
 28x28 input: conv 1->3 7x7 (pad 3), conv 3->8 5x5 (pad 2), maxpool 3/2 (pad 1) -> 14, conv 8->10
 3x3, conv 10->16 3x3 (pad 1), maxpool 3/2 (pad 1) -> 7, conv 16->24 3x3 (pad 1), maxpool 3/2 (no

@@ -63,7 +63,8 @@ class ResNet(nn.Module):
                  num_classes: int = 10) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"ResNet: depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}")
+            raise ValueError(f"ResNet: depth must be 6n+2 with n >= 1 (8, 14, 20, ...), "
+                             f"got {depth}")
         n = (depth - 2) // 6
         self.quant_in = ActQuant(unsigned=False)
         self.stem = nn.Sequential(*conv_unit(in_channels, 16, 3))

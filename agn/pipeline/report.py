@@ -11,19 +11,12 @@ from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config
 from hwlib.fileio import atomic_path, atomic_write_text
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_sigmas(path: Path, sigmas: list[em.LayerSigma]) -> Path:
     """Bar chart of the learned |sigma| per layer."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
     ax.bar(range(len(sigmas)), [s.sigma for s in sigmas], color="C0")
     ax.set_xticks(range(len(sigmas)), [s.name for s in sigmas], rotation=45, ha="right",
                   fontsize=7)
@@ -32,7 +25,6 @@ def plot_sigmas(path: Path, sigmas: list[em.LayerSigma]) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -40,11 +32,13 @@ def plot_tolerances(path: Path, asg: em.Assignment, catalog: em.ErrorCatalog,
                     pred: em.Prediction) -> Path:
     """Per layer: every multiplier's predicted error std against its power, the tolerance as a
     horizontal line and the matched multiplier as a star."""
-    plt = _plt()
+    from matplotlib.figure import Figure
+
     n = len(asg.layers)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, layer in enumerate(asg.layers):
         ax = axes[i // cols][i % cols]
         ax.scatter(catalog.relative_power, np.maximum(pred.std[i], 1e-3), s=4, c="0.5")
@@ -63,7 +57,6 @@ def plot_tolerances(path: Path, asg: em.Assignment, catalog: em.ErrorCatalog,
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return path
 
 

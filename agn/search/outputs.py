@@ -62,12 +62,10 @@ def uniform_genes(space: SearchSpace, count: int) -> list[int]:
 def plot_front(path: str | Path, result: SearchResult, points: Sequence[Point] = (),
                baseline: SearchResult | None = None, title: str = "") -> Path:
     """Draw the front (energy vs accuracy), the baseline front and labelled points to a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     allF = result.store.objectives()
     ax.scatter(allF[:, 0], 100 * (1 - allF[:, 1]), s=6, c="0.8", label="evaluated")
     f = np.array([[e, err] for _, e, err in result.front()])
@@ -93,5 +91,4 @@ def plot_front(path: str | Path, result: SearchResult, points: Sequence[Point] =
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     return Path(path)

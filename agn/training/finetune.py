@@ -2,13 +2,22 @@
 
 This is MARLIN's per-candidate protocol (one epoch of retraining before scoring); the pipeline's
 ``retrain`` stage does the same for the chosen point, resumably and with logs.
+
+Process state is left as it was found: the global random generators are seeded for the fit (as
+``pl.seed_everything`` would, so every candidate trains bit-identically) and restored afterwards,
+the thread count and deterministic-algorithms flag are restored, warning filters are changed only
+inside ``warnings.catch_warnings()``, and no logger is reconfigured.
 """
 from __future__ import annotations
 
-import logging
+import random
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch import nn
 
 from agn.data.base import ImageDataModule
@@ -17,9 +26,28 @@ from agn.training.config import TrainConfig
 from agn.training.module import AGNModule, Stage
 from agn.training.stages import SEED_OFFSET, process_settings
 
-__all__ = ["finetune"]
+__all__ = ["finetune", "seeded_global_rngs"]
 
-_QUIET = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+
+@contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's (CPU) global generators with ``seed`` for the block, as
+    ``pl.seed_everything(seed)`` does, and restore their previous states on the way out.
+
+    Lightning's samplers and the training step draw from these global generators, so forking
+    them (rather than passing local generators) keeps a fit bit-identical to a seeded one.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: int,
@@ -38,20 +66,13 @@ def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: in
     set_mode(model, Stage.RETRAIN.mode)
     set_observe(model, False)
     module = AGNModule(model, Stage.RETRAIN, cfg.stage("retrain"), cfg.noise)
-    levels = {name: logging.getLogger(name).level for name in _QUIET}
-    with process_settings(cfg.threads), warnings.catch_warnings():
+    with (process_settings(cfg.threads), warnings.catch_warnings(),
+          seeded_global_rngs(cfg.seed + SEED_OFFSET[Stage.RETRAIN])):
         warnings.simplefilter("ignore")  # Lightning's per-fit advice (log interval, workers)
-        for name in _QUIET:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        try:
-            pl.seed_everything(cfg.seed + SEED_OFFSET[Stage.RETRAIN], verbose=False)
-            trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1,
-                                 deterministic=True, logger=False, enable_checkpointing=False,
-                                 enable_progress_bar=False, enable_model_summary=False,
-                                 limit_train_batches=batches or 1.0, limit_val_batches=0,
-                                 num_sanity_val_steps=0)
-            trainer.fit(module, train_dataloaders=dm.train_dataloader())
-        finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1,
+                             deterministic=True, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             limit_train_batches=batches or 1.0, limit_val_batches=0,
+                             num_sanity_val_steps=0)
+        trainer.fit(module, train_dataloaders=dm.train_dataloader())
     return model.eval()

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from agn.data import (Cifar10DataModule, DataFileError, DigitsDataModule, IdxDataModule,
-                      build_datamodule, read_cifar_batch, read_idx)
+from agn.data import (
+    Cifar10DataModule,
+    DataFileError,
+    DigitsDataModule,
+    IdxDataModule,
+    build_datamodule,
+    read_cifar_batch,
+    read_idx,
+)
 from agn.data.augment import random_hflip, random_shift
 
 

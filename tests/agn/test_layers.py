@@ -6,8 +6,18 @@ import torch
 from torch import nn
 
 import hwlib
-from agn.layers import (ApproxConv2d, ApproxLinear, AssignmentError, LayerError, Mode,
-                        approx_layers, approximate_, calibrate, fold_bn, set_mode)
+from agn.layers import (
+    ApproxConv2d,
+    ApproxLinear,
+    AssignmentError,
+    LayerError,
+    Mode,
+    approx_layers,
+    approximate_,
+    calibrate,
+    fold_bn,
+    set_mode,
+)
 from agn.quant import fake_quant_bias
 
 torch.set_num_threads(1)
@@ -31,7 +41,8 @@ def ref_conv_acc(x_q, w_q, spec, stride, padding, groups, zp):
         for ci in range(cg):
             for ky in range(kh):
                 for kx in range(kw):
-                    xs = xp[:, g * cg + ci, ky:ky + sh * (ho - 1) + 1:sh, kx:kx + sw * (wo - 1) + 1:sw]
+                    xs = xp[:, g * cg + ci, ky:ky + sh * (ho - 1) + 1:sh,
+                            kx:kx + sw * (wo - 1) + 1:sw]
                     out[:, co] += table[xs - m.x_domain.lo, w[co, ci, ky, kx] - m.w_domain.lo]
     return out
 
@@ -80,12 +91,13 @@ def test_approx_conv_accumulators_are_bit_exact_and_padded_with_the_zero_point(g
     np.testing.assert_array_equal(acc.numpy(), ref)
     set_mode(conv, Mode.APPROX)
     out = conv(x)
-    np.testing.assert_allclose(out.detach().double().numpy(), dequant_reference(conv, x, ref).detach().numpy(),
+    np.testing.assert_allclose(out.detach().double().numpy(),
+                               dequant_reference(conv, x, ref).detach().numpy(),
                                rtol=1e-5, atol=1e-5)
 
 
 def test_padding_with_integer_zero_would_change_border_outputs():
-    """The reference code padded with integer 0 (agn.md defect): show that this differs."""
+    """The reference code padded with integer 0 (a defect, docs/noise_method.md): this differs."""
     conv, x = calibrated_conv(shift=1.5)
     conv.set_multiplier("marlin:255")
     x_q, w_q, zp = conv.integer_operands(x)
@@ -96,7 +108,8 @@ def test_padding_with_integer_zero_would_change_border_outputs():
     np.testing.assert_array_equal(good[..., 1:-1, 1:-1], bad[..., 1:-1, 1:-1])
     set_mode(conv, "approx")
     np.testing.assert_allclose(conv(x).detach().double().numpy(),
-                               dequant_reference(conv, x, good).detach().numpy(), rtol=1e-5, atol=1e-5)
+                               dequant_reference(conv, x, good).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_quant_mode_equals_the_exact_integer_network_including_zero_point_sign():
@@ -106,10 +119,12 @@ def test_quant_mode_equals_the_exact_integer_network_including_zero_point_sign()
     x_q, w_q, zp = conv.integer_operands(x)
     acc = ref_conv_acc(x_q, w_q, "exact", conv.stride, conv.padding, 2, zp)
     np.testing.assert_allclose(conv(x).detach().double().numpy(),
-                               dequant_reference(conv, x, acc).detach().numpy(), rtol=1e-4, atol=1e-4)
+                               dequant_reference(conv, x, acc).detach().numpy(),
+                               rtol=1e-4, atol=1e-4)
     set_mode(conv, "approx")  # exact multiplier through the engine: same numbers
     np.testing.assert_allclose(conv(x).detach().double().numpy(),
-                               dequant_reference(conv, x, acc).detach().numpy(), rtol=1e-5, atol=1e-5)
+                               dequant_reference(conv, x, acc).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_approx_linear_is_bit_exact():
@@ -126,7 +141,8 @@ def test_approx_linear_is_bit_exact():
     acc = lin._approx_acc(x_q, w_q, zp)
     np.testing.assert_array_equal(acc.numpy(), ref)
     set_mode(lin, "approx")
-    np.testing.assert_allclose(lin(x).detach().double().numpy(), dequant_reference(lin, x, ref).detach().numpy(),
+    np.testing.assert_allclose(lin(x).detach().double().numpy(),
+                               dequant_reference(lin, x, ref).detach().numpy(),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -319,7 +335,7 @@ def test_integer_operands_are_what_the_engine_receives(monkeypatch):
 
 
 def test_integer_activations_are_not_shifted_by_128():
-    """agn.md defect: unsigned activations were shifted by 128 against the unsigned table."""
+    """Defect (docs/noise_method.md): unsigned activations shifted by 128 against the table."""
     conv = ApproxConv2d(1, 1, 1)
     conv.train()
     conv(torch.tensor([-1.0, 0.0, 3.0]).view(1, 1, 3, 1))  # range [-1, 3] -> scale 4/255

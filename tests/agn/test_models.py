@@ -97,3 +97,35 @@ def test_deepcopy_and_pickle_keep_layers_bound_to_their_own_quantizers():
     buf.seek(0)
     loaded = torch.load(buf, weights_only=False)
     assert loaded.fc.input_quant is loaded.pool_quant
+
+
+def _integer_weights(model):
+    return {n: layer._weight_ints() for n, layer in approx_layers(model)}
+
+
+def test_a_checkpoint_carries_per_channel_so_any_rebuilt_model_has_the_same_integer_weights():
+    torch.manual_seed(0)
+    built = build_model("lenet5", 1, 28)
+    assert [layer.per_channel for _, layer in approx_layers(built)][-2:] == [True, False]
+    state = built.state_dict()
+    rebuilt = MODELS["lenet5"](in_channels=1, input_size=28, num_classes=10)  # no build_model
+    assert approx_layers(rebuilt)[-1][1].per_channel  # the class alone defaults to per channel
+    rebuilt.load_state_dict(state)
+    assert [layer.per_channel for _, layer in approx_layers(rebuilt)] == \
+        [layer.per_channel for _, layer in approx_layers(built)]
+    want, got = _integer_weights(built), _integer_weights(rebuilt)
+    for name in want:
+        assert torch.equal(want[name][0], got[name][0]) and torch.equal(want[name][1],
+                                                                         got[name][1]), name
+    # a checkpoint written before per_channel was saved keeps each model's own setting
+    old = {k: ({"spec": v["spec"]} if k.endswith("_extra_state") else v) for k, v in state.items()}
+    again = build_model("lenet5", 1, 28)
+    again.load_state_dict(old)
+    assert not approx_layers(again)[-1][1].per_channel
+    plain = MODELS["lenet5"](in_channels=1, input_size=28, num_classes=10)
+    plain.load_state_dict(old)
+    assert approx_layers(plain)[-1][1].per_channel
+    bad = {**state, f"{approx_layers(built)[-1][0]}._extra_state": {"spec": "exact",
+                                                                     "per_channel": "no"}}
+    with pytest.raises(ValueError, match="per_channel: expected a bool, got 'no'"):
+        plain.load_state_dict(bad)

@@ -2,8 +2,15 @@
 import pytest
 import torch
 
-from agn.quant import (ActQuant, QuantError, dequantize, fake_quant, fake_quant_bias,
-                       fake_quant_weight, quantize)
+from agn.quant import (
+    ActQuant,
+    QuantError,
+    dequantize,
+    fake_quant,
+    fake_quant_bias,
+    fake_quant_weight,
+    quantize,
+)
 
 
 def test_quantize_matches_the_integer_formula_on_random_inputs():

@@ -163,10 +163,11 @@ def test_real_lenet5_layers():
     model, batches, layers = _lenet()
     stats = collect_stats(model, batches, n_fields=16, seed=0)
     assert [s.name for s in stats] == [n for n, _ in layers]
-    for st, (name, layer) in zip(stats, layers):
+    for st, (_, layer) in zip(stats, layers):
         assert st.fan_in == layer.fan_in
-        captured = {}
-        h = layer.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+        captured: dict[str, torch.Tensor] = {}
+        h = layer.register_forward_pre_hook(
+            lambda m, a, captured=captured: captured.setdefault("x", a[0]))
         model.eval()
         with torch.no_grad():
             model(batches[0])

@@ -11,9 +11,18 @@ import torch
 from agn.data import DigitsDataModule
 from agn.layers import AssignmentError, Mode, approx_layers
 from agn.models import build_model
-from agn.training import (AGNModule, ConfigError, NoiseConfig, StageConfig, StageError,
-                          TrainConfig, build_stage_model, load_config, load_stage_model,
-                          run_stage)
+from agn.training import (
+    AGNModule,
+    ConfigError,
+    NoiseConfig,
+    StageConfig,
+    StageError,
+    TrainConfig,
+    build_stage_model,
+    load_config,
+    load_stage_model,
+    run_stage,
+)
 
 torch.set_num_threads(1)
 
@@ -41,6 +50,13 @@ def sigmas(run):
     return {r["name"]: r["sigma"] for r in json.loads((run / "sigmas.json").read_text())["layers"]}
 
 
+def weighted_sigma(doc):
+    """The noise reward of a sigmas.json: multiplication-weighted, clipped sigmas."""
+    total = sum(r["multiplications"] for r in doc["layers"])
+    return sum(r["multiplications"] / total * min(r["sigma"], doc["sigma_max"])
+               for r in doc["layers"])
+
+
 def test_float_and_qat_reach_the_accuracy_targets(qat_run):
     _, res = qat_run
     assert res["float"].test_acc >= 0.95
@@ -58,7 +74,12 @@ def test_sigmas_grow_with_lambda_default_keeps_accuracy_and_seed_reproduces(qat_
     low, high = sigmas(runs["weak"]), sigmas(runs["default"])
     assert set(low) == {n for n, _ in approx_layers(build_model("lenet5", 1, 8))}
     doc = json.loads((runs["default"] / "sigmas.json").read_text())
-    assert all(high[n] > 1.5 * low[n] for n in low), (low, high)  # every layer grows with lambda
+    # lambda multiplies the multiplication-weighted sigma sum_l (c_l/C) min(|sigma_l|, sigma_max)
+    # (noise_penalty), so that is what a 10x lambda must raise; a single layer's sigma may not
+    # grow (classifier.7, 1% of the multiplications, shrank with seed 1 and did not grow 1.5x on
+    # an AMD EPYC); over seeds 0-2 and 1 or 2 threads the weighted sigma grew 2.7x to 4.8x here.
+    low_doc = json.loads((runs["weak"] / "sigmas.json").read_text())
+    assert weighted_sigma(doc) > 1.5 * weighted_sigma(low_doc), (low, high)
     assert sigmas(runs["again"]) == high  # same seed, same sigmas
     assert [r["fan_in"] for r in doc["layers"]] == [25, 150, 64, 120, 84]
     assert [r["multiplications"] for r in doc["layers"]] == [9600, 38400, 7680, 10080, 840]
@@ -135,7 +156,7 @@ def test_every_stage_resumes_from_its_checkpoint_and_finished_stages_are_no_ops(
         assert rec2.start_epoch is None and (run / stage / "last.ckpt").stat().st_mtime_ns == mtime
     state = ckpt["state_dict"]
     assert int(state["model.features.0.mode_id"]) == int(Mode.APPROX)
-    assert state["model.features.0._extra_state"] == {"spec": "marlin:3"}
+    assert state["model.features.0._extra_state"] == {"spec": "marlin:3", "per_channel": True}
     assert (run / "config.yaml").exists() and "seed: 0" in (run / "config.yaml").read_text()
     assert load_config(run / "retrain" / "config.yaml") == cfg
     loaded = load_stage_model("retrain", run, cfg)

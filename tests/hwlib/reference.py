@@ -14,7 +14,9 @@ def bit(v: int, i: int) -> int:
 
 
 def pp_sum(a: int, b: int, keep: Callable[[int, int], bool], signed: bool) -> int:
-    """sum over kept (i, j) of w_ij a_i b_j 2^(i+j), i = bit of a, j = bit of b (multipliers.md)."""
+    """sum over kept (i, j) of w_ij a_i b_j 2^(i+j), i = bit of a, j = bit of b.
+
+    See docs/multipliers.md."""
     total = 0
     for i in range(8):
         for j in range(8):

@@ -1,4 +1,4 @@
-"""MARLIN: closed form vs an independent bit-level partial-product array; marlin.md; CSR."""
+"""MARLIN: closed form vs an independent bit-level partial-product array; docs/marlin.md; CSR."""
 import time
 
 import numpy as np
@@ -72,7 +72,7 @@ def test_vectors_of_marlin_md(x, y, level, want):
     assert int(pp_array_product(np.array(x), np.array(y), level)) == want
 
 
-# level, MAE, error probability, worst-case error, power / level-0 power (marlin.md)
+# level, MAE, error probability, worst-case error, power / level-0 power (docs/marlin.md)
 MARLIN_MD = [(1, 0.25, 0.250, 1, 0.999), (3, 1.25, 0.500, 5, 0.985), (15, 7.80, 0.902, 37, 0.930),
              (63, 42.81, 0.979, 261, 0.826), (127, 101.94, 0.989, 645, 0.759),
              (128, 153.13, 0.729, 896, 0.948), (255, 244.42, 0.994, 1541, 0.681)]

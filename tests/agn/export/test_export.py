@@ -5,7 +5,7 @@ import torch
 import deploy
 from agn.export import ExportError, export, requant_params
 from agn.intsim import IntegerScorer, predict, run_integer
-from agn.layers import approximate_, approx_layers, calibrate, fold_bn, set_mode
+from agn.layers import approx_layers, approximate_, calibrate, fold_bn, set_mode
 from agn.models import build_model
 
 

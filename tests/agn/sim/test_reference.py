@@ -9,7 +9,7 @@ from agn.sim import approx_linear, reference_conv2d, reference_linear
 
 
 def test_marlin_vectors_through_linear():
-    # (x, y, L) -> approx from marlin.md, one product per accumulator
+    # (x, y, L) -> approx from docs/marlin.md, one product per accumulator
     cases = [(100, 100, 15, 10012), (1, 1, 255, 252), (17, -1, 4, -17)]
     for x, w, level, want in cases:
         got = reference_linear(torch.tensor([[x]]), torch.tensor([[w]]), f"marlin:{level}")
