@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +81,7 @@ class _AddP:
 
 
 def requant_params(ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer (mult, shift) per channel with ``mult / 2^shift ~= ratio`` and mult in [2^30, 2^31)."""
+    """Integer (mult, shift) per channel, ``mult / 2^shift ~= ratio``, mult in [2^30, 2^31)."""
     r = np.asarray(ratio, dtype=np.float64).reshape(-1)
     if np.any(~np.isfinite(r)) or np.any(r <= 0):
         raise ExportError(f"requantisation ratio must be positive and finite, got {r.tolist()}")
@@ -148,6 +149,11 @@ def _layer_params(v: _Acc, scale_out: float, zp_out: int, clip: tuple[int, int] 
     mult[big], shift[big] = 1, CONST_SHIFT
     return weight, bias.astype(np.int32), Requant(mult=mult, shift=shift, zp_out=zp_out, lo=lo,
                                                   hi=hi)
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, ...]:
+    """A torch kernel/stride/padding argument as a pair."""
+    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 class _Tracer(fx.Tracer):
@@ -363,10 +369,9 @@ class _Exporter:
     def _maxpool(self, x, name: str, k, s, p) -> _Q:
         if not isinstance(x, _Q) or x.zp != 0:
             raise ExportError(f"{name}: max pooling needs a quantized input with zero point 0")
-        pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
-        py, px = pair(p)
-        node = MaxPool(name=self._fresh(name.replace(".", "_")), input=x.name, kernel=pair(k),
-                       stride=pair(s if s is not None else k), padding=(py, py, px, px))
+        py, px = _pair(p)
+        node = MaxPool(name=self._fresh(name.replace(".", "_")), input=x.name, kernel=_pair(k),
+                       stride=_pair(s if s is not None else k), padding=(py, py, px, px))
         self.nodes.append(node)
         return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
 

@@ -17,8 +17,18 @@ from agn import sim
 from agn.data.base import ImageDataModule
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
-from deploy.ir import (Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool,
-                       Requant, Requantize)
+from deploy.ir import (
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Requant,
+    Requantize,
+)
 from deploy.network import Network
 
 __all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer"]

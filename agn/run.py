@@ -30,8 +30,14 @@ from torch import nn
 
 import deploy
 import errormodels as em
-from agn.config import (TRAIN_STAGES, ConfigError, PipelineConfig, TrainConfig, load_config,
-                        load_pipeline_config)
+from agn.config import (
+    TRAIN_STAGES,
+    ConfigError,
+    PipelineConfig,
+    TrainConfig,
+    load_config,
+    load_pipeline_config,
+)
 from agn.data import build_datamodule
 from agn.data.base import ImageDataModule
 from agn.export import ExportError, export

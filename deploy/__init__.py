@@ -16,7 +16,17 @@ from deploy.emit_pulp import EmittedLayer, Firmware, emit
 from deploy.encode import encode_inputs
 from deploy.errors import AssignmentError, BackendError, BuildError, IRError
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node, Requant, Requantize,
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Node,
+    Requant,
+    Requantize,
 )
 from deploy.network import SCHEMA_VERSION, Network, TensorInfo
 from deploy.reference import run

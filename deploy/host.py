@@ -124,7 +124,7 @@ def run_host(exe: str | os.PathLike[str], firmwares: Sequence[Firmware],
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     args = []
-    for i, (fw, x) in enumerate(zip(firmwares, inputs, strict=True)):
+    for i, (_fw, x) in enumerate(zip(firmwares, inputs, strict=True)):
         (work / f"in_{i}.bin").write_bytes(_to_hwc_bytes(x))
         args += [str(work / f"in_{i}.bin"), str(work / f"out_{i}.bin")]
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"}

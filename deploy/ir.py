@@ -21,7 +21,13 @@ import numpy as np
 
 from deploy.errors import IRError
 from deploy.infer import (
-    INT32_MAX, TensorInfo, accumulators, check_products, check_window_sum, need, out_size,
+    INT32_MAX,
+    TensorInfo,
+    accumulators,
+    check_products,
+    check_window_sum,
+    need,
+    out_size,
     requantized,
 )
 
@@ -129,7 +135,7 @@ class Node(abc.ABC):
         except IRError as e:
             raise IRError(f"node {self.name!r} ({self.op}): {e}") from None
 
-    def _check(self) -> None:
+    def _check(self) -> None:  # noqa: B027 (an optional hook: most nodes override it)
         """Check and normalise the node's own fields (subclass hook)."""
 
     @abc.abstractmethod

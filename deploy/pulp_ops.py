@@ -16,7 +16,15 @@ import hwlib
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Linear, MaxPool, Requant, Requantize,
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    MaxPool,
+    Requant,
+    Requantize,
 )
 
 PULP: Backend[dict[str, Any]] = Backend("PULP C emitter")

@@ -11,7 +11,17 @@ from collections.abc import Callable
 import numpy as np
 
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Node, Requant, Requantize,
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Node,
+    Requant,
+    Requantize,
 )
 from deploy.network import Network
 

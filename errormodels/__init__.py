@@ -3,16 +3,39 @@ matching (numpy/scipy only)."""
 from errormodels.catalog import ErrorCatalog, error_grid
 from errormodels.errors import SigmasError, StatsError
 from errormodels.match import Metric, Rule, match, select, tolerances
-from errormodels.predict import (Method, Prediction, error_moments, feasibility,
-                                 moments_to_prediction, predict)
-from errormodels.sigmas import (SIGMAS_FILE, LayerSigma, pair_with_stats, parse_sigmas,
-                                read_sigmas)
-from errormodels.stats import (ACT_DOMAIN, STATS_FILE, WEIGHT_DOMAIN, OperandStats, align,
-                               histogram, load_stats, save_stats)
-from errormodels.validation import (VALIDATION_FILE, ValidationRow, median_abs_error,
-                                    read_validation, write_validation)
-from hwlib.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment, read_assignment,
-                              write_assignment)
+from errormodels.predict import (
+                                 Method,
+                                 Prediction,
+                                 error_moments,
+                                 feasibility,
+                                 moments_to_prediction,
+                                 predict,
+)
+from errormodels.sigmas import SIGMAS_FILE, LayerSigma, pair_with_stats, parse_sigmas, read_sigmas
+from errormodels.stats import (
+                                 ACT_DOMAIN,
+                                 STATS_FILE,
+                                 WEIGHT_DOMAIN,
+                                 OperandStats,
+                                 align,
+                                 histogram,
+                                 load_stats,
+                                 save_stats,
+)
+from errormodels.validation import (
+                                 VALIDATION_FILE,
+                                 ValidationRow,
+                                 median_abs_error,
+                                 read_validation,
+                                 write_validation,
+)
+from hwlib.assignment import (
+                                 ASSIGNMENT_FILE,
+                                 Assignment,
+                                 LayerAssignment,
+                                 read_assignment,
+                                 write_assignment,
+)
 from hwlib.catalogs import Catalog
 from hwlib.errors import AssignmentError
 

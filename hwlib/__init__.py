@@ -7,9 +7,17 @@ multiplier assignment and its versioned file (:mod:`hwlib.assignment`).
 """
 from hwlib import families as _families  # noqa: F401  (registers the built-in families)
 from hwlib import marlin
-from hwlib.assignment import (ASSIGNMENT_FILE, Assignment, LayerAssignment, as_assignment,
-                              check_names, read_assignment, read_assignments, write_assignment,
-                              write_assignments)
+from hwlib.assignment import (
+                              ASSIGNMENT_FILE,
+                              Assignment,
+                              LayerAssignment,
+                              as_assignment,
+                              check_names,
+                              read_assignment,
+                              read_assignments,
+                              write_assignment,
+                              write_assignments,
+)
 from hwlib.bam import Bam
 from hwlib.catalogs import Catalog, activation_range, power_label
 from hwlib.cmodel import CModelError
@@ -17,8 +25,14 @@ from hwlib.domain import INT8, INT9, UINT7, UINT8, Domain
 from hwlib.drum import Drum
 from hwlib.errors import AssignmentError, DomainError, SpecError, TableError
 from hwlib.logmul import Mitchell, Roba
-from hwlib.multiplier import (ErrorFactors, Exact, Multiplier, TableMultiplier, error_metrics,
-                              error_metrics_batch)
+from hwlib.multiplier import (
+                              ErrorFactors,
+                              Exact,
+                              Multiplier,
+                              TableMultiplier,
+                              error_metrics,
+                              error_metrics_batch,
+)
 from hwlib.perforation import Perforation
 from hwlib.power import Power, partial_product_proxy
 from hwlib.pparray import PartialProductArray

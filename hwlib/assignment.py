@@ -254,7 +254,7 @@ def write_assignment(path: str | os.PathLike[str], assignment: Assignment) -> Pa
 
 
 def read_assignments(path: str | os.PathLike[str]) -> list[Assignment]:
-    """Read an assignment set (``search/seeds.json``); a single assignment reads as a list of one."""
+    """Read an assignment set (``search/seeds.json``); one assignment reads as a list of one."""
     obj, p = _load(path)
     found = _parse(obj, str(p))
     return found if isinstance(found, list) else [found]

@@ -28,8 +28,9 @@ def bilinear_factors(coef: np.ndarray, x_values: np.ndarray, w_values: np.ndarra
     ``a_i``/``b_j`` are bits of the low 8 bits of the two's-complement operands. Each weight bit j
     with a non-zero column gives at most two terms, ``f = sum_i |coef[i, j]| / s_j a_i`` (split by
     sign) and ``g = +-s_j b_j`` with ``s_j`` the largest power of two (at most 128) dividing the
-    column; terms with identical ``f`` are merged while the summed ``g`` stays within [-128, 128]. With
-    power-of-two coefficients ``2^(i+j)`` this gives ``f`` in [0, 255] and ``g`` in [-128, 128].
+    column; terms with identical ``f`` are merged while the summed ``g`` stays within
+    [-128, 128]. With power-of-two coefficients ``2^(i+j)`` this gives ``f`` in [0, 255] and
+    ``g`` in [-128, 128].
 
     Args:
         coef: int (8, 8) coefficients, row = activation bit i, column = weight bit j.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -60,13 +60,13 @@ def published_power(mw: float, signed: bool) -> Power:
 
 def published_power_of(model: ClosedForm) -> Power | None:
     """Published power of the signed circuit ``model`` stands for, if it is one of the 13."""
-    for name, (key, mw) in SIGNED_MODELS.items():
+    for key, mw in SIGNED_MODELS.values():
         if key == model:
             return published_power(mw, signed=True)
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def published_metrics(generation: str = "v2022") -> dict[str, dict[str, str]]:
     """Rows of the shipped EvoApproxLib-lite CSV of ``generation`` ('v2022'/'master'), by name."""
     if generation not in CSV_FILES:

@@ -52,7 +52,8 @@ class Roba(Multiplier):
         return xr * w + x * wr - xr * wr
 
     def factors(self) -> ErrorFactors:
-        """Rank 1: ``e = (x - xr) * (wr - w)``; f in [-64, 63], g in [-63, 64] (0 at powers of 2)."""
+        """Rank 1: ``e = (x - xr) * (wr - w)``; f in [-64, 63], g in [-63, 64] (0 at powers of 2).
+        """
         xs, ws = self.x_domain.values(), self.w_domain.values()
         return ErrorFactors((xs - nearest_power_of_two(xs))[None, :],
                             (nearest_power_of_two(ws) - ws)[None, :])

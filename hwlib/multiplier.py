@@ -1,4 +1,5 @@
-"""The Multiplier base class: declared operand domains, one vectorised hook, derived tables and metrics."""
+"""The Multiplier base class: declared operand domains, one vectorised hook, derived tables
+and metrics."""
 from __future__ import annotations
 
 import abc

@@ -3,8 +3,8 @@
 Spec: ``file:PATH[?opt=value&...]``. Options: ``signed=0|1`` (else the C declaration, else a
 ``mul8s_``/``mul8u_`` file-name prefix), ``power=<mW>`` (else the C header's ``PDK45_PWR``, else
 ``csv=<metrics.csv>``, else a shipped EvoApprox row of the same name whose published MAE%, WCE% and
-EP% match the table), ``func=<name>`` (C files with several candidate functions), ``order=value|bits``
-(signed ``.npy`` tables only, see below).
+EP% match the table), ``func=<name>`` (C files with several candidate functions),
+``order=value|bits`` (signed ``.npy`` tables only, see below).
 
 Layouts: ``.c`` and ``.bin`` are indexed by operand bit patterns (TFApprox: 65,536 little-endian
 uint16/int16, index ``(a & 0xFF) * 256 + (b & 0xFF)``, row = first operand); ``.npy`` holds a

@@ -1,4 +1,5 @@
-"""Column truncation of an unsigned 8x8 array, optionally compensated: ``trunc:k4``, ``trunc:k4c``."""
+"""Column truncation of an unsigned 8x8 array, optionally compensated (``trunc:k4``,
+``trunc:k4c``)."""
 from __future__ import annotations
 
 from fractions import Fraction

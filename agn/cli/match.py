@@ -5,8 +5,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from errormodels import (ASSIGNMENT_FILE, STATS_FILE, Assignment, ErrorCatalog, Method, Metric,
-                         Rule, load_stats, match, read_sigmas, write_assignment)
+from errormodels import (
+    ASSIGNMENT_FILE,
+    STATS_FILE,
+    Assignment,
+    ErrorCatalog,
+    Method,
+    Metric,
+    Rule,
+    load_stats,
+    match,
+    read_sigmas,
+    write_assignment,
+)
 from hwlib.errors import SpecError
 
 

@@ -6,10 +6,26 @@
 resolve catalogs, models, datasets and data directories before any stage runs.
 """
 from agn.config.check import check_pipeline, check_train
-from agn.config.files import (CONFIGS_DIR, config_path, document, load_config,
-                              load_pipeline_config, read_config_file, shipped_configs)
-from agn.config.schema import (TRAIN_STAGES, MatchConfig, NoiseConfig, PipelineConfig,
-                               SearchSettings, StageConfig, TrainConfig, deep_merge, epochs_data)
+from agn.config.files import (
+                              CONFIGS_DIR,
+                              config_path,
+                              document,
+                              load_config,
+                              load_pipeline_config,
+                              read_config_file,
+                              shipped_configs,
+)
+from agn.config.schema import (
+                              TRAIN_STAGES,
+                              MatchConfig,
+                              NoiseConfig,
+                              PipelineConfig,
+                              SearchSettings,
+                              StageConfig,
+                              TrainConfig,
+                              deep_merge,
+                              epochs_data,
+)
 from agn.config.typed import ConfigError, build
 from agn.config.versions import CONFIG_VERSION, migrate
 

@@ -21,7 +21,8 @@ DATAMODULES: dict[str, Callable[..., ImageDataModule]] = {
 
 
 def build_datamodule(name: str, **kwargs) -> ImageDataModule:
-    """The data module registered as ``name`` (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``)."""
+    """The data module registered as ``name`` (``digits``, ``mnist``, ``fashion-mnist``,
+    ``cifar10``)."""
     if name not in DATAMODULES:
         raise ValueError(f"dataset {name!r}: unknown; known datasets: {', '.join(DATAMODULES)}")
     return DATAMODULES[name](**kwargs)

@@ -66,7 +66,8 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
 
     @abc.abstractmethod
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(x_train, y_train, x_test, y_test)``: images float in [0, 1] (N, C, H, W), int labels."""
+        """``(x_train, y_train, x_test, y_test)``: float images in [0, 1] (N, C, H, W) and int
+        labels."""
 
     def source(self) -> str:
         """Where :meth:`load` reads from, for error messages (subclasses name their files)."""

@@ -1,4 +1,4 @@
-"""Readers for the standard dataset file formats: IDX (MNIST, Fashion-MNIST) and CIFAR-10 batches."""
+"""Readers of the standard dataset file formats: IDX (MNIST, Fashion-MNIST), CIFAR-10 batches."""
 from __future__ import annotations
 
 import gzip
@@ -51,7 +51,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) - header != need:
         raise DataFileError(f"dataset file {p}: IDX shape {shape} needs {need} data bytes, file "
                             f"has {len(data) - header}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="))
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +66,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise DataFileError(f"dataset file {p} not found") from None
     except Exception as exc:  # unpickling garbage raises many types
-        raise DataFileError(f"dataset file {p}: not a CIFAR-10 python batch ({exc!r:.200})") from None
+        raise DataFileError(f"dataset file {p}: not a CIFAR-10 python batch "
+                            f"({exc!r:.200})") from None
     if len(x) != len(y):
         raise DataFileError(f"dataset file {p}: {len(x)} images but {len(y)} labels")
     return x, y

@@ -1,9 +1,19 @@
 """Approximable layers (float / fake-quant / noise / approximate) and whole-model operations."""
 from agn.layers.approx import ApproxConv2d, ApproxLinear, LayerError, is_approximable
 from agn.layers.mode import Mode
-from agn.layers.model_ops import (AssignmentError, approx_layers, approximate_, calibrate,
-                                  fold_bn, noise_penalty, reset_sigmas, restrict_activations_,
-                                  set_mode, set_observe, sigma_table)
+from agn.layers.model_ops import (
+                                  AssignmentError,
+                                  approx_layers,
+                                  approximate_,
+                                  calibrate,
+                                  fold_bn,
+                                  noise_penalty,
+                                  reset_sigmas,
+                                  restrict_activations_,
+                                  set_mode,
+                                  set_observe,
+                                  sigma_table,
+)
 
 __all__ = [
     "ApproxConv2d", "ApproxLinear", "AssignmentError", "LayerError", "Mode", "approx_layers",

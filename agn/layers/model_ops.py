@@ -1,4 +1,4 @@
-"""Whole-model operations: list layers, switch modes, assign multipliers, calibrate, fold BatchNorm."""
+"""Whole-model operations: list layers, switch modes, assign multipliers, calibrate, fold BN."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -55,7 +55,7 @@ def set_observe(model: nn.Module, observe: bool) -> nn.Module:
 
 @torch.no_grad()
 def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: int) -> int:
-    """Observer warm-up: reset every quantizer and run up to ``num_batches`` inputs in training mode.
+    """Observer warm-up: reset every quantizer, run up to ``num_batches`` inputs in training mode.
 
     Returns the number of batches seen. Layers keep their current mode (normally FLOAT).
     """

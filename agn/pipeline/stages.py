@@ -16,8 +16,16 @@ from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
 from agn.run import BASELINE_DIR, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
-from agn.search import (Point, Scored, SearchConfig, SearchSpace, plot_front, run_search,
-                        uniform_genes, write_front)
+from agn.search import (
+    Point,
+    Scored,
+    SearchConfig,
+    SearchSpace,
+    plot_front,
+    run_search,
+    uniform_genes,
+    write_front,
+)
 from agn.search.retraining import RetrainingScorer
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json

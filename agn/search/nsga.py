@@ -19,11 +19,11 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from tqdm.auto import tqdm
 
-from hwlib.fileio import atomic_write_json
 from agn.search.initial import initial_population
 from agn.search.problem import ApproxProblem, Runner, ScoreFn
 from agn.search.space import SearchSpace
 from agn.search.store import EvaluationStore
+from hwlib.fileio import atomic_write_json
 
 STATE_FILE, STORE_FILE = "search_state.json", "evaluations.jsonl"
 HV_REF = (1.0, 1.0)  # (relative energy, error): the exact network scores no volume

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 from agn.search.nsga import SearchResult
 from agn.search.space import SearchSpace
+from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)

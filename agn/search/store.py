@@ -1,4 +1,4 @@
-"""Append-only store of scored genomes, so no candidate is ever evaluated twice, even across a kill."""
+"""Append-only store of scored genomes: no candidate is evaluated twice, even across a kill."""
 from __future__ import annotations
 
 import json
@@ -48,7 +48,8 @@ class EvaluationStore:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 if i == len(lines) - 1:  # a write cut short by a kill: drop it
                     break
-                raise ValueError(f"{self.path}: line {i + 1} is not a scored genome: {line!r}")
+                raise ValueError(f"{self.path}: line {i + 1} is not a scored genome: "
+                                 f"{line!r}") from None
             self._items[s.genome] = s
             good.append(line)
         if len(good) != len(lines):

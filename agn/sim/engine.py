@@ -8,8 +8,14 @@ import torch
 
 from agn.sim import ckernel, kernels
 from agn.sim.factors import network_error_table, terms_for, u8s8_for
-from agn.sim.operands import (check_zero_point, conv_geometry, integer_tensor, linear_as_conv,
-                              pair, resolve)
+from agn.sim.operands import (
+    check_zero_point,
+    conv_geometry,
+    integer_tensor,
+    linear_as_conv,
+    pair,
+    resolve,
+)
 from agn.sim.plan import INT32_LIMIT, Plan, choose
 from hwlib import Multiplier
 

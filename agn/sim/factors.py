@@ -202,7 +202,7 @@ def u8s8_terms(t: Terms) -> U8S8Terms | None:
 
 
 def _merge_equal_features(f8: list, g8: list, off: list) -> U8S8Terms:
-    """Add up the weight features of terms whose activation features are equal (if int8 holds it)."""
+    """Add up the weight features of terms with equal activation features (if int8 holds it)."""
     keep: list[int] = []
     for i in range(len(f8)):
         for j in keep:

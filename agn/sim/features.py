@@ -1,10 +1,11 @@
 """Activation features of the term-split kernels, built in the channels-last layout a conv wants.
 
-A feature ``f(x)`` is recognised as ``(((x & mask) ^ flip) << shift) + plus_x * x + const * [x != 0]``
+A feature ``f(x)`` is recognised as
+``(((x & mask) ^ flip) << shift) + plus_x * x + const * [x != 0]``
 (MARLIN's bit masks and compensation, BAM rows, truncation, their complements) and then computed
 with a few uint8 ops, modulo 256, which is exact because the feature itself lies in 0..255; any
-other feature is a table lookup. Terms are laid out per pixel as (group, term, channel-in-group), so each term is one
-contiguous op followed by one wide strided copy.
+other feature is a table lookup. Terms are laid out per pixel as (group, term,
+channel-in-group), so each term is one contiguous op followed by one wide strided copy.
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def build(x_cl: torch.Tensor, ops: list[FeatureOp], groups: int, x_lo: int,
     return out.reshape(n, h, w, groups * r1 * cg).permute(0, 3, 1, 2)
 
 
-def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+def _apply(op: FeatureOp, x: torch.Tensor, x_lo: int,
+           cache: dict[str, torch.Tensor]) -> torch.Tensor:
     if op.lut is not None:
         if "index" not in cache:
             cache["index"] = (x.to(torch.int32) - x_lo).reshape(-1)

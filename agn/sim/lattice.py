@@ -67,7 +67,8 @@ def integer_factors(e: np.ndarray, rows: np.ndarray,
 
 
 def _pivot_inverse(g: list[list[int]]) -> tuple[int, list[list[int]], list[int]]:
-    """``(d, d * inverse(g[:, cols]), cols)`` for R columns where the rows of ``g`` are independent."""
+    """``(d, d * inverse(g[:, cols]), cols)`` for R columns on which the rows of ``g`` are
+    independent."""
     gf = np.array(g, dtype=np.float64)
     cols = [int(c) for c in scipy.linalg.qr(gf, mode="r", pivoting=True)[1][:len(g)]]
     d, inv = _scaled_inverse([[row[c] for c in cols] for row in g])

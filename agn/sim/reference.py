@@ -4,8 +4,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agn.sim.operands import (check_zero_point, conv_geometry, integer_tensor, linear_as_conv,
-                              resolve)
+from agn.sim.operands import (
+    check_zero_point,
+    conv_geometry,
+    integer_tensor,
+    linear_as_conv,
+    resolve,
+)
 from hwlib import Multiplier
 
 

@@ -26,11 +26,31 @@ from torch import nn
 
 from agn.config import TrainConfig, check_train, document, load_config
 from agn.data.base import ImageDataModule
-from agn.layers import (AssignmentError, approximate_, calibrate, fold_bn, reset_sigmas,
-                        restrict_activations_, set_mode, set_observe, sigma_table)
-from agn.run import (ASSIGNMENT_FILE, CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, SIGMAS_FILE,
-                     StageError, build_stage_model, checkpoint_path, datamodule, finished,
-                     load_stage_model, stage_config_path)
+from agn.layers import (
+    AssignmentError,
+    approximate_,
+    calibrate,
+    fold_bn,
+    reset_sigmas,
+    restrict_activations_,
+    set_mode,
+    set_observe,
+    sigma_table,
+)
+from agn.run import (
+    ASSIGNMENT_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    RESULT_FILE,
+    SIGMAS_FILE,
+    StageError,
+    build_stage_model,
+    checkpoint_path,
+    datamodule,
+    finished,
+    load_stage_model,
+    stage_config_path,
+)
 from agn.seeding import seeded
 from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage

@@ -11,7 +11,15 @@ import hwlib
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Linear, MaxPool, Requant, Requantize,
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    MaxPool,
+    Requant,
+    Requantize,
 )
 from deploy.reference.add import add
 from deploy.reference.avgpool import avgpool

@@ -7,9 +7,19 @@ import pytest
 import torch
 import yaml
 
-from agn.config import (CONFIG_VERSION, ConfigError, PipelineConfig, TrainConfig, check_pipeline,
-                        check_train, document, load_config, load_pipeline_config, migrate,
-                        shipped_configs)
+from agn.config import (
+    CONFIG_VERSION,
+    ConfigError,
+    PipelineConfig,
+    TrainConfig,
+    check_pipeline,
+    check_train,
+    document,
+    load_config,
+    load_pipeline_config,
+    migrate,
+    shipped_configs,
+)
 from agn.seeding import seeded
 from agn.threads import torch_threads
 

@@ -10,7 +10,16 @@ import deploy
 import hwlib
 from deploy import zoo
 from deploy.ir import (
-    Add, AvgPool, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Requant, Requantize,
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Requant,
+    Requantize,
 )
 from deploy.reference.requant import requantize
 

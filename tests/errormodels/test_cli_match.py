@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from agn.cli import main
-from errormodels import (ErrorCatalog, OperandStats, match, read_assignment, read_sigmas,
-                         save_stats)
+from errormodels import ErrorCatalog, OperandStats, match, read_assignment, read_sigmas, save_stats
 
 
 @pytest.fixture()

@@ -7,8 +7,15 @@ import numpy as np
 from nbclient import NotebookClient
 
 import hwlib
-from errormodels import (ErrorCatalog, OperandStats, ValidationRow, median_abs_error, predict,
-                         save_stats, write_validation)
+from errormodels import (
+    ErrorCatalog,
+    OperandStats,
+    ValidationRow,
+    median_abs_error,
+    predict,
+    save_stats,
+    write_validation,
+)
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "layer_robustness.py"
 SPECS = ["marlin:0", "marlin:15", "marlin:127", "marlin:255"]

@@ -6,9 +6,24 @@ import numpy as np
 import pytest
 
 import hwlib
-from errormodels import (Assignment, AssignmentError, Catalog, ErrorCatalog, LayerSigma,
-                         OperandStats, SigmasError, StatsError, match, parse_sigmas, predict,
-                         read_assignment, read_sigmas, select, tolerances, write_assignment)
+from errormodels import (
+    Assignment,
+    AssignmentError,
+    Catalog,
+    ErrorCatalog,
+    LayerSigma,
+    OperandStats,
+    SigmasError,
+    StatsError,
+    match,
+    parse_sigmas,
+    predict,
+    read_assignment,
+    read_sigmas,
+    select,
+    tolerances,
+    write_assignment,
+)
 from hwlib import INT8, UINT7, TableMultiplier
 from hwlib.power import EXACT_POWER
 
@@ -88,7 +103,7 @@ def test_rms_metric_is_stricter_than_std_for_biased_levels(marlin_all):
     by_std = match(sig, stats, cat, metric="std")
     by_rms = match(sig, stats, cat, metric="rms")
     pred = predict(stats, cat)
-    for i, (s, r) in enumerate(zip(by_std.layers, by_rms.layers)):
+    for s, r in zip(by_std.layers, by_rms.layers):
         assert math.hypot(r.predicted_std, r.predicted_mean) <= r.tolerance
         assert r.relative_power >= s.relative_power
     assert by_rms.energy >= by_std.energy and by_rms.metric == "rms"

@@ -2,8 +2,19 @@ import numpy as np
 import pytest
 
 import hwlib
-from errormodels import (ACT_DOMAIN, WEIGHT_DOMAIN, ErrorCatalog, OperandStats, StatsError, align,
-                         error_grid, histogram, load_stats, predict, save_stats)
+from errormodels import (
+    ACT_DOMAIN,
+    WEIGHT_DOMAIN,
+    ErrorCatalog,
+    OperandStats,
+    StatsError,
+    align,
+    error_grid,
+    histogram,
+    load_stats,
+    predict,
+    save_stats,
+)
 from hwlib import INT8, INT9, UINT7, UINT8, Domain, TableMultiplier
 from hwlib.marlin import Marlin
 from hwlib.power import EXACT_POWER

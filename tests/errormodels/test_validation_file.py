@@ -1,7 +1,12 @@
 import pytest
 
-from errormodels import (StatsError, ValidationRow, median_abs_error, read_validation,
-                         write_validation)
+from errormodels import (
+    StatsError,
+    ValidationRow,
+    median_abs_error,
+    read_validation,
+    write_validation,
+)
 
 
 def test_round_trip_and_median(tmp_path):

@@ -5,8 +5,17 @@ import json
 import pytest
 
 import hwlib
-from hwlib import (Assignment, AssignmentError, LayerAssignment, as_assignment, check_names,
-                   read_assignment, read_assignments, write_assignment, write_assignments)
+from hwlib import (
+    Assignment,
+    AssignmentError,
+    LayerAssignment,
+    as_assignment,
+    check_names,
+    read_assignment,
+    read_assignments,
+    write_assignment,
+    write_assignments,
+)
 
 # assignment.json as the error model wrote it before the format had a version
 OLD_MATCHED = """{

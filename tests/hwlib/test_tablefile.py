@@ -176,7 +176,8 @@ def test_declared_unsigned_but_outputs_signed_is_refused(tmp_path):
 
 def test_wide_const_operand_types(tmp_path):
     p = _write(tmp_path, "gen.c", "#include <stdint.h>\n"
-               "int32_t mul8s_WIDE(const int64_t A, const int64_t B) { return (A >> 1 << 1) * B; }\n")
+               "int32_t mul8s_WIDE(const int64_t A, const int64_t B) "
+               "{ return (A >> 1 << 1) * B; }\n")
     m = hwlib.get(f"file:{p}")
     assert (m.x_domain, m.w_domain) == (hwlib.INT8, hwlib.INT8)
     np.testing.assert_array_equal(m.table(), hwlib.get("bam:v0h1").table())

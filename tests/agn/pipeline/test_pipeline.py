@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import deploy
-import hwlib
 import errormodels as em
+import hwlib
 from agn.cli import main
 from agn.pipeline import PipelineConfig, RunStatus, Stage, run_stages
 from agn.pipeline.stages import STAGES, choose_point
@@ -181,11 +181,10 @@ def test_run_pipeline_until_a_stage_runs_the_prefix(run_copy, capsys):
 
 
 def test_a_signed_evoapprox_catalog_trains_7_bit_activations_and_searches(tmp_path):
+    from agn.config import deep_merge, epochs_data
     from agn.layers import approx_layers
     from agn.pipeline import run_pipeline
     from agn.pipeline.context import Context
-
-    from agn.config import deep_merge, epochs_data
 
     cfg = PipelineConfig.quick(deep_merge({"train": {"catalog": "evo:mul8s_*"}},
                                           epochs_data((2, 1, 1, 1))))

@@ -10,8 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from agn.search import (EvaluationStore, SearchConfig, initial_population, pareto_indices,
-                        run_search)
+from agn.search import EvaluationStore, SearchConfig, initial_population, pareto_indices, run_search
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import LoggingScore, synthetic_error  # noqa: E402
@@ -200,7 +199,7 @@ def test_outputs_written_and_consistent(space, tmp_path):
     recs = write_front(r, tmp_path)
     rows = list(_csv.DictReader((tmp_path / "pareto.csv").open()))
     assert len(rows) == len(recs) == len(r.front())
-    for row, (g, e, err) in zip(rows, r.front()):
+    for row, (g, e, _err) in zip(rows, r.front()):
         assert tuple(int(v) for v in row["genome"].split()) == g
         assert float(row["energy"]) == pytest.approx(e, abs=1e-6)
         assert row["conv1"] == space.decode(g)["conv1"]
