@@ -30,9 +30,12 @@ def _marlin(arg: str) -> marlin.Marlin:
     except ValueError:
         raise SpecError(f"multiplier spec 'marlin:{arg}': expected a level 0..255 after "
                         f"'marlin:', got {arg!r}") from None
-    if not 0 <= level <= 255 or str(level) != arg:
-        raise SpecError(f"multiplier spec 'marlin:{arg}': expected a level 0..255 written "
-                        f"plainly, got {arg!r}")
+    if not 0 <= level <= 255:
+        raise SpecError(f"multiplier spec 'marlin:{arg}': level {level} is outside MARLIN's "
+                        f"levels 0..255")
+    if str(level) != arg:
+        raise SpecError(f"multiplier spec 'marlin:{arg}': write the level as a plain decimal "
+                        f"number ('marlin:{level}'), got {arg!r}")
     return marlin.Marlin(level)
 
 

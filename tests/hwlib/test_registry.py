@@ -43,7 +43,9 @@ def test_unknown_family_lists_known_families():
     ("drum:k0", r"parameter k=0 outside 1\.\.8"),
     ("mitchell:16", r"like 'mitchell:8'"),
     ("roup:r4p4", r"parameter p=4 outside 0\.\.3"),
-    ("marlin:256", "256"), ("marlin:007", "007"),
+    ("marlin:300", r"level 300 is outside MARLIN's levels 0\.\.255"),
+    ("marlin:007", r"write the level as a plain decimal number \('marlin:7'\), got '007'"),
+    ("marlin:x", r"expected a level 0\.\.255 after 'marlin:'"),
     ("bam:v5h2:raw", r"not a sign-magnitude network form"),
     ("bam:*", "wildcard"),
 ])
