@@ -8,11 +8,11 @@ import inspect
 import typing
 from typing import Any
 
-import hwlib
 from agn.config.schema import PipelineConfig, TrainConfig
 from agn.config.typed import ConfigError, convert, join
 from agn.data import DATAMODULES, DataFileError, build_datamodule
 from agn.models import MODELS
+from hwlib.catalogs import Catalog
 
 __all__ = ["check_pipeline", "check_train"]
 
@@ -24,7 +24,7 @@ def check_train(cfg: TrainConfig, where: str = "") -> None:
     directory); ConfigError naming the field, the bad value and what was expected."""
     if cfg.catalog is not None:
         try:
-            hwlib.catalog(cfg.catalog)
+            Catalog.build(cfg.catalog)  # the one expansion the stages use later
         except ValueError as exc:
             raise ConfigError(join(where, "catalog"), f"{exc}") from None
     if cfg.model not in MODELS:
