@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from deploy.errors import IRError
 from deploy.ir import Node
+from deploy.memplan import MemoryPlan, plan_memory
 from deploy.network import Network
 from deploy.pulp_ops import PULP, EmitContext
 from deploy.reference import run
@@ -61,8 +62,10 @@ class Firmware:
         layers: every node's buffer, in execution order (the input first).
         sources: the C sources of the network itself (no main.c, no shared HAL files).
         reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
-        activation_bytes: static output buffers of every node (no reuse between layers).
+        activation_bytes: the activation arena every node's output lives in (the memory
+            plan's liveness reuse).
         parameter_bytes: weights, biases, requant parameters, im2col buffers and tables.
+        plan: the memory plan the arena offsets come from.
     """
 
     directory: Path
@@ -73,6 +76,7 @@ class Firmware:
     reference_input: np.ndarray
     activation_bytes: int
     parameter_bytes: int
+    plan: MemoryPlan = field(repr=False)
 
     @property
     def input_bytes(self) -> int:
@@ -105,20 +109,24 @@ def _c_names(net: Network) -> dict[str, str]:
 
 
 def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
-                  luts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                  luts: dict[str, dict[str, Any]], plan: MemoryPlan) -> dict[str, Any]:
     info = net.infos[node.name]
     cname = cnames[node.name]
     fn = f"{prefix}_{cname}"
+    buf = plan.buffer(node.name)
+    ins = [plan.buffer(s) for s in node.inputs]
     ctx: dict[str, Any] = {
         "name": node.name, "op": node.op, "fn": fn if node.inputs else "",
         "header": f"layer_{cname}.h", "source": f"layer_{cname}.c",
-        "guard": f"{prefix}_LAYER_{cname}_H".upper(), "buf": f"{prefix}_buf_{cname}",
+        "guard": f"{prefix}_LAYER_{cname}_H".upper(), "buf": f"({prefix}_arena + {buf.offset}u)",
+        "offset": buf.offset, "bytes": buf.size, "step": buf.first,
+        "exposed": [(b.offset, b.size) for b in (*ins, buf)],
         "out_type": "int32_t" if info.dtype == "int32" else "uint8_t",
         "elem_bytes": 4 if info.dtype == "int32" else 1, "elems": info.size,
         "shape_text": " x ".join(map(str, info.shape))
         + (" (CHW, stored HWC)" if len(info.shape) == 3 else ""),
-        "in0": f"{prefix}_buf_{cnames[node.inputs[0]]}" if node.inputs else "0",
-        "in1": f"{prefix}_buf_{cnames[node.inputs[1]]}" if len(node.inputs) > 1 else "0",
+        "in0": f"({prefix}_arena + {ins[0].offset}u)" if ins else "0",
+        "in1": f"({prefix}_arena + {ins[1].offset}u)" if len(ins) > 1 else "0",
         "mul": None, "requant": None, "weight": None, "dtype": info.dtype, "shape": info.shape,
     }
     if node.inputs:
@@ -170,14 +178,16 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     for node in net.nodes[1:]:
         PULP.lookup(type(node))  # every node can be emitted, before anything runs or is written
     outs = run(net, x[None])
+    plan = plan_memory(net, target)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
-    layers = [_node_context(net, n, cnames, prefix, luts) for n in net.nodes]
+    layers = [_node_context(net, n, cnames, prefix, luts, plan) for n in net.nodes]
     for ctx in layers:
         ctx["checksum"] = int(outs[ctx["name"]].astype(np.int64).sum()) % 2**32
     net_ctx = {"name": net.name, "prefix": prefix, "macro": prefix.upper(),
                "guard": f"{prefix.upper()}_NETWORK_H", "layers": layers,
-               "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel()}
+               "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel(),
+               "arena_bytes": plan.arena_bytes, "align": plan.align}
     facts = {"platform": target.platform, "num_cores": target.num_cores,
              "csr": f"0x{target.csr_address:X}", "enable_bits": target.csr_enable_bits}
 
@@ -212,5 +222,5 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
         for c in layers)
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
                     sources=tuple(sources), reference_input=x.astype(np.uint8),
-                    activation_bytes=sum(c["elems"] * c["elem_bytes"] for c in layers),
-                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores))
+                    activation_bytes=plan.arena_bytes,
+                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores), plan=plan)

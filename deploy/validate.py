@@ -87,6 +87,7 @@ class ValidationReport:
         del doc["input_shape"], doc["input_sha256"]
         doc["mismatches"] = self.mismatches
         doc["ok"] = self.ok
+        doc["memory_plan"] = self.firmware.plan.to_json()
         for l in doc["layers"]:
             l["csr_word"] = None if l["csr_word"] is None else f"0x{l['csr_word']:08X}"
         return doc

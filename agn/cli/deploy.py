@@ -100,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
               f"{layer.mismatches}{word}")
     fw, l2 = report.firmware, deploy.default_target().l2_bytes
     used = fw.activation_bytes + fw.parameter_bytes
-    print(f"firmware data: {fw.activation_bytes} B activations + {fw.parameter_bytes} B "
-          f"parameters = {used} B of {l2} B L2" + ("  (DOES NOT FIT: no tiling yet)"
-                                                   if used > l2 else ""))
+    print(f"firmware data: {fw.activation_bytes} B activation arena + {fw.parameter_bytes} B "
+          f"parameters = {used} B of {l2} B L2" + ("  (DOES NOT FIT L2)" if used > l2 else ""))
+    print(fw.plan.summary())
     print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
           f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")
     if target is not None:

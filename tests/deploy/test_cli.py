@@ -38,6 +38,9 @@ def test_deploy_writes_firmware_and_validation(tmp_path, capsys) -> None:
     assert "bit-exact" in out
     doc = json.loads((run / "validation.json").read_text())
     assert doc["ok"] and doc["mismatches"] == 0 and doc["inputs"]["count"] == 3
+    plan = doc["memory_plan"]
+    assert plan["fits"] and plan["l3_bytes"] == 0 and plan["arena_bytes"] < plan["unplanned_bytes"]
+    assert f"memory plan: peak L2 {plan['peak_l2_bytes']} B of 524288 B" in out
     words = {l["name"]: l["csr_word"] for l in doc["layers"] if l["csr_word"]}
     assert words == {n: f"0x{hwlib.marlin.csr_word(v):08X}" for n, v in levels.items()}
     for name, level in levels.items():

@@ -129,7 +129,12 @@ def test_memory_footprint_counts_buffers_and_parameters(tmp_path) -> None:
     fw = emit(net, tmp_path)
     buffers = sum(net.infos[n.name].size * (4 if net.infos[n.name].dtype == "int32" else 1)
                   for n in net.nodes)
-    assert fw.activation_bytes == buffers == 1024 + 4704 + 1176 + 1600 + 400 + 400 + 120 + 84 + 40
+    assert fw.plan.unplanned_bytes == buffers == (1024 + 4704 + 1176 + 1600 + 400 + 400 + 120
+                                                  + 84 + 40)
+    # One arena reused by liveness: conv1 (4704) + pool1 (1176) is the largest live pair.
+    assert fw.activation_bytes == fw.plan.arena_bytes == fw.plan.live_peak_bytes == 4704 + 1176
+    network_c = (tmp_path / "network.c").read_text()
+    assert "static uint8_t net_arena[5880]" in network_c and "net_buf_" not in network_c
     params = sum(n.weight.size + 4 * n.bias.size + 5 * n.out_channels for n in net.layers[:-1])
     params += net.layers[-1].weight.size + 4 * 10 + 8 * (25 + 150)      # logits, im2col x 8 cores
     assert fw.parameter_bytes == params
