@@ -21,6 +21,7 @@ from deploy.pulp_ops import PULP, EmitContext
 from deploy.reference import run
 from deploy.render import render_to
 from deploy.target import Target, default_target
+from deploy.tiling import TilingPlan, plan_tiling
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 SHARED_FILES = ("marlin_hal.h", "marlin_hal.c", "nn_kernels.h", "nn_kernels.c")
@@ -66,6 +67,7 @@ class Firmware:
             plan's liveness reuse).
         parameter_bytes: weights, biases, requant parameters, im2col buffers and tables.
         plan: the memory plan the arena offsets come from.
+        tiling: the L1 tiling plan of every layer.
     """
 
     directory: Path
@@ -77,6 +79,7 @@ class Firmware:
     activation_bytes: int
     parameter_bytes: int
     plan: MemoryPlan = field(repr=False)
+    tiling: TilingPlan = field(repr=False)
 
     @property
     def input_bytes(self) -> int:
@@ -179,6 +182,7 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
         PULP.lookup(type(node))  # every node can be emitted, before anything runs or is written
     outs = run(net, x[None])
     plan = plan_memory(net, target)
+    tiling = plan_tiling(net, target)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
     layers = [_node_context(net, n, cnames, prefix, luts, plan) for n in net.nodes]
@@ -223,4 +227,5 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
                     sources=tuple(sources), reference_input=x.astype(np.uint8),
                     activation_bytes=plan.arena_bytes,
-                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores), plan=plan)
+                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores), plan=plan,
+                    tiling=tiling)

@@ -88,6 +88,7 @@ class ValidationReport:
         doc["mismatches"] = self.mismatches
         doc["ok"] = self.ok
         doc["memory_plan"] = self.firmware.plan.to_json()
+        doc["tiling_plan"] = self.firmware.tiling.to_json()
         for l in doc["layers"]:
             l["csr_word"] = None if l["csr_word"] is None else f"0x{l['csr_word']:08X}"
         return doc
