@@ -111,8 +111,12 @@ def _c_names(net: Network) -> dict[str, str]:
     return out
 
 
+_TILED_PARAMS = ("nn_conv_t", "nn_linear_t", "nn_pool_t", "nn_add_t")
+
+
 def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
-                  luts: dict[str, dict[str, Any]], plan: MemoryPlan) -> dict[str, Any]:
+                  luts: dict[str, dict[str, Any]], plan: MemoryPlan,
+                  tiling: TilingPlan) -> dict[str, Any]:
     info = net.infos[node.name]
     cname = cnames[node.name]
     fn = f"{prefix}_{cname}"
@@ -135,6 +139,12 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
     if node.inputs:
         ctx.update(PULP(node, EmitContext(fn=fn, prefix=prefix, out=info, luts=luts,
                                           ins=tuple(net.infos[s] for s in node.inputs))))
+        t = tiling.layer(node.name)
+        if ctx["params_type"] in _TILED_PARAMS:
+            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
+                                     else "{ 0, 0 }")
+        ctx["summary"] += (f"; {t.n_tiles} L1 tile(s) of {t.tile_rows} x {t.tile_channels}, "
+                           f"{t.l1_bytes} B" if t.tiled else f"; untiled ({t.note})")
         ctx["params"] = list(ctx["params"].items())
     return ctx
 
@@ -185,7 +195,7 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     tiling = plan_tiling(net, target)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
-    layers = [_node_context(net, n, cnames, prefix, luts, plan) for n in net.nodes]
+    layers = [_node_context(net, n, cnames, prefix, luts, plan, tiling) for n in net.nodes]
     for ctx in layers:
         ctx["checksum"] = int(outs[ctx["name"]].astype(np.int64).sum()) % 2**32
     net_ctx = {"name": net.name, "prefix": prefix, "macro": prefix.upper(),
@@ -193,7 +203,8 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
                "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel(),
                "arena_bytes": plan.arena_bytes, "align": plan.align}
     facts = {"platform": target.platform, "num_cores": target.num_cores,
-             "csr": f"0x{target.csr_address:X}", "enable_bits": target.csr_enable_bits}
+             "l1_bytes": target.l1_bytes, "csr": f"0x{target.csr_address:X}",
+             "enable_bits": target.csr_enable_bits}
 
     out = Path(out_dir)
     sources = ["network.c"]

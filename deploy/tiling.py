@@ -1,14 +1,14 @@
 """Tiling plan: per layer, L1 tiles chosen by a small solver over each core's share of L1.
 
 A tile is a block of output rows x output channels (conv, depthwise, pointwise, pooling), of
-output neurons (linear) or of elements (add, requantize). Tiles are spread over the cluster
+output neurons (linear) or of elements (add). Tiles are spread over the cluster
 cores, each core moving its own tiles between L2 and its slice of L1 (``l1_bytes / num_cores``):
 the input rows the tile needs (with the halo of the kernel window, clipped to the image), the
 weights of its output channels, the output tile and, for convolutions, the core's im2col buffer.
 The solver enumerates every (rows, channels) pair that fits the slice and keeps the one with the
 shortest critical path (rounds of ``num_cores`` tiles x outputs per tile), then the fewest DMA
 bytes, then the fewest tiles. Flatten
-(an HWC -> CHW permutation) runs from L2 untiled.
+(an HWC -> CHW permutation) and stand-alone requantisation run from L2 untiled.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.ir import Add, AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, Node, Requantize
+from deploy.ir import Add, AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, Node
 from deploy.memplan import PlanError
 from deploy.network import Network
 from deploy.target import Target, default_target
@@ -26,6 +26,15 @@ from deploy.target import Target, default_target
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _round4(v: int) -> int:
+    return -(-v // 4) * 4
+
+
+def core_slice_bytes(target: Target) -> int:
+    """One core's L1 slice: ``l1_bytes / num_cores`` rounded down to 8 bytes."""
+    return target.l1_bytes // target.num_cores // 8 * 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,10 +48,11 @@ class Window:
     height: int = 1
 
     def rows(self, r0: int, r1: int) -> tuple[int, int]:
-        """Input rows ``[i0, i1)`` (clipped to the image) output rows ``[r0, r1)`` read."""
-        lo = r0 * self.stride - self.pad
+        """Input rows ``[i0, i1)`` (clipped to the image; empty when the rows read padding only)
+        output rows ``[r0, r1)`` read."""
+        lo = min(max(r0 * self.stride - self.pad, 0), self.height)
         hi = (r1 - 1) * self.stride - self.pad + self.kernel
-        return max(lo, 0), min(hi, self.height)
+        return lo, max(min(hi, self.height), lo)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,8 +63,8 @@ class LayerTiling:
         name: IR node name.
         op: IR op.
         tiled: False for layers run from L2 (flatten).
-        rows: output rows (1 for linear, add, requantize).
-        channels: output channels (conv, pooling), neurons (linear) or elements (add, requant).
+        rows: output rows (1 for linear and add).
+        channels: output channels (conv, pooling), neurons (linear) or elements (add).
         tile_rows: output rows per tile (the last tile may have fewer).
         tile_channels: output channels per tile (a multiple of ``channel_step``).
         channel_step: channels that go together (a conv group's outputs).
@@ -94,11 +104,13 @@ class LayerTiling:
                        min(c0 + self.tile_channels, self.channels))
 
     def l1_of(self, r0: int, r1: int, c0: int, c1: int) -> int:
-        """L1 bytes of one tile (input with halo + weights + output + im2col)."""
+        """L1 bytes of one tile: input with halo, weights and output (each from a 4-byte
+        aligned offset, as the kernels lay them out) and the im2col buffer."""
         i0, i1 = self.window.rows(r0, r1)
         per_row = self.in_fixed_row_bytes + self.in_row_bytes * (c1 - c0) // self.channel_step
-        return ((i1 - i0) * per_row + self.weight_bytes_per_channel * (c1 - c0)
-                + self.out_bytes_per_row_channel * (r1 - r0) * (c1 - c0) + self.col_bytes)
+        return (_round4((i1 - i0) * per_row) + _round4(self.weight_bytes_per_channel * (c1 - c0))
+                + _round4(self.out_bytes_per_row_channel * (r1 - r0) * (c1 - c0))
+                + self.col_bytes)
 
     @property
     def n_tiles(self) -> int:
@@ -155,8 +167,8 @@ class TilingPlan:
 
     @property
     def core_l1_bytes(self) -> int:
-        """Each core's L1 slice."""
-        return self.l1_bytes // self.cores
+        """Each core's L1 slice (8-byte aligned)."""
+        return self.l1_bytes // self.cores // 8 * 8
 
     def layer(self, name: str) -> LayerTiling:
         """The tiling of node ``name``."""
@@ -169,7 +181,7 @@ class TilingPlan:
         """One line: tiled layers, tiles and the largest L1 slice used."""
         tiled = [t for t in self.layers if t.tiled]
         peak = max((t.l1_bytes for t in tiled), default=0)
-        untiled = [t.name for t in self.layers if not t.tiled and t.op != "flatten"]
+        untiled = [t.name for t in self.layers if not t.tiled and "smallest tile" in t.note]
         return (f"tiling plan: {len(tiled)} tiled layers, {sum(t.n_tiles for t in tiled)} tiles, "
                 f"largest tile {peak} B of the {self.core_l1_bytes} B L1 slice per core "
                 f"({self.cores} cores x {self.l1_bytes} B L1)"
@@ -210,9 +222,8 @@ def _shape(node: Node, net: Network) -> dict[str, Any]:
         return dict(rows=1, channels=node.out_channels, channel_step=1, in_row_bytes=0,
                     in_fixed_row_bytes=node.fan_in, weight_bytes_per_channel=node.fan_in,
                     out_bytes_per_row_channel=out_elem, col_bytes=0, window=Window())
-    if isinstance(node, (Add, Requantize)):
-        in_elem = 2 if isinstance(node, Add) else 4
-        return dict(rows=1, channels=y.size, channel_step=1, in_row_bytes=in_elem,
+    if isinstance(node, Add):
+        return dict(rows=1, channels=y.size, channel_step=1, in_row_bytes=2,
                     in_fixed_row_bytes=0, weight_bytes_per_channel=0,
                     out_bytes_per_row_channel=1, col_bytes=0, window=Window())
     return {}
@@ -257,12 +268,12 @@ def plan_tiling(net: Network, target: Target | None = None, strict: bool = False
     reason in its ``note`` (PlanError instead when ``strict``); flatten always does.
     """
     target = target or default_target()
-    budget = target.l1_bytes // target.num_cores
+    budget = core_slice_bytes(target)
     layers = []
     for node in net.nodes[1:]:
         shape = _shape(node, net)
         if not shape:
-            layers.append(_untiled(node, target.num_cores, "a permutation, run from L2"))
+            layers.append(_untiled(node, target.num_cores, "element-wise, run from L2"))
             continue
         try:
             layers.append(_solve(node, shape, budget, target.num_cores))
