@@ -16,6 +16,7 @@ from deploy.errors import IRError
 from deploy.host import build_host, compiler_version, host_flags, run_host
 from deploy.network import Network
 from deploy.reference import run
+from deploy.target import Target
 from hwlib.fileio import atomic_write_json
 from hwlib.scratch import scratch_dir
 
@@ -114,8 +115,8 @@ def _compare(fw: Firmware, ref: dict[str, np.ndarray], got: dict[str, np.ndarray
 
 def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
                   out_dirs: Sequence[str | os.PathLike[str]], sanitize: bool = False,
-                  jobs: int = 2, prefixes: Sequence[str] | None = None
-                  ) -> list[ValidationReport]:
+                  jobs: int = 2, prefixes: Sequence[str] | None = None,
+                  target: Target | None = None) -> list[ValidationReport]:
     """Emit, compile into ONE host program, run and compare several networks.
 
     Each network gets ``<out_dir>/firmware/`` and ``<out_dir>/validation.json``. Inputs are
@@ -128,6 +129,8 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
         sanitize: build with ``-fsanitize=address,undefined``.
         jobs: parallel compiler processes.
         prefixes: C prefixes (``n0``, ``n1``, ... by default).
+        target: target facts the firmware is planned and tiled for (``deploy/data/target.json``
+            by default; a small ``l1_bytes`` forces small tiles).
     """
     if not (len(nets) == len(inputs) == len(out_dirs)):
         raise IRError(f"validate_many: expected as many input batches and directories as "
@@ -138,7 +141,8 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
                       "batch")
     refs = [run(net, x) for net, x in zip(nets, inputs)]
     log.info("validate: emitting %d network(s)", len(nets))
-    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0])
+    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0],
+                target=target)
            for net, x, d, p in zip(nets, inputs, out_dirs, prefixes)]
     with scratch_dir("agn-deploy-") as tmp:
         log.info("validate: compiling %d network(s) into one host program", len(nets))
@@ -160,8 +164,9 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
 
 
 def validate(net: Network, inputs: np.ndarray, out_dir: str | os.PathLike[str],
-             sanitize: bool = False, prefix: str = "net") -> ValidationReport:
-    """Emit ``net`` into ``<out_dir>/firmware``, compile and run it on the host, compare every
-    layer with the NumPy reference and write ``<out_dir>/validation.json``."""
+             sanitize: bool = False, prefix: str = "net", target: Target | None = None
+             ) -> ValidationReport:
+    """Emit ``net`` into ``<out_dir>/firmware`` (for ``target``), compile and run it on the host,
+    compare every layer with the NumPy reference and write ``<out_dir>/validation.json``."""
     return validate_many([net], [inputs], [out_dir], sanitize=sanitize, jobs=1,
-                         prefixes=[prefix])[0]
+                         prefixes=[prefix], target=target)[0]

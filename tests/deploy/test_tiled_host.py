@@ -1,0 +1,87 @@
+"""Tiled firmware on the host against the NumPy reference: tiny L1 slices force 1-row tiles,
+odd channel counts, stride-2 halos, depthwise channel tiles and untiled fallbacks."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+import deploy
+from deploy import zoo
+from deploy.zoo import _Builder, random_marlin
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
+
+
+def _target(l1: int) -> deploy.Target:
+    return dataclasses.replace(deploy.default_target(), l1_bytes=l1)
+
+
+def _inputs(net: deploy.Network, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n,) + net.input.shape, dtype=np.uint8)
+
+
+def _assert_exact(report: deploy.ValidationReport) -> None:
+    bad = {l.name: (l.mismatches, l.first_mismatch) for l in report.layers if l.mismatches}
+    assert report.ok and not bad, f"{report.network}: mismatching layers {bad}"
+
+
+def edge_network(seed: int = 0) -> deploy.Network:
+    """Odd shapes and channels, asymmetric padding, stride 2, depthwise, pointwise, pools, add."""
+    b = _Builder(np.random.default_rng(seed), random_marlin, (5, 27, 21), zero_point=17,
+                 random_zp=True)
+    x = b.conv("conv_s2", "input", 7, 3, stride=2, padding=(1, 2, 0, 1))
+    y = b.conv("dw_s2", x, 7, 3, stride=2, padding=1, groups=7)
+    y = b.conv("pw", y, 7, 1)
+    z = b.conv("grouped", b.maxpool("max_s2", x, 3, 2, 1), 7, 1, groups=7, fused=False)
+    y = b.add("add", y, z)
+    y = b.avgpool("avg", b.conv("conv_int32_pad", y, 5, 2, padding=(0, 1, 1, 0)), 2, 1)
+    y = b.flatten("flatten", b.global_avgpool("gap", y))
+    b.linear("fc", b.linear("fc_hidden", y, 9), 3, logits=True)
+    return b.network("edges")
+
+
+def test_edge_network_is_bit_exact_for_every_l1_size(tmp_path) -> None:
+    net = edge_network()
+    seen: set[str] = set()
+    for l1 in (65536, 8 * 240, 8 * 128, 8 * 64):
+        report = deploy.validate(net, _inputs(net, 3, l1), tmp_path / str(l1), sanitize=True,
+                                 target=_target(l1))
+        _assert_exact(report)
+        tiling = report.firmware.tiling
+        assert all(t.l1_bytes <= tiling.core_l1_bytes for t in tiling.layers)
+        for t in tiling.layers:
+            if not t.tiled:
+                seen.add("L2 fallback" if "smallest tile" in t.note else "")
+            elif t.n_tiles > 1:
+                seen.add(f"{t.name} tiled")
+                if t.tile_rows == 1 and t.rows > 1:
+                    seen.add(f"{t.name} 1-row")
+                if t.tile_channels < t.channels:
+                    seen.add(f"{t.name} channel tiles")
+    assert {"conv_s2 1-row", "dw_s2 1-row", "dw_s2 channel tiles", "max_s2 1-row",
+            "grouped channel tiles", "conv_int32_pad tiled", "avg tiled", "add tiled",
+            "fc_hidden tiled", "L2 fallback"} <= seen, seen
+
+
+def test_random_networks_with_tiny_l1_match_reference_sanitized(tmp_path) -> None:
+    nets = [zoo.random_network(2000 + s) for s in range(60)]
+    xs = [_inputs(n, 2, s) for s, n in enumerate(nets)]
+    reports = deploy.validate_many(nets, xs, [tmp_path / f"net{i}" for i in range(60)],
+                                   sanitize=True, target=_target(8 * 48))
+    bad = {r.network: r.mismatches for r in reports if not r.ok}
+    assert not bad, f"mismatching networks: {bad}"
+    tilings = [t for r in reports for t in r.firmware.tiling.layers]
+    assert sum(t.tiled and t.n_tiles > 1 for t in tilings) > 60
+    assert any(not t.tiled and "smallest tile" in t.note for t in tilings)   # L2 fallback
+
+
+def test_resnet8_with_small_l1_matches_reference(tmp_path) -> None:
+    net = zoo.resnet8(3)
+    report = deploy.validate(net, _inputs(net, 2, 0), tmp_path, target=_target(24576))
+    _assert_exact(report)
+    tiling = report.firmware.tiling
+    assert all(t.tiled for t in tiling.layers if t.op != "flatten")
+    assert sum(t.n_tiles for t in tiling.layers if t.tiled) > 1000
