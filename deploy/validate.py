@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.cost import CostParams, LayerCost, estimate, totals
 from deploy.emit_pulp import Firmware, check_prefix, emit
 from deploy.errors import IRError
 from deploy.host import build_host, compiler_version, host_flags, run_host
@@ -55,7 +56,8 @@ class LayerReport:
 class ValidationReport:
     """Outcome of one network's host validation (written as ``validation.json``).
 
-    ``firmware`` is the emitted application (not part of the JSON document).
+    ``cost`` is the cost model's estimate per layer; ``firmware`` is the emitted application
+    (not part of the JSON document).
     """
 
     network: str
@@ -67,6 +69,7 @@ class ValidationReport:
     compiler: str
     flags: tuple[str, ...]
     sanitize: bool
+    cost: tuple[LayerCost, ...]
     firmware: Firmware = field(repr=False, compare=False)
 
     @property
@@ -90,6 +93,8 @@ class ValidationReport:
         doc["ok"] = self.ok
         doc["memory_plan"] = self.firmware.plan.to_json()
         doc["tiling_plan"] = self.firmware.tiling.to_json()
+        doc["cost"] = {"model": asdict(CostParams()), "layers": doc.pop("cost"),
+                       "totals": totals(self.cost)}
         for l in doc["layers"]:
             l["csr_word"] = None if l["csr_word"] is None else f"0x{l['csr_word']:08X}"
         return doc
@@ -157,7 +162,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
             network=net.name, firmware_dir=str(fw.directory), inputs=len(xb),
             input_shape=tuple(xb.shape[1:]), input_sha256=hashlib.sha256(xb.tobytes()).hexdigest(),
             layers=_compare(fw, ref, got), compiler=version, flags=host_flags(sanitize),
-            sanitize=sanitize, firmware=fw)
+            sanitize=sanitize, cost=estimate(net, fw.tiling), firmware=fw)
         atomic_write_json(Path(d) / REPORT_NAME, rep.to_json())
         reports.append(rep)
     return reports

@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
           f"parameters = {used} B of {l2} B L2" + ("  (DOES NOT FIT L2)" if used > l2 else ""))
     print(fw.plan.summary())
     print(fw.tiling.summary())
+    cost = deploy.cost.totals(report.cost)
+    energy = cost["mult_energy_uj"]
+    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles, {cost['dma_bytes']} B "
+          f"DMA, {cost['csr_writes']} CSR writes"
+          + (f", multiplications {energy:.3f} uJ" if energy is not None else ""))
     print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
           f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")
     if target is not None:
