@@ -65,7 +65,8 @@ class Firmware:
         reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
         activation_bytes: the activation arena every node's output lives in (the memory
             plan's liveness reuse).
-        parameter_bytes: weights, biases, requant parameters, im2col buffers and tables.
+        parameter_bytes: weights, biases, requant parameters, the im2col buffers of untiled
+            convolutions and tables.
         plan: the memory plan the arena offsets come from.
         tiling: the L1 tiling plan of every layer.
     """
@@ -143,6 +144,8 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
         if ctx["params_type"] in _TILED_PARAMS:
             ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
                                      else "{ 0, 0 }")
+        if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
+            ctx["params"]["col"], ctx["k"] = "0", 0
         ctx["summary"] += (f"; {t.n_tiles} L1 tile(s) of {t.tile_rows} x {t.tile_channels}, "
                            f"{t.l1_bytes} B" if t.tiled else f"; untiled ({t.note})")
         ctx["params"] = list(ctx["params"].items())
@@ -157,7 +160,7 @@ def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any
             total += c["weight"].size + 4 * c["bias"].size
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
-        total += cores * c.get("k", 0)  # a conv's im2col buffer per core
+        total += cores * c.get("k", 0)  # an untiled conv's im2col buffer per core in L2
     return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
                        for t in luts.values())
 

@@ -1,6 +1,7 @@
 """The C emitter: files, one CSR level write per MARLIN layer with its word, table multipliers."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -136,5 +137,11 @@ def test_memory_footprint_counts_buffers_and_parameters(tmp_path) -> None:
     network_c = (tmp_path / "network.c").read_text()
     assert "static uint8_t net_arena[5880]" in network_c and "net_buf_" not in network_c
     params = sum(n.weight.size + 4 * n.bias.size + 5 * n.out_channels for n in net.layers[:-1])
-    params += net.layers[-1].weight.size + 4 * 10 + 8 * (25 + 150)      # logits, im2col x 8 cores
-    assert fw.parameter_bytes == params
+    params += net.layers[-1].weight.size + 4 * 10                       # logits
+    assert fw.parameter_bytes == params              # tiled convs keep their im2col in L1
+    assert "_col[" not in (tmp_path / "layer_conv1.c").read_text()
+    tiny = dataclasses.replace(deploy.default_target(), l1_bytes=8 * 64)  # no conv tile fits
+    fw = emit(net, tmp_path / "tiny", target=tiny)
+    assert not fw.tiling.layer("conv1").tiled
+    assert fw.parameter_bytes == params + 8 * (25 + 150)                # im2col x 8 cores in L2
+    assert "net_conv1_col[NUM_CORES * 25]" in (tmp_path / "tiny" / "layer_conv1.c").read_text()

@@ -85,3 +85,17 @@ def test_resnet8_with_small_l1_matches_reference(tmp_path) -> None:
     tiling = report.firmware.tiling
     assert all(t.tiled for t in tiling.layers if t.op != "flatten")
     assert sum(t.n_tiles for t in tiling.layers if t.tiled) > 1000
+
+
+@pytest.mark.parametrize("make", [zoo.resnet20, zoo.mobilenetv2_small])
+def test_cifar_resnet20_and_mobilenetv2_small_validate_sanitized(tmp_path, make) -> None:
+    net = make(0)
+    report = deploy.validate(net, _inputs(net, 2, 1), tmp_path, sanitize=True)
+    _assert_exact(report)
+    fw = report.firmware
+    assert fw.plan.fits and fw.plan.peak_l2_bytes <= 512 * 1024 and fw.plan.l3_bytes == 0
+    assert fw.plan.arena_bytes < fw.plan.unplanned_bytes / 3
+    assert all(t.tiled and t.l1_bytes <= fw.tiling.core_l1_bytes
+               for t in fw.tiling.layers if t.op != "flatten")
+    if net.name == "mobilenetv2_small":
+        assert any(n.op == "conv" and n.groups > 1 for n in net.nodes)
