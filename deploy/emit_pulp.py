@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import IRError
-from deploy.ir import Node
-from deploy.memplan import MemoryPlan, plan_memory
+from deploy.ir import Node, _Layer
+from deploy.memplan import MemoryPlan, parameter_layout, plan_memory
 from deploy.network import Network
 from deploy.pulp_ops import PULP, EmitContext
 from deploy.reference import run
@@ -65,8 +65,9 @@ class Firmware:
         reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
         activation_bytes: the activation arena every node's output lives in (the memory
             plan's liveness reuse).
-        parameter_bytes: weights, biases, requant parameters, the im2col buffers of untiled
-            convolutions and tables.
+        parameter_bytes: L2 bytes of the weights, biases and requant parameters kept in L2, the
+            staging buffer of those streamed from L3, the im2col buffers of untiled convolutions
+            and the tables.
         plan: the memory plan the arena offsets come from.
         tiling: the L1 tiling plan of every layer.
     """
@@ -146,6 +147,15 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
                                      else "{ 0, 0 }")
         if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
             ctx["params"]["col"], ctx["k"] = "0", 0
+        ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None
+        if isinstance(node, _Layer) and plan.placement(node.name) == "L3":
+            lay, staging = parameter_layout(node), f"{prefix}_staging"
+            ctx["l3"] = {"staging": staging, **lay}
+            ctx["params"]["weight"] = f"(const int8_t *)({staging} + {lay['weight']}u)"
+            ctx["params"]["bias"] = f"(const int32_t *)({staging} + {lay['bias']}u)"
+            ctx["rq_mult"] = f"(const int32_t *)({staging} + {lay['mult']}u)"
+            ctx["rq_shift"] = f"(const uint8_t *)({staging} + {lay['shift']}u)"
+            ctx["summary"] += f"; parameters streamed from L3 ({lay['bytes']} B)"
         ctx["summary"] += (f"; {t.n_tiles} L1 tile(s) of {t.tile_rows} x {t.tile_channels}, "
                            f"{t.l1_bytes} B" if t.tiled else f"; untiled ({t.note})")
         ctx["params"] = list(ctx["params"].items())
@@ -153,9 +163,11 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
 
 
 def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any]],
-                     cores: int) -> int:
-    total = 0
+                     cores: int, staging: int) -> int:
+    total = staging
     for c in layers:
+        if c.get("l3"):
+            continue                                # in L3, streamed through the staging buffer
         if c["weight"] is not None:
             total += c["weight"].size + 4 * c["bias"].size
         if c["requant"]:
@@ -204,7 +216,8 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     net_ctx = {"name": net.name, "prefix": prefix, "macro": prefix.upper(),
                "guard": f"{prefix.upper()}_NETWORK_H", "layers": layers,
                "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel(),
-               "arena_bytes": plan.arena_bytes, "align": plan.align}
+               "arena_bytes": plan.arena_bytes, "align": plan.align,
+               "staging_bytes": plan.staging_bytes}
     facts = {"platform": target.platform, "num_cores": target.num_cores,
              "l1_bytes": target.l1_bytes, "csr": f"0x{target.csr_address:X}",
              "enable_bits": target.csr_enable_bits}
@@ -241,5 +254,6 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
                     sources=tuple(sources), reference_input=x.astype(np.uint8),
                     activation_bytes=plan.arena_bytes,
-                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores), plan=plan,
+                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores,
+                                                     plan.staging_bytes), plan=plan,
                     tiling=tiling)

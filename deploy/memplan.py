@@ -104,6 +104,13 @@ class MemoryPlan:
         raise KeyError(f"memory plan of {self.network!r} has no buffer {name!r}; buffers: "
                        f"{[b.name for b in self.buffers]}")
 
+    def placement(self, name: str) -> str:
+        """Where layer ``name``'s parameters live (``"L2"`` or ``"L3"``; KeyError otherwise)."""
+        for p in self.parameters:
+            if p.name == name:
+                return p.memory
+        raise KeyError(f"memory plan of {self.network!r} has no layer parameters {name!r}")
+
     @property
     def unplanned_bytes(self) -> int:
         """Bytes of one static buffer per node (what the arena replaces)."""
@@ -164,10 +171,21 @@ class MemoryPlan:
                            for p in self.parameters]}
 
 
+def parameter_layout(node: _Layer) -> dict[str, int]:
+    """Byte offsets of a layer's parameters packed as one block (what L3 streaming copies to
+    the L2 staging buffer): int8 weights, then (4-byte aligned) int32 bias, int32 requant
+    multipliers and uint8 shifts per channel; ``bytes`` is the block's size."""
+    bias = _aligned(int(node.weight.size), 4)
+    mult = bias + 4 * int(node.bias.size)
+    channels = 0 if node.requant is None else node.requant.channels
+    shift = mult + 4 * channels
+    return {"weight": 0, "bias": bias, "mult": mult, "shift": shift, "bytes": shift + channels}
+
+
 def parameter_bytes(node: _Layer) -> int:
-    """A layer's parameter bytes: int8 weights, int32 bias, int32 + uint8 requant per channel."""
-    rq = 0 if node.requant is None else 5 * node.requant.channels
-    return int(node.weight.size) + 4 * int(node.bias.size) + rq
+    """A layer's parameter bytes: int8 weights (padded to 4 bytes), int32 bias, int32 + uint8
+    requant per channel."""
+    return parameter_layout(node)["bytes"]
 
 
 def lifetimes(net: Network) -> dict[str, tuple[int, int]]:

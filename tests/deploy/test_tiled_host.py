@@ -10,6 +10,7 @@ import pytest
 
 import deploy
 from deploy import zoo
+from deploy.host import build_host, run_host
 from deploy.zoo import _Builder, random_marlin
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
@@ -99,3 +100,25 @@ def test_cifar_resnet20_and_mobilenetv2_small_validate_sanitized(tmp_path, make)
                for t in fw.tiling.layers if t.op != "flatten")
     if net.name == "mobilenetv2_small":
         assert any(n.op == "conv" and n.groups > 1 for n in net.nodes)
+
+
+def test_weights_beyond_l2_are_streamed_from_l3_bit_exactly(tmp_path) -> None:
+    net = zoo.lenet5(0)
+    full = deploy.memplan.plan_memory(net)
+    small = dataclasses.replace(deploy.default_target(), l2_bytes=full.arena_bytes + 60000)
+    x = _inputs(net, 3, 0)
+    report = deploy.validate(net, x, tmp_path, sanitize=True, target=small)
+    _assert_exact(report)
+    fw = report.firmware
+    assert {p.name for p in fw.plan.parameters if p.memory == "L3"} == {"fc1", "fc2"}
+    assert fw.plan.fits and fw.activation_bytes + fw.parameter_bytes <= small.l2_bytes
+    network_c = (fw.directory / "network.c").read_text()
+    assert f"uint8_t net_staging[{fw.plan.staging_bytes}]" in network_c
+    assert "net_fc1_load();\n" in network_c and "net_conv1_load" not in network_c
+    assert "HAL_L3 static const int8_t net_fc2_weight[" in (
+        fw.directory / "layer_fc2.c").read_text()
+    # Without fc2's load the kernel reads fc1's parameters from the staging buffer: caught.
+    (fw.directory / "network.c").write_text(network_c.replace("net_fc2_load();\n", ""))
+    got = run_host(build_host([fw], tmp_path / "b"), [fw], [x], tmp_path / "b")[0]
+    ref = deploy.run(net, x)
+    assert np.array_equal(got["fc1"], ref["fc1"]) and not np.array_equal(got["fc2"], ref["fc2"])
