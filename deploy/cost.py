@@ -1,5 +1,7 @@
 """Cost model per layer: MACs, estimated cycles, DMA traffic, CSR writes, multiplication energy.
 
+See ``docs/firmware.md``.
+
 Estimates, not measurements. Cycles of a layer are its compute cycles plus its DMA cycles (the
 kernels wait for each transfer: no double buffering yet):
 

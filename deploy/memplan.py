@@ -1,5 +1,7 @@
 """Memory plan: where every activation buffer and every layer's parameters live, from the IR.
 
+See ``docs/firmware.md``.
+
 Activations share one L2 arena allocated by liveness: node ``i``'s output is live from step ``i``
 (when it is written) to the step of its last reader (the network output to the last step), and
 two buffers may share bytes only when their live intervals are disjoint. Offsets are aligned

@@ -1,5 +1,7 @@
 """Tiling plan: per layer, L1 tiles chosen by a small solver over each core's share of L1.
 
+See ``docs/firmware.md``.
+
 A tile is a block of output rows x output channels (conv, depthwise, pointwise, pooling), of
 output neurons (linear) or of elements (add). Tiles are spread over the cluster
 cores, each core moving its own tiles between L2 and its slice of L1 (``l1_bytes / num_cores``):

@@ -153,12 +153,13 @@ def lenet5(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
     return b.network("lenet5")
 
 
-def _cifar_resnet(name: str, blocks: int, seed: int, pick: SpecPicker) -> Network:
+def _cifar_resnet(name: str, blocks: int, seed: int, pick: SpecPicker, width: int = 16
+                  ) -> Network:
     rng = np.random.default_rng(seed)
     b = _Builder(rng, pick, (3, 32, 32), zero_point=int(rng.integers(1, 256)))
-    x = b.conv("conv1", "input", 16, 3, padding=1)
-    cin, i = 16, 0
-    for cout, first_stride in ((16, 1), (32, 2), (64, 2)):
+    x = b.conv("conv1", "input", width, 3, padding=1)
+    cin, i = width, 0
+    for cout, first_stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
         for j in range(blocks):
             i, stride = i + 1, first_stride if j == 0 else 1
             y = b.conv(f"block{i}_conv1", x, cout, 3, stride=stride, padding=1)
@@ -176,10 +177,12 @@ def resnet8(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
     return _cifar_resnet("resnet8", 1, seed, pick)
 
 
-def resnet20(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
-    """CIFAR ResNet-20 shape: 3x32x32, conv 16, 3 basic blocks each of 16, 32/2, 64/2 (1x1
-    projection shortcuts where the shape changes), GAP, fc 10."""
-    return _cifar_resnet("resnet20", 3, seed, pick)
+def resnet20(seed: int = 0, pick: SpecPicker = random_marlin, width: int = 16) -> Network:
+    """CIFAR ResNet-20 shape: 3x32x32, conv ``width`` (16), 3 basic blocks each of ``width``,
+    ``2 width``/2, ``4 width``/2 (1x1 projection shortcuts where the shape changes), GAP, fc 10.
+    A larger ``width`` gives networks whose weights exceed L2 (32: 1.1 MB)."""
+    return _cifar_resnet("resnet20" if width == 16 else f"resnet20_w{width}", 3, seed, pick,
+                         width)
 
 
 def mobilenetv2_small(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:

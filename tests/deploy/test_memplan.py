@@ -91,3 +91,14 @@ def test_plan_document_lists_every_buffer() -> None:
     assert [b["name"] for b in doc["buffers"]] == [n.name for n in net.nodes]
     assert doc["peak_l2_bytes"] == doc["arena_bytes"] + doc["l2_parameter_bytes"]
     assert np.all(np.array([b["offset"] for b in doc["buffers"]]) % doc["align"] == 0)
+
+
+def test_wide_resnet20_streams_its_last_stage_from_l3() -> None:
+    assert zoo.resnet20(0).node("conv1").out_channels == 16          # default width unchanged
+    net = zoo.resnet20(0, width=32)
+    plan = plan_memory(net)
+    total = sum(p.bytes for p in plan.parameters)
+    assert total > deploy.default_target().l2_bytes                  # weights exceed L2
+    assert plan.fits and plan.l3_bytes + plan.l2_parameter_bytes == total
+    streamed = [p.name for p in plan.parameters if p.memory == "L3"]
+    assert "block9_conv2" in streamed and "conv1" not in streamed
