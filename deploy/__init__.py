@@ -9,7 +9,7 @@
 
 Seeded test networks (LeNet-5, ResNet-8, random graphs) live in :mod:`deploy.zoo`.
 """
-from deploy import target
+from deploy import cost, memplan, target, tiling
 from deploy.assign import with_multipliers
 from deploy.backend import Backend
 from deploy.emit_pulp import EmittedLayer, Firmware, emit
@@ -41,4 +41,5 @@ __all__ = [
     "Linear", "MaxPool", "Network", "Node", "Requant", "Requantize", "SCHEMA_VERSION", "Target",
     "TensorInfo", "ValidationReport", "default_target", "emit", "encode_inputs", "load",
     "read_assignment", "run", "save", "target", "validate", "validate_many", "with_multipliers",
+    "cost", "memplan", "tiling",
 ]

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deploy.errors import IRError
-from deploy.ir import Node
+from deploy.ir import Node, _Layer
+from deploy.memplan import MemoryPlan, parameter_layout, plan_memory
 from deploy.network import Network
 from deploy.pulp_ops import PULP, EmitContext
 from deploy.reference import run
 from deploy.render import render_to
 from deploy.target import Target, default_target
+from deploy.tiling import TilingPlan, plan_tiling
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 SHARED_FILES = ("marlin_hal.h", "marlin_hal.c", "nn_kernels.h", "nn_kernels.c")
@@ -61,8 +63,13 @@ class Firmware:
         layers: every node's buffer, in execution order (the input first).
         sources: the C sources of the network itself (no main.c, no shared HAL files).
         reference_input: the uint8 sample (C, H, W) embedded in ``input_data.c``.
-        activation_bytes: static output buffers of every node (no reuse between layers).
-        parameter_bytes: weights, biases, requant parameters, im2col buffers and tables.
+        activation_bytes: the activation arena every node's output lives in (the memory
+            plan's liveness reuse).
+        parameter_bytes: L2 bytes of the weights, biases and requant parameters kept in L2, the
+            staging buffer of those streamed from L3, the im2col buffers of untiled convolutions
+            and the tables.
+        plan: the memory plan the arena offsets come from.
+        tiling: the L1 tiling plan of every layer.
     """
 
     directory: Path
@@ -73,6 +80,8 @@ class Firmware:
     reference_input: np.ndarray
     activation_bytes: int
     parameter_bytes: int
+    plan: MemoryPlan = field(repr=False)
+    tiling: TilingPlan = field(repr=False)
 
     @property
     def input_bytes(self) -> int:
@@ -104,39 +113,66 @@ def _c_names(net: Network) -> dict[str, str]:
     return out
 
 
+_TILED_PARAMS = ("nn_conv_t", "nn_linear_t", "nn_pool_t", "nn_add_t")
+
+
 def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
-                  luts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                  luts: dict[str, dict[str, Any]], plan: MemoryPlan,
+                  tiling: TilingPlan) -> dict[str, Any]:
     info = net.infos[node.name]
     cname = cnames[node.name]
     fn = f"{prefix}_{cname}"
+    buf = plan.buffer(node.name)
+    ins = [plan.buffer(s) for s in node.inputs]
     ctx: dict[str, Any] = {
         "name": node.name, "op": node.op, "fn": fn if node.inputs else "",
         "header": f"layer_{cname}.h", "source": f"layer_{cname}.c",
-        "guard": f"{prefix}_LAYER_{cname}_H".upper(), "buf": f"{prefix}_buf_{cname}",
+        "guard": f"{prefix}_LAYER_{cname}_H".upper(), "buf": f"({prefix}_arena + {buf.offset}u)",
+        "offset": buf.offset, "bytes": buf.size, "step": buf.first,
+        "exposed": [(b.offset, b.size) for b in (*ins, buf)],
         "out_type": "int32_t" if info.dtype == "int32" else "uint8_t",
         "elem_bytes": 4 if info.dtype == "int32" else 1, "elems": info.size,
         "shape_text": " x ".join(map(str, info.shape))
         + (" (CHW, stored HWC)" if len(info.shape) == 3 else ""),
-        "in0": f"{prefix}_buf_{cnames[node.inputs[0]]}" if node.inputs else "0",
-        "in1": f"{prefix}_buf_{cnames[node.inputs[1]]}" if len(node.inputs) > 1 else "0",
+        "in0": f"({prefix}_arena + {ins[0].offset}u)" if ins else "0",
+        "in1": f"({prefix}_arena + {ins[1].offset}u)" if len(ins) > 1 else "0",
         "mul": None, "requant": None, "weight": None, "dtype": info.dtype, "shape": info.shape,
     }
     if node.inputs:
         ctx.update(PULP(node, EmitContext(fn=fn, prefix=prefix, out=info, luts=luts,
                                           ins=tuple(net.infos[s] for s in node.inputs))))
+        t = tiling.layer(node.name)
+        if ctx["params_type"] in _TILED_PARAMS:
+            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
+                                     else "{ 0, 0 }")
+        if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
+            ctx["params"]["col"], ctx["k"] = "0", 0
+        ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None
+        if isinstance(node, _Layer) and plan.placement(node.name) == "L3":
+            lay, staging = parameter_layout(node), f"{prefix}_staging"
+            ctx["l3"] = {"staging": staging, **lay}
+            ctx["params"]["weight"] = f"(const int8_t *)({staging} + {lay['weight']}u)"
+            ctx["params"]["bias"] = f"(const int32_t *)({staging} + {lay['bias']}u)"
+            ctx["rq_mult"] = f"(const int32_t *)({staging} + {lay['mult']}u)"
+            ctx["rq_shift"] = f"(const uint8_t *)({staging} + {lay['shift']}u)"
+            ctx["summary"] += f"; parameters streamed from L3 ({lay['bytes']} B)"
+        ctx["summary"] += (f"; {t.n_tiles} L1 tile(s) of {t.tile_rows} x {t.tile_channels}, "
+                           f"{t.l1_bytes} B" if t.tiled else f"; untiled ({t.note})")
         ctx["params"] = list(ctx["params"].items())
     return ctx
 
 
 def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any]],
-                     cores: int) -> int:
-    total = 0
+                     cores: int, staging: int) -> int:
+    total = staging
     for c in layers:
+        if c.get("l3"):
+            continue                                # in L3, streamed through the staging buffer
         if c["weight"] is not None:
             total += c["weight"].size + 4 * c["bias"].size
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
-        total += cores * c.get("k", 0)  # a conv's im2col buffer per core
+        total += cores * c.get("k", 0)  # an untiled conv's im2col buffer per core in L2
     return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
                        for t in luts.values())
 
@@ -170,16 +206,21 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     for node in net.nodes[1:]:
         PULP.lookup(type(node))  # every node can be emitted, before anything runs or is written
     outs = run(net, x[None])
+    plan = plan_memory(net, target)
+    tiling = plan_tiling(net, target)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
-    layers = [_node_context(net, n, cnames, prefix, luts) for n in net.nodes]
+    layers = [_node_context(net, n, cnames, prefix, luts, plan, tiling) for n in net.nodes]
     for ctx in layers:
         ctx["checksum"] = int(outs[ctx["name"]].astype(np.int64).sum()) % 2**32
     net_ctx = {"name": net.name, "prefix": prefix, "macro": prefix.upper(),
                "guard": f"{prefix.upper()}_NETWORK_H", "layers": layers,
-               "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel()}
+               "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel(),
+               "arena_bytes": plan.arena_bytes, "align": plan.align,
+               "staging_bytes": plan.staging_bytes}
     facts = {"platform": target.platform, "num_cores": target.num_cores,
-             "csr": f"0x{target.csr_address:X}", "enable_bits": target.csr_enable_bits}
+             "l1_bytes": target.l1_bytes, "csr": f"0x{target.csr_address:X}",
+             "enable_bits": target.csr_enable_bits}
 
     out = Path(out_dir)
     sources = ["network.c"]
@@ -212,5 +253,7 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
         for c in layers)
     return Firmware(directory=out, prefix=prefix, network=net.name, layers=emitted,
                     sources=tuple(sources), reference_input=x.astype(np.uint8),
-                    activation_bytes=sum(c["elems"] * c["elem_bytes"] for c in layers),
-                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores))
+                    activation_bytes=plan.arena_bytes,
+                    parameter_bytes=_parameter_bytes(layers, luts, target.num_cores,
+                                                     plan.staging_bytes), plan=plan,
+                    tiling=tiling)

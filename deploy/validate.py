@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from deploy.cost import CostParams, LayerCost, estimate, totals
 from deploy.emit_pulp import Firmware, check_prefix, emit
 from deploy.errors import IRError
 from deploy.host import build_host, compiler_version, host_flags, run_host
 from deploy.network import Network
 from deploy.reference import run
+from deploy.target import Target
 from hwlib.fileio import atomic_write_json
 from hwlib.scratch import scratch_dir
 
@@ -54,7 +56,8 @@ class LayerReport:
 class ValidationReport:
     """Outcome of one network's host validation (written as ``validation.json``).
 
-    ``firmware`` is the emitted application (not part of the JSON document).
+    ``cost`` is the cost model's estimate per layer; ``firmware`` is the emitted application
+    (not part of the JSON document).
     """
 
     network: str
@@ -66,6 +69,7 @@ class ValidationReport:
     compiler: str
     flags: tuple[str, ...]
     sanitize: bool
+    cost: tuple[LayerCost, ...]
     firmware: Firmware = field(repr=False, compare=False)
 
     @property
@@ -87,6 +91,10 @@ class ValidationReport:
         del doc["input_shape"], doc["input_sha256"]
         doc["mismatches"] = self.mismatches
         doc["ok"] = self.ok
+        doc["memory_plan"] = self.firmware.plan.to_json()
+        doc["tiling_plan"] = self.firmware.tiling.to_json()
+        doc["cost"] = {"model": asdict(CostParams()), "layers": doc.pop("cost"),
+                       "totals": totals(self.cost)}
         for l in doc["layers"]:
             l["csr_word"] = None if l["csr_word"] is None else f"0x{l['csr_word']:08X}"
         return doc
@@ -112,8 +120,8 @@ def _compare(fw: Firmware, ref: dict[str, np.ndarray], got: dict[str, np.ndarray
 
 def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
                   out_dirs: Sequence[str | os.PathLike[str]], sanitize: bool = False,
-                  jobs: int = 2, prefixes: Sequence[str] | None = None
-                  ) -> list[ValidationReport]:
+                  jobs: int = 2, prefixes: Sequence[str] | None = None,
+                  target: Target | None = None) -> list[ValidationReport]:
     """Emit, compile into ONE host program, run and compare several networks.
 
     Each network gets ``<out_dir>/firmware/`` and ``<out_dir>/validation.json``. Inputs are
@@ -126,6 +134,8 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
         sanitize: build with ``-fsanitize=address,undefined``.
         jobs: parallel compiler processes.
         prefixes: C prefixes (``n0``, ``n1``, ... by default).
+        target: target facts the firmware is planned and tiled for (``deploy/data/target.json``
+            by default; a small ``l1_bytes`` forces small tiles).
     """
     if not (len(nets) == len(inputs) == len(out_dirs)):
         raise IRError(f"validate_many: expected as many input batches and directories as "
@@ -136,7 +146,8 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
                       "batch")
     refs = [run(net, x) for net, x in zip(nets, inputs)]
     log.info("validate: emitting %d network(s)", len(nets))
-    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0])
+    fws = [emit(net, Path(d) / "firmware", prefix=p, reference_input=np.asarray(x)[0],
+                target=target)
            for net, x, d, p in zip(nets, inputs, out_dirs, prefixes)]
     with scratch_dir("agn-deploy-") as tmp:
         log.info("validate: compiling %d network(s) into one host program", len(nets))
@@ -151,15 +162,16 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
             network=net.name, firmware_dir=str(fw.directory), inputs=len(xb),
             input_shape=tuple(xb.shape[1:]), input_sha256=hashlib.sha256(xb.tobytes()).hexdigest(),
             layers=_compare(fw, ref, got), compiler=version, flags=host_flags(sanitize),
-            sanitize=sanitize, firmware=fw)
+            sanitize=sanitize, cost=estimate(net, fw.tiling), firmware=fw)
         atomic_write_json(Path(d) / REPORT_NAME, rep.to_json())
         reports.append(rep)
     return reports
 
 
 def validate(net: Network, inputs: np.ndarray, out_dir: str | os.PathLike[str],
-             sanitize: bool = False, prefix: str = "net") -> ValidationReport:
-    """Emit ``net`` into ``<out_dir>/firmware``, compile and run it on the host, compare every
-    layer with the NumPy reference and write ``<out_dir>/validation.json``."""
+             sanitize: bool = False, prefix: str = "net", target: Target | None = None
+             ) -> ValidationReport:
+    """Emit ``net`` into ``<out_dir>/firmware`` (for ``target``), compile and run it on the host,
+    compare every layer with the NumPy reference and write ``<out_dir>/validation.json``."""
     return validate_many([net], [inputs], [out_dir], sanitize=sanitize, jobs=1,
-                         prefixes=[prefix])[0]
+                         prefixes=[prefix], target=target)[0]

@@ -1,4 +1,5 @@
-"""Seeded integer networks with random parameters: LeNet-5, ResNet-8 and random small graphs.
+"""Seeded integer networks with random parameters: LeNet-5, ResNet-8/20, a small MobileNetV2
+and random small graphs.
 
 They exercise the IR, the reference and the firmware (tests, benchmarks, search smoke runs);
 trained networks come from ``agn``'s export instead.
@@ -152,20 +153,56 @@ def lenet5(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
     return b.network("lenet5")
 
 
-def resnet8(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
-    """ResNet-8 shape (MARLIN's): 3x32x32, conv 16, basic blocks 16, 32/2, 64/2, GAP, fc 10."""
+def _cifar_resnet(name: str, blocks: int, seed: int, pick: SpecPicker, width: int = 16
+                  ) -> Network:
     rng = np.random.default_rng(seed)
     b = _Builder(rng, pick, (3, 32, 32), zero_point=int(rng.integers(1, 256)))
-    x = b.conv("conv1", "input", 16, 3, padding=1)
-    cin = 16
-    for i, (cout, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-        y = b.conv(f"block{i}_conv1", x, cout, 3, stride=stride, padding=1)
-        y = b.conv(f"block{i}_conv2", y, cout, 3, padding=1)
-        short = x if (cin, stride) == (cout, 1) else b.conv(f"block{i}_down", x, cout, 1, stride)
-        x, cin = b.add(f"block{i}_add", y, short), cout
+    x = b.conv("conv1", "input", width, 3, padding=1)
+    cin, i = width, 0
+    for cout, first_stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+        for j in range(blocks):
+            i, stride = i + 1, first_stride if j == 0 else 1
+            y = b.conv(f"block{i}_conv1", x, cout, 3, stride=stride, padding=1)
+            y = b.conv(f"block{i}_conv2", y, cout, 3, padding=1)
+            short = (x if (cin, stride) == (cout, 1)
+                     else b.conv(f"block{i}_down", x, cout, 1, stride))
+            x, cin = b.add(f"block{i}_add", y, short), cout
     x = b.flatten("flatten", b.global_avgpool("gap", x))
     b.linear("fc", x, 10, logits=True)
-    return b.network("resnet8")
+    return b.network(name)
+
+
+def resnet8(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
+    """ResNet-8 shape (MARLIN's): 3x32x32, conv 16, basic blocks 16, 32/2, 64/2, GAP, fc 10."""
+    return _cifar_resnet("resnet8", 1, seed, pick)
+
+
+def resnet20(seed: int = 0, pick: SpecPicker = random_marlin, width: int = 16) -> Network:
+    """CIFAR ResNet-20 shape: 3x32x32, conv ``width`` (16), 3 basic blocks each of ``width``,
+    ``2 width``/2, ``4 width``/2 (1x1 projection shortcuts where the shape changes), GAP, fc 10.
+    A larger ``width`` gives networks whose weights exceed L2 (32: 1.1 MB)."""
+    return _cifar_resnet("resnet20" if width == 16 else f"resnet20_w{width}", 3, seed, pick,
+                         width)
+
+
+def mobilenetv2_small(seed: int = 0, pick: SpecPicker = random_marlin) -> Network:
+    """A small MobileNetV2 shape for 3x32x32: conv 16, inverted residual blocks (1x1 expand,
+    3x3 depthwise, 1x1 project; residual add at stride 1) of (expansion, channels, blocks,
+    stride) (1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), conv 1x1 128, GAP, fc 10."""
+    rng = np.random.default_rng(seed)
+    b = _Builder(rng, pick, (3, 32, 32), zero_point=int(rng.integers(1, 256)))
+    x, cin, i = b.conv("conv1", "input", 16, 3, padding=1), 16, 0
+    for t, cout, n, first_stride in ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2)):
+        for j in range(n):
+            i, stride = i + 1, first_stride if j == 0 else 1
+            y = x if t == 1 else b.conv(f"ir{i}_expand", x, cin * t, 1)
+            y = b.conv(f"ir{i}_dw", y, cin * t, 3, stride=stride, padding=1, groups=cin * t)
+            y = b.conv(f"ir{i}_project", y, cout, 1)
+            x = b.add(f"ir{i}_add", y, x) if (stride, cin) == (1, cout) else y
+            cin = cout
+    x = b.flatten("flatten", b.global_avgpool("gap", b.conv("conv_last", x, 128, 1)))
+    b.linear("fc", x, 10, logits=True)
+    return b.network("mobilenetv2_small")
 
 
 def random_network(seed: int, pick: SpecPicker = random_marlin, name: str = "") -> Network:

@@ -94,15 +94,25 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError, deploy.BuildError) as exc:
         print(f"agn deploy: error: {exc}", file=sys.stderr)
         return 2
+    fw, l2 = report.firmware, deploy.default_target().l2_bytes
+    tiles = {t.name: t for t in fw.tiling.layers}
     for layer in report.layers:
         word = f"  csrw 0x{layer.csr_word:08X}" if layer.csr_word is not None else ""
+        t = tiles.get(layer.name)
+        l1 = (f"  L1 {t.l1_bytes} B x {t.n_tiles} tiles" if t is not None and t.tiled
+              else "  L2 only" if t is not None else "")
         print(f"{layer.name:<24} {layer.op:<15} {layer.multiplier or '':<14} mismatches "
-              f"{layer.mismatches}{word}")
-    fw, l2 = report.firmware, deploy.default_target().l2_bytes
+              f"{layer.mismatches}{l1}{word}")
     used = fw.activation_bytes + fw.parameter_bytes
-    print(f"firmware data: {fw.activation_bytes} B activations + {fw.parameter_bytes} B "
-          f"parameters = {used} B of {l2} B L2" + ("  (DOES NOT FIT: no tiling yet)"
-                                                   if used > l2 else ""))
+    print(f"firmware data: {fw.activation_bytes} B activation arena + {fw.parameter_bytes} B "
+          f"parameters = {used} B of {l2} B L2" + ("  (DOES NOT FIT L2)" if used > l2 else ""))
+    print(fw.plan.summary())
+    print(fw.tiling.summary())
+    cost = deploy.cost.totals(report.cost)
+    energy = cost["mult_energy_uj"]
+    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles, {cost['dma_bytes']} B "
+          f"DMA, {cost['csr_writes']} CSR writes"
+          + (f", multiplications {energy:.3f} uJ" if energy is not None else ""))
     print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
           f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")
     if target is not None:

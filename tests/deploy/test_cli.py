@@ -38,6 +38,15 @@ def test_deploy_writes_firmware_and_validation(tmp_path, capsys) -> None:
     assert "bit-exact" in out
     doc = json.loads((run / "validation.json").read_text())
     assert doc["ok"] and doc["mismatches"] == 0 and doc["inputs"]["count"] == 3
+    plan = doc["memory_plan"]
+    assert plan["fits"] and plan["l3_bytes"] == 0 and plan["arena_bytes"] < plan["unplanned_bytes"]
+    assert f"memory plan: peak L2 {plan['peak_l2_bytes']} B of 524288 B" in out
+    fc1 = next(t for t in doc["tiling_plan"]["layers"] if t["name"] == "fc1")
+    assert fc1["l1_bytes"] <= 8192 and f"L1 {fc1['l1_bytes']} B x {fc1['tiles']} tiles" in out
+    assert "tiling plan: 7 tiled layers" in out
+    cost = doc["cost"]
+    assert cost["totals"]["macs"] == sum(l["macs"] for l in cost["layers"]) > 0
+    assert cost["model"]["macs_per_cycle"] == 4 and f"{cost['totals']['cycles']} cycles" in out
     words = {l["name"]: l["csr_word"] for l in doc["layers"] if l["csr_word"]}
     assert words == {n: f"0x{hwlib.marlin.csr_word(v):08X}" for n, v in levels.items()}
     for name, level in levels.items():

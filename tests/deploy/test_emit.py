@@ -1,6 +1,7 @@
 """The C emitter: files, one CSR level write per MARLIN layer with its word, table multipliers."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -129,7 +130,18 @@ def test_memory_footprint_counts_buffers_and_parameters(tmp_path) -> None:
     fw = emit(net, tmp_path)
     buffers = sum(net.infos[n.name].size * (4 if net.infos[n.name].dtype == "int32" else 1)
                   for n in net.nodes)
-    assert fw.activation_bytes == buffers == 1024 + 4704 + 1176 + 1600 + 400 + 400 + 120 + 84 + 40
+    assert fw.plan.unplanned_bytes == buffers == (1024 + 4704 + 1176 + 1600 + 400 + 400 + 120
+                                                  + 84 + 40)
+    # One arena reused by liveness: conv1 (4704) + pool1 (1176) is the largest live pair.
+    assert fw.activation_bytes == fw.plan.arena_bytes == fw.plan.live_peak_bytes == 4704 + 1176
+    network_c = (tmp_path / "network.c").read_text()
+    assert "static uint8_t net_arena[5880]" in network_c and "net_buf_" not in network_c
     params = sum(n.weight.size + 4 * n.bias.size + 5 * n.out_channels for n in net.layers[:-1])
-    params += net.layers[-1].weight.size + 4 * 10 + 8 * (25 + 150)      # logits, im2col x 8 cores
-    assert fw.parameter_bytes == params
+    params += net.layers[-1].weight.size + 4 * 10                       # logits
+    assert fw.parameter_bytes == params              # tiled convs keep their im2col in L1
+    assert "_col[" not in (tmp_path / "layer_conv1.c").read_text()
+    tiny = dataclasses.replace(deploy.default_target(), l1_bytes=8 * 64)  # no conv tile fits
+    fw = emit(net, tmp_path / "tiny", target=tiny)
+    assert not fw.tiling.layer("conv1").tiled
+    assert fw.parameter_bytes == params + 8 * (25 + 150)                # im2col x 8 cores in L2
+    assert "net_conv1_col[NUM_CORES * 25]" in (tmp_path / "tiny" / "layer_conv1.c").read_text()

@@ -139,7 +139,10 @@ def test_sanitized_build_reports_an_out_of_bounds_read(tmp_path) -> None:
     assert line in kernels.read_text()
     kernels.write_text(kernels.read_text().replace(line, line.replace(")];", ") + 1];")))
     exe = build_host([fw], tmp_path / "b", sanitize=True)
-    with pytest.raises(deploy.BuildError, match="global-buffer-overflow"):
+    # The arena is shared, so the sanitized build leaves only the running node's inputs and
+    # output addressable: one byte past pool2 is poisoned arena memory.
+    with pytest.raises(deploy.BuildError, match=r"(?s)use-after-poison.*in nn_flatten.*"
+                                                r"inside of global variable 'net_arena'"):
         run_host(exe, [fw], [np.zeros((1, 1, 32, 32), np.uint8)], tmp_path / "r")
 
 

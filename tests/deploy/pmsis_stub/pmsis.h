@@ -18,5 +18,14 @@ void pi_cluster_close(struct pi_device *device);
 void pi_cl_team_fork(int nb_cores, void (*entry)(void *), void *arg);
 uint32_t pi_core_id(void);
 void pmsis_exit(int err);
+
+#define PI_L1 __attribute__((section(".l1")))
+typedef enum { PI_CL_DMA_DIR_LOC2EXT = 0, PI_CL_DMA_DIR_EXT2LOC = 1 } pi_cl_dma_dir_e;
+typedef struct { uint32_t id; } pi_cl_dma_cmd_t;
+void pi_cl_dma_cmd(uint32_t ext, uint32_t loc, uint32_t size, pi_cl_dma_dir_e dir,
+                   pi_cl_dma_cmd_t *cmd);
+void pi_cl_dma_cmd_2d(uint32_t ext, uint32_t loc, uint32_t size, uint32_t stride,
+                      uint32_t length, pi_cl_dma_dir_e dir, pi_cl_dma_cmd_t *cmd);
+void pi_cl_dma_cmd_wait(pi_cl_dma_cmd_t *cmd);
 int pmsis_kickoff(void *arg);
 #endif
