@@ -2,7 +2,7 @@
 simulation engine, models, data, Lightning training, NSGA-II search, export and the pipeline.
 
 Submodules are imported on use so that ``agn multipliers`` never pays for torch; the own-model
-entry points (``agn.prepare``) are resolved on first access.
+entry points (``agn.prepare``, ``agn.write_run``) are resolved on first access.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import importlib
 from typing import Any
 
 #: Public callables of the package namespace -> the module defining them.
-_LAZY = {"prepare": "agn.preparation", "PrepareError": "agn.preparation"}
+_LAZY = {"prepare": "agn.preparation", "PrepareError": "agn.preparation",
+         "write_run": "agn.userrun"}
 
 __all__ = sorted(_LAZY)
 
