@@ -14,6 +14,8 @@ how often the two agree on a batch instead of claiming bit equality between them
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import operator
 from collections.abc import Sequence
@@ -444,6 +446,8 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         raise ExportError("export: expected both mean and std of the input normalisation, or "
                           "neither")
     norm = _per_channel(mean, "mean", shape[0]), _per_channel(std, "std", shape[0])
+    if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
+        model = copy.deepcopy(model).cpu()  # the integers are computed on the CPU
     was = model.training
     model.eval()
     try:

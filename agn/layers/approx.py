@@ -156,8 +156,13 @@ class _Approximable:
         return x_q, w_q, zp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._own_input(x)
         mode = self.mode
+        if mode is Mode.APPROX and x.device.type != "cpu":
+            raise LayerError(f"{type(self).__name__}: approximate mode runs the bit-exact engine "
+                             f"on the CPU only, got an input on {x.device}; move the model and "
+                             f"its inputs to the CPU (model.cpu()), or train with "
+                             f"accelerator='cpu'")
+        x = self._own_input(x)
         if mode is Mode.FLOAT:
             return self._product(x, self.weight, self.bias)
         self.last_macs = self.macs(x.shape)
