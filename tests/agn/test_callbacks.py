@@ -68,9 +68,13 @@ def _trainer(tmp_path, epochs, callbacks=(), **kw):
 
 @pytest.fixture(autouse=True)
 def _quiet():
+    """No warnings printed, and the deterministic-algorithms flag Lightning's
+    ``deterministic=True`` sets process-wide restored afterwards."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+    torch.use_deterministic_algorithms(deterministic)
 
 
 def test_noise_callback_learns_the_sigmas_of_the_toolkit_noise_stage(tmp_path):
