@@ -30,7 +30,6 @@ from agn.layers import (
     AssignmentError,
     approximate_,
     calibrate,
-    fold_bn,
     reset_sigmas,
     restrict_activations_,
     set_mode,
@@ -49,6 +48,7 @@ from agn.run import (
     datamodule,
     finished,
     load_stage_model,
+    quantizable,
     stage_config_path,
 )
 from agn.seeding import seeded
@@ -118,7 +118,7 @@ def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModul
     prev = PREVIOUS[stage]
     model = load_stage_model(prev, run, cfg, dm)
     if prev is Stage.FLOAT:
-        fold_bn(model)
+        model = quantizable(model, dm)
     return model
 
 
