@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
     p.add_argument("--data-dir", help="directory of the dataset files (mnist, fashion-mnist, "
                    "cifar10)")
-    p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ...")
+    p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ..., or an "
+                   "import string package.module:callable building your own plain PyTorch model "
+                   "(keywords in_channels, input_size, num_classes)")
     p.add_argument("--catalog", help="multiplier catalog, e.g. 'marlin:*' (default), "
                    "'evo:mul8s_*'")
     p.add_argument("--lam", type=float, help="noise-training lambda")
