@@ -14,6 +14,8 @@ how often the two agree on a batch instead of claiming bit equality between them
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import operator
 from collections.abc import Sequence
@@ -28,7 +30,18 @@ from torch import nn
 from agn.layers import ApproxConv2d, is_approximable
 from agn.models.resnet import ShortcutA
 from agn.quant import ActQuant
-from deploy import Add, Conv, Flatten, GlobalAvgPool, Input, Linear, MaxPool, Network, Requant
+from deploy import (
+    Add,
+    AvgPool,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Network,
+    Requant,
+)
 
 __all__ = ["ExportError", "export", "requant_params"]
 
@@ -64,10 +77,12 @@ class _Acc:
 
 @dataclass
 class _Sum:
-    """A global average pool's window sums waiting for the next quantizer."""
+    """An average pool's window sums waiting for the next quantizer (``kernel`` None: global)."""
 
     src: _Q
     area: int
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
 
 
 @dataclass
@@ -215,7 +230,11 @@ class _Exporter:
                                                  / scale))
             name = self._fresh(qname.replace(".", "_") or "pool")
             rq = Requant(mult=mult, shift=shift, zp_out=zp, lo=lo, hi=hi)
-            self.nodes.append(GlobalAvgPool(name=name, input=v.src.name, requant=rq))
+            if v.kernel is None:
+                self.nodes.append(GlobalAvgPool(name=name, input=v.src.name, requant=rq))
+            else:
+                self.nodes.append(AvgPool(name=name, input=v.src.name, kernel=v.kernel,
+                                          stride=v.stride, requant=rq))
             return _Q(name, scale, zp, lo, hi)
         if isinstance(v, _AddP):
             return self._emit_add(v, scale, zp, lo, hi, qname)
@@ -325,14 +344,20 @@ class _Exporter:
             return self._shortcut(mod, name, x)
         if isinstance(mod, (nn.ReLU, nn.ReLU6)):
             return self._relu(x, name, 6.0 if isinstance(mod, nn.ReLU6) else None)
-        if isinstance(mod, nn.Identity):
-            return x
+        if isinstance(mod, (nn.Identity, nn.modules.dropout._DropoutNd)):
+            return x  # dropout is the identity at inference
         if isinstance(mod, nn.MaxPool2d):
             return self._maxpool(x, name, mod.kernel_size, mod.stride, mod.padding)
         if isinstance(mod, nn.AdaptiveAvgPool2d):
             if mod.output_size not in (1, (1, 1)):
                 raise ExportError(f"{name}: only global average pooling (output 1) is supported")
             return self._gap(x, name)
+        if isinstance(mod, nn.AvgPool2d):
+            if _pair(mod.padding) != (0, 0) or mod.ceil_mode or mod.divisor_override:
+                raise ExportError(f"{name}: average pooling without padding, ceil_mode and "
+                                  f"divisor_override is supported")
+            return self._avgpool(x, name, _pair(mod.kernel_size),
+                                 _pair(mod.stride if mod.stride is not None else mod.kernel_size))
         if isinstance(mod, nn.Flatten):
             return self._flatten(x, name)
         if isinstance(mod, nn.BatchNorm2d):
@@ -381,6 +406,11 @@ class _Exporter:
         _, h, w = self._net_so_far().infos[x.name].shape
         return _Sum(x, h * w)
 
+    def _avgpool(self, x, name: str, kernel: tuple[int, int], stride: tuple[int, int]) -> _Sum:
+        if not isinstance(x, _Q) or x.zp != 0:
+            raise ExportError(f"{name}: average pooling needs a quantized input with zero point 0")
+        return _Sum(x, kernel[0] * kernel[1], kernel, stride)
+
     def _flatten(self, x, name: str) -> _Q:
         if not isinstance(x, _Q):
             raise ExportError(f"{name}: flatten of a non-quantized value")
@@ -416,6 +446,8 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         raise ExportError("export: expected both mean and std of the input normalisation, or "
                           "neither")
     norm = _per_channel(mean, "mean", shape[0]), _per_channel(std, "std", shape[0])
+    if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
+        model = copy.deepcopy(model).cpu()  # the integers are computed on the CPU
     was = model.training
     model.eval()
     try:

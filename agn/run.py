@@ -41,7 +41,7 @@ from agn.config import (
 from agn.data import build_datamodule
 from agn.data.base import ImageDataModule
 from agn.export import ExportError, export
-from agn.layers import fold_bn
+from agn.layers import approx_layers, fold_bn
 from agn.models import build_model
 from agn.stats import sample_batches, write_operand_stats
 
@@ -49,7 +49,7 @@ __all__ = [
     "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
     "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
     "STATUS_FILE", "StageError", "build_stage_model", "checkpoint_path", "datamodule",
-    "export_run", "finished", "load_stage_model", "pipeline_config", "result_path",
+    "export_run", "finished", "load_stage_model", "pipeline_config", "quantizable", "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -134,11 +134,23 @@ def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
     return dm
 
 
+def quantizable(model: nn.Module, dm: ImageDataModule) -> nn.Module:
+    """``model`` as the stages after float train it: an ``agn`` model with its BatchNorm folded
+    (in place), or a plain PyTorch model through :func:`agn.prepare` (a copy)."""
+    if approx_layers(model):
+        fold_bn(model)
+        return model
+    from agn.preparation import prepare  # the fx pass only for plain models
+
+    return prepare(model, torch.zeros(2, *dm.input_shape))
+
+
 def build_stage_model(stage: Any, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
-    """The model architecture of ``stage``: BatchNorm folded for every stage after float."""
+    """The model architecture of ``stage``: BatchNorm folded (a plain model prepared) for every
+    stage after float."""
     model = build_model(cfg.model, dm.in_channels, dm.input_size, dm.num_classes)
     if stage_name(stage) != "float":
-        fold_bn(model)
+        model = quantizable(model, dm)
     return model
 
 

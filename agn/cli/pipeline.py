@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
     p.add_argument("--data-dir", help="directory of the dataset files (mnist, fashion-mnist, "
                    "cifar10)")
-    p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ...")
+    p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ..., or an "
+                   "import string package.module:callable building your own plain PyTorch model "
+                   "(keywords in_channels, input_size, num_classes)")
     p.add_argument("--catalog", help="multiplier catalog, e.g. 'marlin:*' (default), "
                    "'evo:mul8s_*'")
     p.add_argument("--lam", type=float, help="noise-training lambda")
@@ -35,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="skip the random-init comparison search")
     p.add_argument("--epochs", type=int, nargs=4, metavar=("FLOAT", "QAT", "NOISE", "RETRAIN"),
                    help="epochs per training stage")
+    p.add_argument("--accelerator", help="Lightning accelerator of the training stages: auto "
+                   "(default), cpu, gpu, cuda, mps")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; 1 (default) is fastest for the small default "
                    "networks, 0 keeps torch's default (use it for ResNets)")
@@ -47,7 +51,7 @@ OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "tr
                  "n_gen": "search.n_gen", "init": "search.init", "baseline": "search.baseline",
                  "candidate_epochs": "search.candidate_epochs",
                  "candidate_batches": "search.candidate_batches",
-                 "data_dir": "train.data_args.root"}
+                 "data_dir": "train.data_args.root", "accelerator": "train.accelerator"}
 
 
 def option_data(args: argparse.Namespace, fields: dict[str, str]) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 from agn.config.schema import PipelineConfig, TrainConfig
 from agn.config.typed import ConfigError, convert, join
 from agn.data import DATAMODULES, DataFileError, build_datamodule
-from agn.models import MODELS
+from agn.models import MODELS, resolve_builder
 from hwlib.catalogs import Catalog
 
 __all__ = ["check_pipeline", "check_train"]
@@ -27,9 +27,11 @@ def check_train(cfg: TrainConfig, where: str = "") -> None:
             Catalog.build(cfg.catalog)  # the one expansion the stages use later
         except ValueError as exc:
             raise ConfigError(join(where, "catalog"), f"{exc}") from None
-    if cfg.model not in MODELS:
-        raise ConfigError(join(where, "model"), f"expected one of {', '.join(sorted(MODELS))}, "
-                          f"got {cfg.model!r}")
+    try:
+        resolve_builder(cfg.model)
+    except ValueError as exc:
+        raise ConfigError(join(where, "model"), f"expected one of {', '.join(sorted(MODELS))} "
+                          f"or an import string 'package.module:callable': {exc}") from None
     if cfg.data not in DATAMODULES:
         raise ConfigError(join(where, "data"), f"expected one of {', '.join(DATAMODULES)}, "
                           f"got {cfg.data!r}")

@@ -85,6 +85,10 @@ class NoiseConfig(Typed):
               "a learning rate > 0 or null")
 
 
+#: Lightning accelerators a training configuration may name.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
 @dataclass(frozen=True)
 class TrainConfig(Typed):
     """The training stages' configuration (``agn train``; the ``train`` block of a pipeline).
@@ -107,6 +111,9 @@ class TrainConfig(Typed):
         progress_bar: show Lightning's progress bar.
         threads: torch CPU threads (0 keeps torch's default; 1 is fastest for tiny models on a
             busy machine); ``agn pipeline`` sets it from ``--threads``.
+        accelerator: Lightning's accelerator of the training stages (``auto``: a GPU when there
+            is one; ``cpu``, ``gpu``, ``cuda``, ``mps``). Approximate mode (retraining) runs on
+            the CPU only.
     """
 
     model: str = "lenet5"
@@ -125,6 +132,7 @@ class TrainConfig(Typed):
     limit_val_batches: float | int = 1.0
     progress_bar: bool = True
     threads: int = 0
+    accelerator: str = "auto"
 
     def validate(self) -> None:
         check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
@@ -133,6 +141,8 @@ class TrainConfig(Typed):
             check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,
                   "a fraction in (0, 1] or a batch count >= 1")
         check(self.threads >= 0, "threads", self.threads, "a thread count >= 0 (0 = torch's)")
+        check(self.accelerator in ACCELERATORS, "accelerator", self.accelerator,
+              f"one of {list(ACCELERATORS)}")
 
     def stage(self, name: str) -> StageConfig:
         """The optimisation block of training stage ``name`` (``float``, ``qat``, ...)."""

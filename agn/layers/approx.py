@@ -88,9 +88,24 @@ class _Approximable:
         """The hwlib multiplier of the approx mode."""
         return hwlib.get(self.spec)
 
-    def set_multiplier(self, spec: str) -> None:
-        """Set the multiplier spec string (checked against the hwlib registry)."""
-        self.spec = hwlib.get(spec).spec
+    def set_multiplier(self, spec: str | hwlib.Multiplier) -> None:
+        """Set the multiplier: a spec string or a Multiplier object, checked against the hwlib
+        registry (the engine, export and firmware look multipliers up by their spec).
+
+        Raises:
+            LayerError: a Multiplier object whose spec hwlib cannot resolve (an anonymous table).
+        """
+        m = hwlib.get(spec)
+        if not isinstance(spec, str):
+            try:
+                hwlib.get(m.spec)
+            except hwlib.SpecError as exc:
+                raise LayerError(f"multiplier {m.spec!r} ({type(m).__name__}): hwlib cannot "
+                                 f"resolve its spec ({exc}); the engine, export and firmware "
+                                 f"look multipliers up by spec, so register its family "
+                                 f"(hwlib.register) or save its table and use "
+                                 f"'file:<path>.npy'") from None
+        self.spec = m.spec
 
     @property
     def w_qmax(self) -> int:
@@ -156,8 +171,13 @@ class _Approximable:
         return x_q, w_q, zp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._own_input(x)
         mode = self.mode
+        if mode is Mode.APPROX and x.device.type != "cpu":
+            raise LayerError(f"{type(self).__name__}: approximate mode runs the bit-exact engine "
+                             f"on the CPU only, got an input on {x.device}; move the model and "
+                             f"its inputs to the CPU (model.cpu()), or train with "
+                             f"accelerator='cpu'")
+        x = self._own_input(x)
         if mode is Mode.FLOAT:
             return self._product(x, self.weight, self.bias)
         self.last_macs = self.macs(x.shape)

@@ -170,15 +170,17 @@ def sigma_table(model: nn.Module) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def _fold_into(conv: ApproxConv2d, bn: nn.BatchNorm2d) -> None:
+def fold_into(layer: nn.Module, bn: nn.Module) -> None:
+    """Fold ``bn``'s affine map (running statistics) into the conv or linear ``layer`` before it:
+    weights scaled per output channel, bias created if needed."""
     inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    conv.weight.mul_(inv.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    layer.weight.mul_(inv.view(-1, *([1] * (layer.weight.dim() - 1))))
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
     new_bias = (bias - bn.running_mean) * inv + bn.bias
-    if conv.bias is None:
-        conv.bias = nn.Parameter(new_bias.clone())
+    if layer.bias is None:
+        layer.bias = nn.Parameter(new_bias.clone())
     else:
-        conv.bias.copy_(new_bias)
+        layer.bias.copy_(new_bias)
 
 
 def fold_bn(model: nn.Module) -> int:
@@ -186,6 +188,8 @@ def fold_bn(model: nn.Module) -> int:
 
     The conv takes the BN's affine map (weights scaled per channel, bias created if needed) and
     the BN becomes ``nn.Identity``, so QAT and export see one conv with bias. Returns the count.
+    A model whose convs and BNs are attributes called one after the other is folded by
+    :func:`agn.prepare`, which sees the call order.
     """
     count = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
@@ -193,7 +197,7 @@ def fold_bn(model: nn.Module) -> int:
         for a, b in zip(keys, keys[1:]):
             conv, bn = seq._modules[a], seq._modules[b]
             if isinstance(conv, ApproxConv2d) and isinstance(bn, nn.BatchNorm2d):
-                _fold_into(conv, bn)
+                fold_into(conv, bn)
                 seq._modules[b] = nn.Identity()
                 count += 1
     return count

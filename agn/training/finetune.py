@@ -24,7 +24,7 @@ from agn.data.base import ImageDataModule
 from agn.layers import set_mode, set_observe
 from agn.training.config import TrainConfig
 from agn.training.module import AGNModule, Stage
-from agn.training.stages import SEED_OFFSET, process_settings
+from agn.training.stages import SEED_OFFSET, accelerator, process_settings
 
 __all__ = ["finetune", "seeded_global_rngs"]
 
@@ -69,9 +69,10 @@ def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: in
     with (process_settings(cfg.threads), warnings.catch_warnings(),
           seeded_global_rngs(cfg.seed + SEED_OFFSET[Stage.RETRAIN])):
         warnings.simplefilter("ignore")  # Lightning's per-fit advice (log interval, workers)
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1,
-                             deterministic=True, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
+        trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator(cfg, Stage.RETRAIN),
+                             devices=1, deterministic=True, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False,
                              limit_train_batches=batches or 1.0, limit_val_batches=0,
                              num_sanity_val_steps=0)
         trainer.fit(module, train_dataloaders=dm.train_dataloader())

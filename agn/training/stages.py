@@ -30,7 +30,6 @@ from agn.layers import (
     AssignmentError,
     approximate_,
     calibrate,
-    fold_bn,
     reset_sigmas,
     restrict_activations_,
     set_mode,
@@ -49,6 +48,7 @@ from agn.run import (
     datamodule,
     finished,
     load_stage_model,
+    quantizable,
     stage_config_path,
 )
 from agn.seeding import seeded
@@ -56,7 +56,7 @@ from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["StageResult", "process_settings", "run_stage", "run_stages"]
+__all__ = ["StageResult", "accelerator", "process_settings", "run_stage", "run_stages"]
 
 PREVIOUS = {Stage.QAT: Stage.FLOAT, Stage.NOISE: Stage.QAT, Stage.RETRAIN: Stage.NOISE}
 SEED_OFFSET = {Stage.FLOAT: 0, Stage.QAT: 1, Stage.NOISE: 2, Stage.RETRAIN: 3}
@@ -118,7 +118,7 @@ def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModul
     prev = PREVIOUS[stage]
     model = load_stage_model(prev, run, cfg, dm)
     if prev is Stage.FLOAT:
-        fold_bn(model)
+        model = quantizable(model, dm)
     return model
 
 
@@ -203,7 +203,7 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
     module = AGNModule(model, st, cfg.stage(st.value), cfg.noise)
     opt = cfg.stage(st.value)
     trainer = pl.Trainer(
-        max_epochs=opt.epochs, accelerator="cpu", devices=1, deterministic=True,
+        max_epochs=opt.epochs, accelerator=accelerator(cfg, st), devices=1, deterministic=True,
         default_root_dir=str(run), enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
@@ -221,6 +221,14 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
                          str(resume), sigmas)
     atomic_write_json(sdir / RESULT_FILE, asdict(result))
     return result
+
+
+def accelerator(cfg: TrainConfig, stage: Stage) -> str:
+    """Lightning's accelerator for ``stage``: the configured one; ``auto`` means the CPU for the
+    retrain stage, whose approximate engine runs on the CPU only."""
+    if stage is Stage.RETRAIN and cfg.accelerator == "auto":
+        return "cpu"
+    return cfg.accelerator
 
 
 def _write_sigmas(run: Path, model: nn.Module, dm: ImageDataModule, cfg: TrainConfig) -> Path:
