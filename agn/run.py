@@ -49,7 +49,8 @@ __all__ = [
     "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
     "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
     "STATUS_FILE", "StageError", "build_stage_model", "checkpoint_path", "datamodule",
-    "export_run", "finished", "load_stage_model", "pipeline_config", "result_path",
+    "export_run", "finished", "load_stage_model", "pipeline_config", "read_checkpoint",
+    "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -121,6 +122,28 @@ def pipeline_config(run_dir: PathLike) -> PipelineConfig:
     return load_pipeline_config([json.loads(path.read_text())["config"]])
 
 
+def read_checkpoint(path: PathLike) -> dict[str, Any]:
+    """The contents of a stage's ``last.ckpt``.
+
+    Raises:
+        StageError: the file cannot be read as a checkpoint (truncated, or not one), naming it
+            and how to recover.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for a bad file
+        raise StageError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); it "
+                         f"is truncated or corrupt: delete it (and the stage's result.json) to "
+                         f"train that stage again") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise StageError(f"{path}: not a Lightning checkpoint (no 'state_dict'); delete it to "
+                         f"train that stage again")
+    return ckpt
+
+
 def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
     """The data module of a training configuration; with ``setup`` its data prepared and split."""
     try:
@@ -163,7 +186,7 @@ def load_stage_model(stage: Any, run_dir: PathLike, config: Any = None,
                          f"or unfinished; run stage {name!r} first")
     cfg = stage_config(run_dir, name) if config is None else load_config(config)
     model = build_stage_model(name, cfg, dm if dm is not None else datamodule(cfg))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return model
 
