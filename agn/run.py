@@ -48,9 +48,9 @@ from agn.stats import sample_batches, write_operand_stats
 __all__ = [
     "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
     "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
-    "STATUS_FILE", "StageError", "build_stage_model", "checkpoint_path", "datamodule",
-    "export_run", "finished", "load_stage_model", "pipeline_config", "read_checkpoint",
-    "result_path",
+    "STATUS_FILE", "RunInterrupted", "StageError", "build_stage_model", "checkpoint_path",
+    "datamodule", "export_run", "finished", "load_stage_model", "pipeline_config",
+    "read_checkpoint", "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -70,6 +70,15 @@ PathLike = str | os.PathLike[str]
 class StageError(ValueError):
     """A stage that cannot start or be loaded (missing previous checkpoint, conflicting run
     directory)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (KeyboardInterrupt) during stage ``stage`` of the run in ``run_dir``; rerunning
+    the same command resumes it."""
+
+    def __init__(self, run_dir: PathLike, stage: str) -> None:
+        super().__init__(f"stopped in stage {stage!r} of {run_dir}")
+        self.run_dir, self.stage = Path(run_dir), stage
 
 
 def stage_name(stage: Any) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agn.run import STATUS_FILE
+from agn.run import STATUS_FILE, RunInterrupted
 from hwlib.fileio import atomic_write_json
 
 
@@ -98,7 +98,12 @@ def run_stages(stages: Sequence[Stage], run_dir: str | Path, config: dict, ctx: 
         status.finished = {k: v for k, v in status.finished.items() if k in earlier}
         log(f"[{stage.name}] running")
         t0 = time.time()
-        summary = dict(stage.run(ctx) or {})
+        try:
+            summary = dict(stage.run(ctx) or {})
+        except RunInterrupted:
+            raise
+        except KeyboardInterrupt as exc:
+            raise RunInterrupted(run_dir, stage.name) from exc
         missing = [o for o in stage.outputs if not (run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {stage.name!r} finished without writing {missing}")

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import csv
 import random
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-__all__ = ["GlobalRngState", "ResumableCSVLogger"]
+__all__ = ["GlobalRngState", "ResumableCSVLogger", "lightning_interrupts"]
 
 
 class GlobalRngState(pl.Callback):
@@ -70,3 +74,21 @@ class ResumableCSVLogger(CSVLogger):
         writer = super().experiment  # deletes metrics.csv; the kept rows are written back first
         writer.metrics[:0] = kept
         return writer
+
+
+@contextmanager
+def lightning_interrupts() -> Iterator[None]:
+    """Give back the KeyboardInterrupt Lightning turns into ``sys.exit(1)`` (after its "Detected
+    KeyboardInterrupt" message) inside ``fit``/``validate``/``test``, and restore the SIGINT
+    handler it replaces with SIG_IGN, so callers can say where the run stopped."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and handler is not None and signal.getsignal(signal.SIGINT) != handler:
+            signal.signal(signal.SIGINT, handler)

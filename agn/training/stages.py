@@ -43,6 +43,7 @@ from agn.run import (
     CONFIG_FILE,
     RESULT_FILE,
     SIGMAS_FILE,
+    RunInterrupted,
     StageError,
     build_stage_model,
     checkpoint_path,
@@ -55,7 +56,7 @@ from agn.run import (
 from agn.seeding import seeded
 from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage
-from agn.training.resume import GlobalRngState, ResumableCSVLogger
+from agn.training.resume import GlobalRngState, ResumableCSVLogger, lightning_interrupts
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = ["StageResult", "process_settings", "run_stage", "run_stages"]
@@ -158,6 +159,7 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
 
     Raises:
         ConfigError: a configuration that cannot run (checked before anything is written).
+        RunInterrupted: Ctrl-C during the stage (running it again resumes from ``last.ckpt``).
     """
     st = Stage.parse(stage)
     cfg = load_config(config)
@@ -172,8 +174,14 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
                          f"finished in {run} ({checkpoint_path(run, prev)} is missing or "
                          f"unfinished); run stage {prev.value!r} first")
     _record_config(run, st, cfg)
-    with process_settings(cfg.threads), seeded(cfg.seed + SEED_OFFSET[st]):
-        return _run(st, run, cfg, callbacks)
+    try:
+        with (process_settings(cfg.threads), seeded(cfg.seed + SEED_OFFSET[st]),
+              lightning_interrupts()):
+            return _run(st, run, cfg, callbacks)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(run, st.value) from exc
 
 
 @contextmanager
