@@ -50,7 +50,7 @@ __all__ = [
     "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
     "STATUS_FILE", "RunInterrupted", "StageError", "build_stage_model", "checkpoint_path",
     "datamodule", "export_run", "finished", "load_stage_model", "pipeline_config",
-    "read_checkpoint", "result_path",
+    "read_checkpoint", "read_status", "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -128,7 +128,26 @@ def pipeline_config(run_dir: PathLike) -> PipelineConfig:
     path = Path(run_dir) / STATUS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; run 'agn pipeline --run-dir {run_dir}' first")
-    return load_pipeline_config([json.loads(path.read_text())["config"]])
+    return load_pipeline_config([read_status(path).get("config", {})])
+
+
+def read_status(path: PathLike) -> dict[str, Any]:
+    """The contents of a ``pipeline.json`` (``config`` and ``finished``).
+
+    Raises:
+        ValueError: the file is not a JSON object (truncated, corrupt), naming it and what to do.
+    """
+    path = Path(path)
+    redo = ("delete it to check and rerun every stage of this run directory, or choose a new "
+            "--run-dir")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc}); the file is truncated or corrupt: "
+                         f"{redo}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
+        raise ValueError(f"{path}: expected a JSON object with 'config' and 'finished'; {redo}")
+    return data
 
 
 def read_checkpoint(path: PathLike) -> dict[str, Any]:

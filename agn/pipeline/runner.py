@@ -9,7 +9,6 @@ of those files are recorded from then on.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agn.run import STATUS_FILE, RunInterrupted
+from agn.run import STATUS_FILE, RunInterrupted, read_status
 from hwlib.fileio import atomic_write_json
 
 
@@ -97,16 +96,7 @@ class RunStatus:
         path = run_dir / STATUS_FILE
         if not path.exists():
             return cls(config)
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not readable JSON ({exc}); the file is truncated or "
-                             f"corrupt: delete it to check and rerun every stage of this run "
-                             f"directory, or choose a new --run-dir") from None
-        if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
-            raise ValueError(f"{path}: expected a JSON object with 'config' and 'finished'; "
-                             f"delete it to check and rerun every stage, or choose a new "
-                             f"--run-dir")
+        data = read_status(path)
         recorded = data.get("config", {})
         if normalize is not None:
             recorded = normalize(recorded)
