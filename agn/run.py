@@ -20,7 +20,6 @@ never open a run directory themselves.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from agn.export import ExportError, export
 from agn.layers import fold_bn
 from agn.models import build_model
 from agn.stats import sample_batches, write_operand_stats
+from agn.status_file import read_status
 
 __all__ = [
     "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
@@ -129,25 +129,6 @@ def pipeline_config(run_dir: PathLike) -> PipelineConfig:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; run 'agn pipeline --run-dir {run_dir}' first")
     return load_pipeline_config([read_status(path).get("config", {})])
-
-
-def read_status(path: PathLike) -> dict[str, Any]:
-    """The contents of a ``pipeline.json`` (``config`` and ``finished``).
-
-    Raises:
-        ValueError: the file is not a JSON object (truncated, corrupt), naming it and what to do.
-    """
-    path = Path(path)
-    redo = ("delete it to check and rerun every stage of this run directory, or choose a new "
-            "--run-dir")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc}); the file is truncated or corrupt: "
-                         f"{redo}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
-        raise ValueError(f"{path}: expected a JSON object with 'config' and 'finished'; {redo}")
-    return data
 
 
 def read_checkpoint(path: PathLike) -> dict[str, Any]:
