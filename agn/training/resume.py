@@ -27,8 +27,6 @@ class GlobalRngState(pl.Callback):
     """Save Python's, NumPy's and torch's (CPU) global generator states in every checkpoint and
     restore them on resume: the noise layers' draws and dropout continue where they stopped.
 
-    It also writes the CSV loggers' pending rows at the start of every epoch, so a killed fit
-    leaves the rows of its finished epochs on disk.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -46,19 +44,17 @@ class GlobalRngState(pl.Callback):
         version, internal, py_gauss = state_dict["python"]
         random.setstate((version, tuple(internal), py_gauss))
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger):
-                logger.save()
-
 
 class ResumableCSVLogger(CSVLogger):
-    """A CSVLogger that, resuming after ``resumed_epochs`` finished epochs, keeps the rows of
-    those epochs of the existing ``metrics.csv`` (Lightning's would delete the file) and drops
-    rows of a later, unfinished epoch, which the resumed fit logs again."""
+    """A CSVLogger that writes every row to ``metrics.csv`` as it is logged and, resuming after
+    ``resumed_epochs`` finished epochs, keeps the rows of those epochs (Lightning's would delete
+    the file) and drops rows of a later, unfinished epoch, which the resumed fit logs again.
+
+    Only a kill in the instant between an epoch's checkpoint and its training row (logged
+    right after the checkpoint by Lightning) loses that one row."""
 
     def __init__(self, save_dir: str | Path, name: str, resumed_epochs: int = 0) -> None:
-        super().__init__(save_dir, name=name, version="")
+        super().__init__(save_dir, name=name, version="", flush_logs_every_n_steps=1)
         self.resumed_epochs = resumed_epochs
 
     @property
