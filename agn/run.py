@@ -20,7 +20,6 @@ never open a run directory themselves.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,12 +43,14 @@ from agn.export import ExportError, export
 from agn.layers import approx_layers, fold_bn
 from agn.models import build_model
 from agn.stats import sample_batches, write_operand_stats
+from agn.status_file import read_status
 
 __all__ = [
     "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
     "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
-    "STATUS_FILE", "StageError", "build_stage_model", "checkpoint_path", "datamodule",
-    "export_run", "finished", "load_stage_model", "pipeline_config", "quantizable", "result_path",
+    "STATUS_FILE", "RunInterrupted", "StageError", "build_stage_model", "checkpoint_path",
+    "datamodule", "export_run", "finished", "load_stage_model", "pipeline_config", "quantizable",
+    "read_checkpoint", "read_status", "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -69,6 +70,15 @@ PathLike = str | os.PathLike[str]
 class StageError(ValueError):
     """A stage that cannot start or be loaded (missing previous checkpoint, conflicting run
     directory)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (KeyboardInterrupt) during stage ``stage`` of the run in ``run_dir``; rerunning
+    the same command resumes it."""
+
+    def __init__(self, run_dir: PathLike, stage: str) -> None:
+        super().__init__(f"stopped in stage {stage!r} of {run_dir}")
+        self.run_dir, self.stage = Path(run_dir), stage
 
 
 def stage_name(stage: Any) -> str:
@@ -118,7 +128,29 @@ def pipeline_config(run_dir: PathLike) -> PipelineConfig:
     path = Path(run_dir) / STATUS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; run 'agn pipeline --run-dir {run_dir}' first")
-    return load_pipeline_config([json.loads(path.read_text())["config"]])
+    return load_pipeline_config([read_status(path).get("config", {})])
+
+
+def read_checkpoint(path: PathLike) -> dict[str, Any]:
+    """The contents of a stage's ``last.ckpt``.
+
+    Raises:
+        StageError: the file cannot be read as a checkpoint (truncated, or not one), naming it
+            and how to recover.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for a bad file
+        raise StageError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); it "
+                         f"is truncated or corrupt: delete it (and the stage's result.json) to "
+                         f"train that stage again") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise StageError(f"{path}: not a Lightning checkpoint (no 'state_dict'); delete it to "
+                         f"train that stage again")
+    return ckpt
 
 
 def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
@@ -175,7 +207,7 @@ def load_stage_model(stage: Any, run_dir: PathLike, config: Any = None,
                          f"or unfinished; run stage {name!r} first")
     cfg = stage_config(run_dir, name) if config is None else load_config(config)
     model = build_stage_model(name, cfg, dm if dm is not None else datamodule(cfg))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return model
 

@@ -126,7 +126,12 @@ def load(path: str | os.PathLike[str]) -> Network:
         path = path / JSON_NAME
     if not path.is_file():
         raise FileNotFoundError(f"network IR: no {JSON_NAME} at {path}")
-    doc = json.loads(path.read_text())
+    redo = "write it again (deploy.save, or 'agn deploy RUN' for a training run)"
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IRError(f"{path}: not readable JSON ({exc}); the file is truncated or corrupt: "
+                      f"{redo}") from None
     tensors = doc.get("tensors") if isinstance(doc, dict) else None
     if not isinstance(tensors, dict) or not isinstance(tensors.get("sha256"), str):
         raise IRError(f"{path}: no 'tensors': {{'file': ..., 'sha256': ...}} record, so its "
@@ -139,4 +144,10 @@ def load(path: str | os.PathLike[str]) -> Network:
                       f"are from different saves")
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    return from_json_and_arrays(doc, arrays)
+    try:
+        return from_json_and_arrays(doc, arrays)
+    except IRError as exc:
+        raise IRError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from None
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a field of a wrong shape
+        raise IRError(f"{path}: not a network IR this reader can build ({type(exc).__name__}: "
+                      f"{exc}); {redo}") from None

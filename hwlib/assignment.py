@@ -278,8 +278,10 @@ def _load(path: str | os.PathLike[str]) -> tuple[Any, Path]:
         return json.loads(p.read_text()), p
     except FileNotFoundError:
         raise AssignmentError(f"assignment: no file {p}") from None
-    except json.JSONDecodeError as exc:
-        raise AssignmentError(f"assignment: {p} is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AssignmentError(f"assignment: {p} is not valid JSON ({exc}); the file is "
+                              f"truncated or corrupt: write it again ('agn match' writes "
+                              f"assignment.json) or give another file") from None
 
 
 def _parse(obj: Any, where: str) -> Assignment | list[Assignment]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 
 # Each module exposes ``add_parser(subparsers)`` which registers its subcommand and sets
@@ -34,6 +35,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 #: Exit status of every subcommand on bad input (argparse's own usage-error status).
 BAD_INPUT = 2
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+#: Subcommands that a rerun of the same command resumes.
+RESUMABLE = ("pipeline", "search", "train")
 #: What counts as bad input: a value, configuration, spec or file the user can correct.
 BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                     PermissionError)
@@ -44,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad input (a ValueError such as a refused configuration, or a missing file) ends every
     subcommand with a one-line ``agn COMMAND: error: ...`` on stderr and exit status 2, like
-    argparse's usage errors; set AGN_TRACEBACK=1 to see the traceback instead.
+    argparse's usage errors; set AGN_TRACEBACK=1 to see the traceback instead. Ctrl-C ends
+    with one line naming the stage that stopped and the command that resumes it, status 130.
     """
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -60,6 +66,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"agn {args.command}: error: {exc}", file=sys.stderr)
         return BAD_INPUT
+    except KeyboardInterrupt as exc:
+        if os.environ.get("AGN_TRACEBACK"):
+            raise
+        print(interrupted_message(args.command, argv, exc), file=sys.stderr)
+        return INTERRUPTED
+
+
+def interrupted_message(command: str, argv: list[str], exc: KeyboardInterrupt) -> str:
+    """The line printed after Ctrl-C: where the run stopped and how to resume it."""
+    stage = getattr(exc, "stage", None)  # agn.run.RunInterrupted (not imported: torch)
+    where = f" in stage {stage!r} of {exc.run_dir}" if stage else ""
+    if command not in RESUMABLE:
+        return f"agn {command}: stopped by Ctrl-C{where}"
+    return f"agn {command}: stopped by Ctrl-C{where}; resume with: agn {shlex.join(argv)}"
 
 
 if __name__ == "__main__":

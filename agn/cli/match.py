@@ -20,6 +20,8 @@ from errormodels import (
 )
 from hwlib.errors import SpecError
 
+DEFAULT_CATALOG = "marlin:*"
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``match`` subcommand."""
@@ -30,9 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "RUN_DIR/assignment.json. A run without operand_stats.npz (e.g. one made by 'agn "
         "train') gets it first, collected from its noise stage.")
     p.add_argument("--run-dir", required=True, type=Path, help="run directory")
-    p.add_argument("--catalog", default="marlin:*",
-                   help="multiplier catalog spec, e.g. 'marlin:*', 'evo:mul8s_*' (default: "
-                   "%(default)s)")
+    p.add_argument("--catalog", default=None,
+                   help="multiplier catalog spec, e.g. 'marlin:*', 'evo:mul8s_*' (default: the "
+                   f"one the run was made for, else {DEFAULT_CATALOG!r}); another catalog than "
+                   "the run's is refused for RUN_DIR/assignment.json (use --output)")
     p.add_argument("--rule", choices=[r.value for r in Rule], default=Rule.CHEAPEST.value,
                    help="cheapest within tolerance, or nearest predicted error (default: "
                    "%(default)s)")
@@ -63,9 +66,44 @@ def format_table(a: Assignment) -> str:
     return "\n".join(rows)
 
 
+def run_catalog(run_dir: Path) -> str | None:
+    """The catalog a run directory was made for (``pipeline.json``'s, else ``config.yaml``'s), or
+    None when it records none (read without torch)."""
+    import yaml
+
+    from agn.status_file import read_status, recorded_catalog
+
+    if (run_dir / "pipeline.json").exists():
+        return recorded_catalog(read_status(run_dir / "pipeline.json").get("config", {}))
+    path = run_dir / "config.yaml"
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not readable YAML ({exc})") from None
+        return recorded_catalog(data) if isinstance(data, dict) else None
+    return None
+
+
+def check_catalog(run_dir: Path, catalog: str, recorded: str | None, output: Path) -> None:
+    """Refuse to overwrite a run's own assignment with one over another catalog than the run's
+    (its network was trained for that catalog, and its search refuses such an assignment)."""
+    own = run_dir / ASSIGNMENT_FILE
+    if recorded is None or catalog == recorded or output.resolve() != own.resolve():
+        return
+    raise ValueError(f"{run_dir} was made for catalog {recorded!r}, not {catalog!r}: its network "
+                     f"was trained and is searched for {recorded!r}, so an assignment over "
+                     f"{catalog!r} in {own} would break 'agn search'; match with --catalog "
+                     f"{recorded!r}, or write elsewhere with --output FILE")
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``agn match``."""
     try:
+        recorded = run_catalog(args.run_dir)
+        spec = args.catalog or recorded or DEFAULT_CATALOG
+        output = args.output or args.run_dir / ASSIGNMENT_FILE
+        check_catalog(args.run_dir, spec, recorded, output)
         sigmas = read_sigmas(args.run_dir)
         if not (args.run_dir / STATS_FILE).exists():
             from agn.run import write_run_stats  # torch only when statistics are collected
@@ -74,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"collected operand statistics of the noise stage ({args.samples} training "
                   f"images, {args.fields} fields per layer): {path}")
         stats = load_stats(args.run_dir)
-        catalog = ErrorCatalog.build(args.catalog)
+        catalog = ErrorCatalog.build(spec)
         a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric, method=args.method)
-        path = write_assignment(args.output or args.run_dir / ASSIGNMENT_FILE, a)
+        path = write_assignment(output, a)
     except (ValueError, SpecError) as exc:
         print(f"agn match: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(a))
     print(f"error model: {args.method} formula over {len(catalog)} multipliers of "
-          f"{args.catalog!r}; wrote {path}")
+          f"{spec!r}; wrote {path}")
     return 0

@@ -7,7 +7,8 @@ Example::
 ``--config`` takes a YAML file or the name of a config in the repository's ``configs/`` folder
 (repeatable; later files win); the training stages use its ``train`` block. Then
 ``--<key>[.<subkey>] VALUE`` overrides any field of that block
-(:class:`agn.config.TrainConfig`; values are parsed as YAML: ``--qat.milestones [5,8]``).
+(:class:`agn.config.TrainConfig`; values are parsed as YAML: ``--qat.milestones [5,8]``; text
+that is not YAML is taken as a string).
 Every value is checked before anything is written.
 """
 from __future__ import annotations
@@ -36,6 +37,15 @@ def _leaf_keys() -> list[str]:
     return keys + [f"data_args.{k}" for k in DATA_KEYS]
 
 
+def yaml_value(text: str) -> Any:
+    """A command-line value parsed as YAML; text that is not valid YAML stays a string (the
+    configuration's checks then name the field and the type it expects)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def build_config(configs: list[str], overrides: dict[str, Any]):
     """The TrainConfig of the defaults, the files' ``train`` blocks (in order) and the dotted
     overrides (fields of the ``train`` block)."""
@@ -62,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
     group = p.add_argument_group("config fields (values parsed as YAML)")
     for key in _leaf_keys():
-        group.add_argument(f"--{key}", dest=f"set:{key}", type=yaml.safe_load,
+        group.add_argument(f"--{key}", dest=f"set:{key}", type=yaml_value,
                            default=argparse.SUPPRESS, metavar="VALUE")
     p.set_defaults(func=run)
 

@@ -58,6 +58,8 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         self.val_fraction, self.seed = val_fraction, seed
         self.shift, self.hflip, self.limit_train = shift, hflip, limit_train
         self._splits: dict[str, TensorDataset] | None = None
+        self._train_gen: torch.Generator | None = None
+        self._restored: dict[str, torch.Tensor] = {}
 
     def check_files(self) -> None:
         """Raise DataFileError when the data cannot be there when :meth:`setup` needs it (a
@@ -126,6 +128,25 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         self._splits = {"train": tds(xtr[train], ytr[train]), "val": tds(xtr[val], ytr[val]),
                         "test": tds(xte, yte)}
         self._aug_gen = torch.Generator().manual_seed(self.seed + 1)
+        if "augment_generator" in self._restored:
+            self._aug_gen.set_state(self._restored.pop("augment_generator"))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The states of the shuffling generator of the latest training loader and of the
+        augmentation generator (Lightning keeps them in its checkpoints)."""
+        state = {}
+        if self._train_gen is not None:
+            state["train_generator"] = self._train_gen.get_state()
+        if self._splits is not None:
+            state["augment_generator"] = self._aug_gen.get_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Continue the generators :meth:`state_dict` saved: the augmentation's at once (or at
+        :meth:`setup`), the shuffling one in the next :meth:`train_dataloader`."""
+        self._restored = dict(state_dict)
+        if self._splits is not None and "augment_generator" in self._restored:
+            self._aug_gen.set_state(self._restored.pop("augment_generator"))
 
     def split(self, name: str) -> TensorDataset:
         """The ``train``, ``val`` or ``test`` dataset (un-normalised images in [0, 1])."""
@@ -149,7 +170,12 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         return self.normalize(x), y
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches; every loader starts its own generator from
+        ``seed``, except the first after :meth:`load_state_dict`, which continues the saved one."""
         gen = torch.Generator().manual_seed(self.seed)
+        if "train_generator" in self._restored:
+            gen.set_state(self._restored.pop("train_generator"))
+        self._train_gen = gen
         return DataLoader(self.split("train"), batch_size=self.batch_size, shuffle=True,
                           generator=gen, collate_fn=self._collate_train)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import errormodels as em
-from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config
+from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config, read_status
 from hwlib.fileio import atomic_path, atomic_write_text
 
 
@@ -67,7 +67,7 @@ def _pct(v: float | None) -> str:
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` (and ``sigmas.png``, ``tolerances.png``) from a run's artifacts."""
     run = Path(run_dir)
-    status = json.loads((run / STATUS_FILE).read_text())
+    status = read_status(run / STATUS_FILE)
     cfg, done = pipeline_config(run), status["finished"]
     sigmas = em.read_sigmas(run / em.SIGMAS_FILE)
     stats = em.load_stats(run / em.STATS_FILE)

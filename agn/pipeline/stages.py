@@ -26,6 +26,7 @@ from agn.search import (
     uniform_genes,
     write_front,
 )
+from agn.search.nsga import STATE_FILE, STORE_FILE
 from agn.search.retraining import RetrainingScorer
 from agn.training import run_stage
 from hwlib.fileio import atomic_write_json
@@ -200,15 +201,24 @@ def _report(ctx: Context) -> dict:
     return {"report": str(Path(path).name)}
 
 
+def _training(name: str, *outputs: str) -> Stage:
+    """A training stage: its result, checkpoint and ``outputs``; when they do not verify it
+    trains again from the previous stage (its result and checkpoint removed)."""
+    own = (f"{name}/result.json", f"{name}/last.ckpt")
+    return Stage(name, (*own, *outputs), _train(name), invalidate=own)
+
+
 STAGES: tuple[Stage, ...] = (
-    Stage("float", ("float/result.json",), _train("float")),
-    Stage("qat", ("qat/result.json",), _train("qat")),
-    Stage("noise", ("noise/result.json", "sigmas.json"), _train("noise")),
+    _training("float"),
+    _training("qat"),
+    _training("noise", "sigmas.json"),
     Stage("stats", ("operand_stats.npz",), _stats),
     Stage("match", ("assignment.json", SEEDS_FILE), _match),
-    Stage("export_search", (f"{SEARCH_DIR}/network.json",), _export_search),
-    Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE), search_stage),
-    Stage("retrain", ("retrain/result.json",), _train("retrain")),
+    Stage("export_search", (f"{SEARCH_DIR}/network.json", f"{SEARCH_DIR}/network.npz"),
+          _export_search),
+    Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE,
+                     f"{SEARCH_DIR}/{STORE_FILE}", f"{SEARCH_DIR}/{STATE_FILE}"), search_stage),
+    _training("retrain"),
     Stage("export", ("network.json", "network.npz"), _export_final),
     Stage("deploy", ("firmware", "validation.json"), _deploy),
     Stage("report", ("report.md",), _report),

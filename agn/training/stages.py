@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -42,6 +42,7 @@ from agn.run import (
     CONFIG_FILE,
     RESULT_FILE,
     SIGMAS_FILE,
+    RunInterrupted,
     StageError,
     build_stage_model,
     checkpoint_path,
@@ -49,11 +50,13 @@ from agn.run import (
     finished,
     load_stage_model,
     quantizable,
+    read_checkpoint,
     stage_config_path,
 )
 from agn.seeding import seeded
 from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage
+from agn.training.resume import GlobalRngState, ResumableCSVLogger, lightning_interrupts
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = ["StageResult", "accelerator", "process_settings", "run_stage", "run_stages"]
@@ -156,6 +159,7 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
 
     Raises:
         ConfigError: a configuration that cannot run (checked before anything is written).
+        RunInterrupted: Ctrl-C during the stage (running it again resumes from ``last.ckpt``).
     """
     st = Stage.parse(stage)
     cfg = load_config(config)
@@ -170,8 +174,14 @@ def run_stage(stage: Stage | str, run_dir: str | Path, config: Any,
                          f"finished in {run} ({checkpoint_path(run, prev)} is missing or "
                          f"unfinished); run stage {prev.value!r} first")
     _record_config(run, st, cfg)
-    with process_settings(cfg.threads), seeded(cfg.seed + SEED_OFFSET[st]):
-        return _run(st, run, cfg, callbacks)
+    try:
+        with (process_settings(cfg.threads), seeded(cfg.seed + SEED_OFFSET[st]),
+              lightning_interrupts()):
+            return _run(st, run, cfg, callbacks)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(run, st.value) from exc
 
 
 @contextmanager
@@ -191,7 +201,9 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
     sdir = run / st.value
     dm = datamodule(cfg, setup=True)
     resume = sdir / CHECKPOINT_FILE
+    resumed_epochs = 0
     if resume.exists():
+        resumed_epochs = int(read_checkpoint(resume)["epoch"]) + 1
         model = build_stage_model(st, cfg, dm)
     elif st is Stage.FLOAT:
         model = build_stage_model(st, cfg, dm)
@@ -207,10 +219,11 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
         default_root_dir=str(run), enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
-        logger=[CSVLogger(run / "logs", name=st.value, version=""),
+        logger=[ResumableCSVLogger(run / "logs", st.value, resumed_epochs),
                 TensorBoardLogger(run / "tb", name=st.value, version="")],
         callbacks=[ModelCheckpoint(dirpath=sdir, filename="last", save_top_k=1,
-                                   enable_version_counter=False), *callbacks])
+                                   enable_version_counter=False), GlobalRngState(),
+                   *callbacks])
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/acc"]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]

@@ -55,3 +55,16 @@ def test_errors(tmp_path, capsys):
     assert "--run-dir is required" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--stage", "bogus"])
+
+
+@pytest.mark.parametrize("option, value, field", [
+    ("--seed", "abc", "train.seed"), ("--noise.lam", "[1", "train.noise.lam"),
+    ("--float_stage.epochs", "ten", "train.float_stage.epochs"),
+    ("--qat.milestones", "5", "train.qat.milestones"),
+    ("--data_args.batch_size", "x", "data_args.batch_size")])
+def test_type_errors_on_the_command_line_are_one_line(option, value, field, tmp_path, capsys):
+    argv = ["train", "-c", "digits_lenet5", "--run-dir", str(tmp_path / "r"), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("agn train: error: ") and field in err[0], err
+    assert not (tmp_path / "r").exists()
