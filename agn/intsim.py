@@ -27,6 +27,7 @@ from deploy.ir import (
     Input,
     Linear,
     MaxPool,
+    Node,
     Requant,
     Requantize,
 )
@@ -199,17 +200,39 @@ class IntegerScorer:
         self._upstream = _upstream_layers(net)
         self._kept = _parting_nodes(net, self._upstream)
         self._n_layers = sum(isinstance(n, (Conv, Linear)) for n in net.nodes)
+        self._validated: dict[tuple[str, str], Node] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_validated": {}}  # rebuilt on use
+
+    def _nodes(self, assignment: Mapping[str, str]) -> tuple[Node, ...]:
+        """``net``'s nodes with the multipliers of ``assignment`` and ``fixed``.
+
+        A layer given a multiplier it was checked with before reuses that checked node (a
+        layer's check depends on it and its input only); otherwise
+        :func:`deploy.with_multipliers` checks the whole assignment, raising what it raises.
+        """
+        from deploy import with_multipliers
+
+        full = {**self.fixed, **assignment}
+        seen = [self._validated.get((name, spec)) for name, spec in full.items()]
+        if len(full) == len(self.net.layers) and all(n is not None for n in seen):
+            by_name = {n.name: n for n in seen if n is not None}
+            return tuple(by_name.get(n.name, n) for n in self.net.nodes)
+        net = with_multipliers(self.net, full)
+        checked = {n.name: n for n in net.layers}
+        self._validated.update({(name, spec): checked[name] for name, spec in full.items()})
+        return net.nodes
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
         """Error of the network with ``assignment`` (plus the ``fixed`` layers) on the data."""
-        from deploy import with_multipliers
-
-        net = with_multipliers(self.net, {**self.fixed, **assignment})
-        specs = [getattr(n, "multiplier", None) for n in net.nodes]
+        nodes = self._nodes(assignment)
+        specs = [getattr(n, "multiplier", None) for n in nodes]
         keys = {name: tuple(specs[i] for i in up) for name, up in self._upstream.items()}
         preds, ran = [], 0
         for c, xt in enumerate(self._chunks):
-            logits, computed = _run_cached(net, xt, self.cache, c, keys, self._kept)
+            logits, computed = _run_cached(nodes, self.net.infos, xt, self.cache, c, keys,
+                                           self._kept)
             preds.append(logits.argmax(dim=1).numpy())
             ran += computed
         total = self._n_layers * len(self._chunks)
@@ -244,11 +267,11 @@ def _parting_nodes(net: Network, upstream: Mapping[str, tuple[int, ...]]) -> fro
 
 
 @torch.no_grad()
-def _run_cached(net: Network, xt: torch.Tensor, cache: ActivationCache, chunk: int,
-                keys: Mapping[str, tuple], kept: frozenset[str]) -> tuple[torch.Tensor, int]:
+def _run_cached(nodes: tuple[Node, ...], infos: Mapping[str, TensorInfo], xt: torch.Tensor,
+                cache: ActivationCache, chunk: int, keys: Mapping[str, tuple],
+                kept: frozenset[str]) -> tuple[torch.Tensor, int]:
     """The last node's output for chunk ``chunk`` (``xt``), reading kept nodes from ``cache``
     and computing only what they do not cover; also how many conv / linear nodes ran."""
-    nodes = net.nodes
     outs: dict[str, torch.Tensor] = {nodes[0].name: xt}
     todo: list = []
     needed = {nodes[-1].name}
@@ -262,7 +285,7 @@ def _run_cached(net: Network, xt: torch.Tensor, cache: ActivationCache, chunk: i
             todo.append(node)
             needed.update(node.inputs)
     for node in reversed(todo):
-        out = TORCH(node, [outs[s] for s in node.inputs], [net.infos[s] for s in node.inputs])
+        out = TORCH(node, [outs[s] for s in node.inputs], [infos[s] for s in node.inputs])
         outs[node.name] = out
         if node.name in kept:
             cache.put((chunk, node.name, keys[node.name]), out)

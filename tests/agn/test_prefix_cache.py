@@ -125,3 +125,20 @@ def test_scorer_pickles_without_its_cached_activations():
     assert len(scorer.cache) > 0
     clone = pickle.loads(pickle.dumps(scorer))
     assert len(clone.cache) == 0 and clone(g) == err
+
+
+def test_checked_layers_are_reused_and_bad_assignments_still_refused():
+    from deploy.errors import AssignmentError
+
+    net = zoo.lenet5(0)
+    x, y = _data(net, 8)
+    scorer = IntegerScorer(net, x, y, cache_bytes=0)
+    g = _family(net, 1, seed=1)[0]
+    scorer(g)
+    first = next(iter(g))
+    with pytest.raises(AssignmentError, match="missing"):
+        scorer({k: v for k, v in g.items() if k != first})
+    with pytest.raises(AssignmentError):
+        scorer({**g, "nowhere": "marlin:3"})
+    with pytest.raises(AssignmentError):
+        scorer({**g, first: "marlin:999"})
