@@ -16,8 +16,9 @@ import torch
 
 __all__ = ["DEFAULT_BYTES", "ActivationCache", "CacheStats"]
 
-DEFAULT_BYTES = 256 << 20
-"""Default budget of an :class:`ActivationCache` (256 MiB)."""
+DEFAULT_BYTES = 1 << 30
+"""Default budget of an :class:`ActivationCache` (1 GiB: a generation of 70 candidates of the
+MARLIN MNIST network on 2,000 validation images holds about that)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ the median cost of one scored candidate over the search as a multiple of that fl
 searches found the same errors and front, and writes a JSON.
 
     python bench/search_scoring.py [--run-dir R] [--pop 40] [--gen 15] [--val 0] [--threads 1]
-        [--cache-mb 256] [--json search_scoring.json]
+        [--cache-mb 1024] [--json search_scoring.json]
 
 ``--run-dir`` of an MNIST run (``configs/marlin_mnist.yaml``) times that network instead.
 """
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val", type=int, help="validation images per candidate (default: the "
                     "run's search.val_samples, 0 = all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
-    ap.add_argument("--cache-mb", type=float, default=256, help="prefix cache budget (MiB)")
+    ap.add_argument("--cache-mb", type=float, default=1024, help="prefix cache budget (MiB)")
     ap.add_argument("--json", type=Path, default=Path("search_scoring.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
