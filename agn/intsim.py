@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from agn import sim
 from agn.data.base import ImageDataModule
+from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
@@ -26,6 +27,7 @@ from deploy.ir import (
     Input,
     Linear,
     MaxPool,
+    Node,
     Requant,
     Requantize,
 )
@@ -134,6 +136,15 @@ def run_integer(net: Network, x: torch.Tensor | np.ndarray,
     Returns the last node's output, or with ``keep`` every node's output by name (as
     :func:`deploy.reference.run.run` does).
     """
+    outs: dict[str, torch.Tensor] = {net.input.name: _input_tensor(net, x)}
+    for node in net.nodes[1:]:
+        outs[node.name] = TORCH(node, [outs[s] for s in node.inputs],
+                                [net.infos[s] for s in node.inputs])
+    return outs if keep else outs[net.nodes[-1].name]
+
+
+def _input_tensor(net: Network, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``x`` as a uint8 tensor, after checking its shape and values against ``net``'s input."""
     inp: Input = net.input
     xt = torch.as_tensor(np.asarray(x))
     if xt.dim() != 4 or tuple(xt.shape[1:]) != tuple(inp.shape):
@@ -142,11 +153,7 @@ def run_integer(net: Network, x: torch.Tensor | np.ndarray,
     if xt.numel() and (int(xt.min()) < inp.lo or int(xt.max()) > inp.hi):
         raise ValueError(f"run_integer({net.name!r}): input expected values in {inp.lo}.."
                          f"{inp.hi}, got [{int(xt.min())}, {int(xt.max())}]")
-    outs: dict[str, torch.Tensor] = {inp.name: xt.to(torch.uint8)}
-    for node in net.nodes[1:]:
-        outs[node.name] = TORCH(node, [outs[s] for s in node.inputs],
-                                [net.infos[s] for s in node.inputs])
-    return outs if keep else outs[net.nodes[-1].name]
+    return xt.to(torch.uint8)
 
 
 def predict(net: Network, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -171,20 +178,115 @@ class IntegerScorer:
     """Validation error (1 - accuracy) of ``net`` under an assignment, by bit-exact simulation.
 
     ``fixed`` maps layers kept out of the search to their multiplier (MARLIN's protocol keeps the
-    classifier exact). Picklable (numpy data and the frozen IR only), so Dask workers run it.
+    classifier exact). The activations where candidates can part (a layer's input, the end of a
+    residual branch) are kept in an :class:`ActivationCache` of ``cache_bytes`` (0 disables it),
+    keyed by the data chunk and the multipliers of the layers
+    upstream, so a candidate sharing its first layers' multipliers with one scored before runs
+    only the layers after them; the errors are the same with and without it. Picklable (numpy
+    data, the frozen IR and an empty cache), so Dask workers run it, each with its own cache.
     """
 
     def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512,
-                 fixed: Mapping[str, str] | None = None) -> None:
+                 fixed: Mapping[str, str] | None = None,
+                 cache_bytes: int = DEFAULT_BYTES) -> None:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"IntegerScorer: expected as many labels as inputs (> 0), got "
                              f"{len(x)} inputs and {len(y)} labels")
         self.net, self.x, self.y, self.batch_size = net, np.asarray(x), np.asarray(y), batch_size
         self.fixed = dict(fixed or {})
+        self.cache = ActivationCache(cache_bytes)
+        self._chunks = [_input_tensor(net, self.x[i:i + batch_size])
+                        for i in range(0, len(self.x), batch_size)]
+        self._upstream = _upstream_layers(net)
+        self._kept = _parting_nodes(net, self._upstream)
+        self._n_layers = sum(isinstance(n, (Conv, Linear)) for n in net.nodes)
+        self._validated: dict[tuple[str, str], Node] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_validated": {}}  # rebuilt on use
+
+    def _nodes(self, assignment: Mapping[str, str]) -> tuple[Node, ...]:
+        """``net``'s nodes with the multipliers of ``assignment`` and ``fixed``.
+
+        A layer given a multiplier it was checked with before reuses that checked node (a
+        layer's check depends on it and its input only); otherwise
+        :func:`deploy.with_multipliers` checks the whole assignment, raising what it raises.
+        """
+        from deploy import with_multipliers
+
+        full = {**self.fixed, **assignment}
+        seen = [self._validated.get((name, spec)) for name, spec in full.items()]
+        if len(full) == len(self.net.layers) and all(n is not None for n in seen):
+            by_name = {n.name: n for n in seen if n is not None}
+            return tuple(by_name.get(n.name, n) for n in self.net.nodes)
+        net = with_multipliers(self.net, full)
+        checked = {n.name: n for n in net.layers}
+        self._validated.update({(name, spec): checked[name] for name, spec in full.items()})
+        return net.nodes
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
         """Error of the network with ``assignment`` (plus the ``fixed`` layers) on the data."""
-        from deploy import with_multipliers
+        nodes = self._nodes(assignment)
+        specs = [getattr(n, "multiplier", None) for n in nodes]
+        keys = {name: tuple(specs[i] for i in up) for name, up in self._upstream.items()}
+        preds, ran = [], 0
+        for c, xt in enumerate(self._chunks):
+            logits, computed = _run_cached(nodes, self.net.infos, xt, self.cache, c, keys,
+                                           self._kept)
+            preds.append(logits.argmax(dim=1).numpy())
+            ran += computed
+        total = self._n_layers * len(self._chunks)
+        self.cache.record(total, total - ran)
+        return float(np.mean(np.concatenate(preds) != self.y))
 
-        net = with_multipliers(self.net, {**self.fixed, **assignment})
-        return float(np.mean(predict(net, self.x, self.batch_size) != self.y))
+    def cache_stats(self) -> CacheStats:
+        """Reuse of cached activations since the last :meth:`reset_cache_stats`."""
+        return self.cache.stats()
+
+    def reset_cache_stats(self) -> None:
+        """Zero the reuse counters (the cached activations stay)."""
+        self.cache.reset_stats()
+
+
+def _upstream_layers(net: Network) -> dict[str, tuple[int, ...]]:
+    """For each node, the indices (into ``net.nodes``) of the conv / linear nodes its output
+    depends on, itself included, in execution order."""
+    up: dict[str, frozenset[int]] = {}
+    for i, n in enumerate(net.nodes):
+        deps = frozenset().union(*(up[s] for s in n.inputs)) if n.inputs else frozenset()
+        up[n.name] = deps | {i} if isinstance(n, (Conv, Linear)) else deps
+    return {name: tuple(sorted(v)) for name, v in up.items()}
+
+
+def _parting_nodes(net: Network, upstream: Mapping[str, tuple[int, ...]]) -> frozenset[str]:
+    """Nodes (the input excepted) read by a node depending on more layers than they do: where
+    candidates' keys part, so what the cache keeps (a layer's input, a residual branch's end)."""
+    first = net.nodes[0].name
+    return frozenset(s for n in net.nodes for s in n.inputs
+                     if s != first and upstream[s] != upstream[n.name])
+
+
+@torch.no_grad()
+def _run_cached(nodes: tuple[Node, ...], infos: Mapping[str, TensorInfo], xt: torch.Tensor,
+                cache: ActivationCache, chunk: int, keys: Mapping[str, tuple],
+                kept: frozenset[str]) -> tuple[torch.Tensor, int]:
+    """The last node's output for chunk ``chunk`` (``xt``), reading kept nodes from ``cache``
+    and computing only what they do not cover; also how many conv / linear nodes ran."""
+    outs: dict[str, torch.Tensor] = {nodes[0].name: xt}
+    todo: list = []
+    needed = {nodes[-1].name}
+    for node in reversed(nodes[1:]):
+        if node.name not in needed:
+            continue
+        hit = cache.get((chunk, node.name, keys[node.name])) if node.name in kept else None
+        if hit is not None:
+            outs[node.name] = hit
+        else:
+            todo.append(node)
+            needed.update(node.inputs)
+    for node in reversed(todo):
+        out = TORCH(node, [outs[s] for s in node.inputs], [infos[s] for s in node.inputs])
+        outs[node.name] = out
+        if node.name in kept:
+            cache.put((chunk, node.name, keys[node.name]), out)
+    return outs[nodes[-1].name], sum(isinstance(n, (Conv, Linear)) for n in todo)

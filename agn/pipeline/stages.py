@@ -109,13 +109,15 @@ def search_stage(ctx: Context) -> dict:
     with ctx.runner() as runner:
         result = run_search(space, scorer, search_cfg, ctx.run_dir / SEARCH_DIR, seeds=seeds,
                             runner=runner, progress=ctx.progress)
-        baseline = None
+        cache = _cache_figures(scorer, runner)
+        baseline = base_cache = None
         if cfg.search.baseline:
             base_cfg = dataclasses.replace(search_cfg, init="random")
             base_space = SearchSpace.for_init(layers, mults, cfg.catalog, "random")
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
                                   runner=runner, progress=ctx.progress)
-            write_front(baseline, ctx.run_dir / BASELINE_DIR)
+            base_cache = _cache_figures(scorer, runner)
+            write_front(baseline, ctx.run_dir / BASELINE_DIR, prefix_cache=base_cache)
     def point(label: str, genome: np.ndarray) -> Point:
         """A labelled genome with its error (from the search's store, else scored now)."""
         key = tuple(int(v) for v in genome)
@@ -128,7 +130,7 @@ def search_stage(ctx: Context) -> dict:
     exact_point = point("exact", exact)
     if exact_point.genome not in result.store:  # the exact network is always a candidate
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
-    records = write_front(result, ctx.run_dir)
+    records = write_front(result, ctx.run_dir, prefix_cache=cache)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.train.model} on {cfg.train.data}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")
@@ -144,10 +146,24 @@ def search_stage(ctx: Context) -> dict:
                "hypervolume": result.hypervolume[-1], "chosen_energy": chosen["energy"],
                "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_point.error,
                "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error}
+    if cache is not None:
+        summary["prefix_cache"] = cache
     if baseline is not None:
         summary["baseline_hypervolume"] = baseline.hypervolume[-1]
         summary["baseline_evaluations"] = len(baseline.store)
+        if base_cache is not None:
+            summary["baseline_prefix_cache"] = base_cache
     return summary
+
+
+def _cache_figures(scorer: Callable[[dict], float], runner: object) -> dict | None:
+    """The prefix cache's reuse over the search just run (then its counters restart), when the
+    scorer has one and scored in this process (Dask workers keep their own, not gathered)."""
+    if not isinstance(scorer, IntegerScorer) or runner is not None:
+        return None
+    figures = scorer.cache_stats().as_dict()
+    scorer.reset_cache_stats()
+    return figures
 
 
 def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float], str]:

@@ -24,6 +24,7 @@ CACHE_BYTES = 512 << 20
 # and any change misses), the multiplier object and the call geometry; least recently used
 # entries go once the prepared weights and tables pass CACHE_BYTES.
 _CACHE: OrderedDict[tuple, tuple[Multiplier, Plan, object]] = OrderedDict()
+_CACHE_TOTAL = 0  # bytes of the prepared kernels in _CACHE, kept as entries come and go
 _LOCK = threading.Lock()
 
 
@@ -114,16 +115,34 @@ def _prepared(m: Multiplier, w: torch.Tensor, stride: tuple[int, int], padding: 
         assert t is not None
         prepared = kernels.prepare_terms(t, u8s8_for(m), p.kernel, w_index, stride, padding,
                                          groups, x_lo, zp, p.slices)
-    with _LOCK:
-        _CACHE[key] = (m, p, prepared)
-        total = sum(entry[2].nbytes for entry in _CACHE.values())  # type: ignore[attr-defined]
-        while total > CACHE_BYTES and len(_CACHE) > 1:
-            total -= _CACHE.popitem(last=False)[1][2].nbytes  # type: ignore[attr-defined]
+    _remember(key, (m, p, prepared))
     return p, prepared
+
+
+def _remember(key: tuple, entry: tuple[Multiplier, Plan, object]) -> None:
+    """Insert (or replace) a cache entry, then evict the least recently used ones while the
+    running byte total passes CACHE_BYTES (the newest entry always stays)."""
+    global _CACHE_TOTAL
+    with _LOCK:
+        old = _CACHE.pop(key, None)
+        if old is not None:
+            _CACHE_TOTAL -= old[2].nbytes  # type: ignore[attr-defined]
+        _CACHE[key] = entry
+        _CACHE_TOTAL += entry[2].nbytes  # type: ignore[attr-defined]
+        while _CACHE_TOTAL > CACHE_BYTES and len(_CACHE) > 1:
+            _CACHE_TOTAL -= _CACHE.popitem(last=False)[1][2].nbytes  # type: ignore[attr-defined]
+
+
+def cache_bytes() -> int:
+    """Bytes of the prepared kernels the cache holds (a running total, updated on insert and
+    eviction)."""
+    return _CACHE_TOTAL
 
 
 def clear_cache() -> None:
     """Drop every cached prepared kernel (and this thread's feature workspace)."""
+    global _CACHE_TOTAL
     with _LOCK:
         _CACHE.clear()
+        _CACHE_TOTAL = 0
     ckernel.release_workspace()

@@ -95,3 +95,28 @@ def test_cache_evicts_beyond_its_byte_budget(monkeypatch, assert_exact):
                      reference_conv2d(X, W, f"marlin:{level}"))
     assert len(engine._CACHE) == 1  # only the newest entry stays
     clear_cache()
+
+
+def test_cache_byte_total_follows_inserts_evictions_and_clear(monkeypatch, assert_exact):
+    from agn.sim import clear_cache, engine
+
+    def held() -> int:
+        return sum(entry[2].nbytes for entry in engine._CACHE.values())
+
+    clear_cache()
+    assert engine.cache_bytes() == 0
+    for level in (3, 4, 5, 6):
+        approx_conv2d(X, W, f"marlin:{level}")
+        approx_conv2d(X, W, f"marlin:{level}", stride=2)
+        assert engine.cache_bytes() == held() > 0
+    assert len(engine._CACHE) == 8
+    budget = engine.cache_bytes() // 2
+    monkeypatch.setattr(engine, "CACHE_BYTES", budget)
+    assert_exact(approx_conv2d(X, W, "marlin:7"), reference_conv2d(X, W, "marlin:7"))
+    n = len(engine._CACHE)
+    assert 1 < n < 9 and engine.cache_bytes() == held() <= budget
+    oldest = next(iter(engine._CACHE.values()))
+    engine._remember(next(iter(engine._CACHE)), oldest)  # replacing an entry
+    assert len(engine._CACHE) == n and engine.cache_bytes() == held()
+    clear_cache()
+    assert engine.cache_bytes() == 0 and not engine._CACHE
