@@ -117,7 +117,7 @@ def search_stage(ctx: Context) -> dict:
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
                                   runner=runner, progress=ctx.progress)
             base_cache = _cache_figures(scorer, runner)
-            write_front(baseline, ctx.run_dir / BASELINE_DIR, prefix_cache=base_cache)
+            write_front(baseline, ctx.run_dir / BASELINE_DIR)
     def point(label: str, genome: np.ndarray) -> Point:
         """A labelled genome with its error (from the search's store, else scored now)."""
         key = tuple(int(v) for v in genome)
@@ -130,7 +130,7 @@ def search_stage(ctx: Context) -> dict:
     exact_point = point("exact", exact)
     if exact_point.genome not in result.store:  # the exact network is always a candidate
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
-    records = write_front(result, ctx.run_dir, prefix_cache=cache)
+    records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
                title=f"{cfg.train.model} on {cfg.train.data}: NSGA-II front ({len(result.store)} "
                      f"evaluations)")

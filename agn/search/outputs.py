@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +31,11 @@ def front_records(result: SearchResult) -> list[dict]:
              "accuracy": 1.0 - err} for g, e, err in result.front()]
 
 
-def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto",
-                prefix_cache: Mapping | None = None) -> list[dict]:
+def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto") -> list[dict]:
     """Write ``<name>.csv`` and ``<name>.json`` (front) and ``hypervolume.csv``; return records.
 
-    ``prefix_cache`` (the scorer's reuse figures, when it has them) is recorded in the JSON.
+    Only results go here (a resumed search writes the same bytes); how the scoring ran (the prefix
+    cache's reuse) belongs in the stage summary.
     """
     run_dir = Path(run_dir)
     recs = front_records(result)
@@ -50,8 +50,7 @@ def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto",
         "layers": list(result.space.layers), "multiplications": list(result.space.multiplications),
         "catalog": list(result.space.candidates), "encoding": result.space.encoding.value,
         "power_source": result.space.power_source, "evaluations": len(result.store),
-        "hypervolume": result.hypervolume, "front": recs,
-        **({"prefix_cache": dict(prefix_cache)} if prefix_cache is not None else {})})
+        "hypervolume": result.hypervolume, "front": recs})
     hv = "generation,hypervolume\n" + "".join(f"{i + 1},{v:.8f}\n"
                                               for i, v in enumerate(result.hypervolume))
     atomic_write_text(run_dir / f"{name.replace('pareto', 'hypervolume')}.csv", hv)
