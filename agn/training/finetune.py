@@ -10,44 +10,19 @@ inside ``warnings.catch_warnings()``, and no logger is reconfigured.
 """
 from __future__ import annotations
 
-import random
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from torch import nn
 
+from agn.config import TrainConfig
 from agn.data.base import ImageDataModule
 from agn.layers import set_mode, set_observe
-from agn.training.config import TrainConfig
+from agn.seeding import seeded
 from agn.training.module import AGNModule, Stage
 from agn.training.stages import SEED_OFFSET, accelerator, process_settings
 
-__all__ = ["finetune", "seeded_global_rngs"]
-
-
-@contextmanager
-def seeded_global_rngs(seed: int) -> Iterator[None]:
-    """Seed Python's, NumPy's and torch's (CPU) global generators with ``seed`` for the block, as
-    ``pl.seed_everything(seed)`` does, and restore their previous states on the way out.
-
-    Lightning's samplers and the training step draw from these global generators, so forking
-    them (rather than passing local generators) keeps a fit bit-identical to a seeded one.
-    """
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        try:
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+__all__ = ["finetune"]
 
 
 def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: int,
@@ -67,7 +42,7 @@ def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: in
     set_observe(model, False)
     module = AGNModule(model, Stage.RETRAIN, cfg.stage("retrain"), cfg.noise)
     with (process_settings(cfg.threads), warnings.catch_warnings(),
-          seeded_global_rngs(cfg.seed + SEED_OFFSET[Stage.RETRAIN])):
+          seeded(cfg.seed + SEED_OFFSET[Stage.RETRAIN], workers=False)):
         warnings.simplefilter("ignore")  # Lightning's per-fit advice (log interval, workers)
         trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator(cfg, Stage.RETRAIN),
                              devices=1, deterministic=True, logger=False,
