@@ -5,9 +5,14 @@ approximable layers of :mod:`agn.layers`) is observed: its input is padded with 
 the integer domain, receptive fields are cut out with ``unfold`` and a seeded random sample of
 them is kept, and the exact integer output ``sum (x - zp) * w`` is accumulated in float64 for its
 mean and std. The result is one :class:`errormodels.OperandStats` per layer.
+
+The statistics are computed on the CPU: a model elsewhere (a GPU) is copied to the CPU and every
+batch moved there, so the caller's model and device are left as they are.
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -123,7 +128,8 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
     restored afterwards.
 
     Args:
-        model: the network; layers are the modules with ``integer_operands``.
+        model: the network, on any device (a model off the CPU is copied there); layers are
+            the modules with ``integer_operands``.
         batches: tensors or ``(x, y)`` pairs, e.g. from :func:`sample_batches`.
         n_fields: receptive fields N kept per layer (sampled uniformly from all batches).
         seed: seed of the field sampling (recorded in every record).
@@ -134,11 +140,31 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
     """
     if n_fields < 1:
         raise StatsError(f"collect_stats: n_fields must be >= 1, got {n_fields}")
+    model = _on_cpu(model, "collect_stats")
     layers = _approximable(model, "collect_stats")
     gen = torch.Generator().manual_seed(seed)
     observers = [_Observer(n, m, n_fields, gen) for n, m in layers]
     _run_hooked(model, layers, observers, batches, max_batches, "collect_stats")
     return [o.result(n_fields, seed) for o in observers]
+
+
+def _on_cpu(model: nn.Module, caller: str) -> nn.Module:
+    """``model`` when its parameters and buffers are on the CPU, else a copy moved there."""
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    if all(d.type == "cpu" for d in devices):
+        return model
+    if any(d.type == "meta" for d in devices):
+        raise StatsError(f"{caller}: {type(model).__name__} has tensors on the meta device (no "
+                         f"data); load its weights (e.g. module.to_empty() + load_state_dict) "
+                         f"first")
+    return copy.deepcopy(model).cpu()
+
+
+def _cpu_batch(x: torch.Tensor, caller: str) -> torch.Tensor:
+    if x.device.type == "meta":
+        raise StatsError(f"{caller}: a batch on the meta device has no data; give real inputs "
+                         f"(any device: they are moved to the CPU)")
+    return x.cpu()
 
 
 def _approximable(model: nn.Module, caller: str) -> list[tuple[str, nn.Module]]:
@@ -155,7 +181,8 @@ def _run_hooked(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], hooks
                 batches: Iterable[Any], max_batches: int | None, caller: str) -> None:
     """Run ``model`` in eval mode over the batches with one forward pre-hook per layer.
 
-    Hooks are removed and the training flag restored afterwards, also on error.
+    Batches are moved to the CPU (the model is there, see :func:`_on_cpu`). Hooks are removed and
+    the training flag restored afterwards, also on error.
     """
     handles = [m.register_forward_pre_hook(h) for (_, m), h in zip(layers, hooks)]
     was_training = model.training
@@ -165,7 +192,7 @@ def _run_hooked(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], hooks
         for batch in batches:
             if max_batches is not None and seen >= max_batches:
                 break
-            model(_inputs(batch))
+            model(_cpu_batch(_inputs(batch), caller))
             seen += 1
         if seen == 0:
             raise StatsError(f"{caller}: no batch was given")
@@ -247,6 +274,7 @@ def measure_errors(model: nn.Module, batches: Iterable[Any], specs: Sequence[str
     Returns:
         One :class:`MeasuredError` per (layer, spec), layers in module order.
     """
+    model = _on_cpu(model, "measure_errors")
     layers = _approximable(model, "measure_errors")
     meters = [_ErrorMeter(specs) for _ in layers]
     _run_hooked(model, layers, meters, batches, max_batches, "measure_errors")

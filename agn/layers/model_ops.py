@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agn.layers.approx import ApproxConv2d, is_approximable
+from agn.layers.approx import ApproxConv2d, ApproxLinear, is_approximable
 from agn.layers.mode import Mode
 from agn.quant import ActQuant
 from hwlib.assignment import AssignmentLike, as_assignment
@@ -184,20 +184,33 @@ def fold_into(layer: nn.Module, bn: nn.Module) -> None:
 
 
 def fold_bn(model: nn.Module) -> int:
-    """Fold each BatchNorm2d that directly follows an ApproxConv2d in an ``nn.Sequential``.
+    """Fold each BatchNorm that directly follows an approximable layer in an ``nn.Sequential``
+    (BatchNorm2d after an ApproxConv2d, BatchNorm1d after an ApproxLinear).
 
-    The conv takes the BN's affine map (weights scaled per channel, bias created if needed) and
-    the BN becomes ``nn.Identity``, so QAT and export see one conv with bias. Returns the count.
-    A model whose convs and BNs are attributes called one after the other is folded by
-    :func:`agn.prepare`, which sees the call order.
+    The layer takes the BN's affine map (:func:`fold_into`, which :func:`agn.prepare` uses too)
+    and the BN becomes ``nn.Identity``, so QAT and export see one layer with bias. Returns the
+    count (0 when there is no BatchNorm).
+
+    Raises:
+        ValueError: a BatchNorm is left that is not such a pair (e.g. convs and BNs as
+            attributes called one after the other), naming it: only :func:`agn.prepare`, which
+            traces the call order, can fold it.
     """
     count = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         keys = list(seq._modules)
         for a, b in zip(keys, keys[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if isinstance(conv, ApproxConv2d) and isinstance(bn, nn.BatchNorm2d):
-                fold_into(conv, bn)
+            layer, bn = seq._modules[a], seq._modules[b]
+            if ((isinstance(layer, ApproxConv2d) and isinstance(bn, nn.BatchNorm2d))
+                    or (isinstance(layer, ApproxLinear) and isinstance(bn, nn.BatchNorm1d))):
+                fold_into(layer, bn)
                 seq._modules[b] = nn.Identity()
                 count += 1
+    left = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"fold_bn: BatchNorm {left} of {type(model).__name__} does not follow an "
+                         f"approximable layer in an nn.Sequential, so fold_bn cannot see what it "
+                         f"follows; use agn.prepare(model, example_inputs), which folds BatchNorm "
+                         f"after a conv or linear layer wherever it sits (attribute or "
+                         f"Sequential)")
     return count

@@ -356,3 +356,19 @@ def test_restrict_activations_narrows_every_input_to_what_the_whole_catalog_acce
     assert {layer.input_quant.int_range() for _, layer in approx_layers(model)} == {(0, 127)}
     with pytest.raises(AssignmentError, match="catalog 'nosuch:1'"):
         restrict_activations_(model, "nosuch:1")
+
+
+def test_fold_bn_refuses_a_batchnorm_it_cannot_place_and_names_prepare():
+    class Attributes(nn.Module):  # conv -> bn as attributes: only the call order pairs them
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = ApproxConv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(self.conv(x))
+
+    with pytest.raises(ValueError, match=r"BatchNorm \['bn'\].*agn.prepare\(model, example"):
+        fold_bn(Attributes())
+    lin = nn.Sequential(ApproxLinear(6, 4), nn.BatchNorm1d(4))
+    assert fold_bn(lin) == 1 and isinstance(lin[1], nn.Identity)
+    assert fold_bn(lin) == 0  # nothing left to fold

@@ -5,7 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from agn.stats import collect_stats, receptive_fields, sample_batches, write_operand_stats
+from agn.stats import (
+    collect_stats,
+    measure_errors,
+    receptive_fields,
+    sample_batches,
+    write_operand_stats,
+)
 from errormodels import StatsError, histogram, load_stats
 from hwlib import INT8, UINT8
 
@@ -215,3 +221,16 @@ def test_measure_errors_matches_per_element_table_lookup():
             assert r.mean == pytest.approx(e.mean(), rel=1e-9, abs=1e-9)
             assert r.std == pytest.approx(e.std(), rel=1e-9, abs=1e-9)
     assert got[("conv", "marlin:0")].std == 0 and got[("conv", "marlin:255")].std > 0
+
+
+def test_statistics_move_model_and_batches_to_the_cpu_themselves():
+    """No GPU here: the devices checked are the CPU and the meta device (tensors without data);
+    a GPU model takes the same path as the meta one up to the copy to the CPU."""
+    net = FakeNet()
+    with pytest.raises(StatsError, match="meta device .no data.; load its weights"):
+        collect_stats(FakeNet().to("meta"), [_inputs(1)])
+    with pytest.raises(StatsError, match="a batch on the meta device"):
+        collect_stats(net, [_inputs(1).to("meta")])
+    with pytest.raises(StatsError, match="meta device"):
+        measure_errors(FakeNet().to("meta"), [_inputs(1)], ["exact"])
+    assert len(collect_stats(net, [_inputs(1)], n_fields=4)) == 2
