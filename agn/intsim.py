@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from agn import sim
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule
 from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
@@ -163,7 +163,7 @@ def predict(net: Network, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
-def integer_split(model: torch.nn.Module, dm: ImageDataModule, split: str, limit: int = 0
+def integer_split(model: torch.nn.Module, dm: DataModule, split: str, limit: int = 0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 inputs as ``model``'s input quantizer codes them, labels) of a set-up data split,
     its first ``limit`` images (0 = all)."""

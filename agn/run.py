@@ -38,7 +38,7 @@ from agn.config import (
     load_pipeline_config,
 )
 from agn.data import build_datamodule
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule, build_user_datamodule
 from agn.export import ExportError, export
 from agn.layers import approx_layers, fold_bn
 from agn.models import build_model
@@ -153,20 +153,28 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def datamodule(cfg: TrainConfig, setup: bool = False) -> ImageDataModule:
-    """The data module of a training configuration; with ``setup`` its data prepared and split."""
-    try:
-        dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
-    except TypeError as exc:
-        raise ConfigError("data_args", f"{cfg.data_args} do not fit dataset {cfg.data!r}: "
-                          f"{exc}") from None
+def datamodule(cfg: TrainConfig, setup: bool = False) -> DataModule:
+    """The data module of a training configuration (the user's ``datamodule``, else the dataset
+    ``data``); with ``setup`` its data prepared and split."""
+    dm: DataModule
+    if cfg.datamodule is not None:
+        try:
+            dm = build_user_datamodule(cfg.datamodule, cfg.datamodule_args)
+        except ValueError as exc:
+            raise ConfigError("datamodule", str(exc)) from None
+    else:
+        try:
+            dm = build_datamodule(cfg.data, seed=cfg.seed, **cfg.data_args)
+        except TypeError as exc:
+            raise ConfigError("data_args", f"{cfg.data_args} do not fit dataset {cfg.data!r}: "
+                              f"{exc}") from None
     if setup:
         dm.prepare_data()
         dm.setup()
     return dm
 
 
-def quantizable(model: nn.Module, dm: ImageDataModule) -> nn.Module:
+def quantizable(model: nn.Module, dm: DataModule) -> nn.Module:
     """``model`` as the stages after float train it: an ``agn`` model with its BatchNorm folded
     (in place), or a plain PyTorch model through :func:`agn.prepare` (a copy)."""
     if approx_layers(model):
@@ -177,7 +185,7 @@ def quantizable(model: nn.Module, dm: ImageDataModule) -> nn.Module:
     return prepare(model, torch.zeros(2, *dm.input_shape))
 
 
-def build_stage_model(stage: Any, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
+def build_stage_model(stage: Any, cfg: TrainConfig, dm: DataModule) -> nn.Module:
     """The model architecture of ``stage``: BatchNorm folded (a plain model prepared) for every
     stage after float."""
     model = build_model(cfg.model, dm.in_channels, dm.input_size, dm.num_classes)
@@ -187,7 +195,7 @@ def build_stage_model(stage: Any, cfg: TrainConfig, dm: ImageDataModule) -> nn.M
 
 
 def load_stage_model(stage: Any, run_dir: PathLike, config: Any = None,
-                     dm: ImageDataModule | None = None) -> nn.Module:
+                     dm: DataModule | None = None) -> nn.Module:
     """The model a finished stage left in ``run_dir`` (mode, multipliers, sigmas and quantizer
     ranges come from its checkpoint).
 
@@ -240,7 +248,7 @@ def export_run(run_dir: PathLike, stage: str | None = None) -> Path:
     return run / "network.json"
 
 
-def write_run_stats(run_dir: PathLike, config: Any = None, dm: ImageDataModule | None = None,
+def write_run_stats(run_dir: PathLike, config: Any = None, dm: DataModule | None = None,
                     *, samples: int = 512, n_fields: int = 64, seed: int | None = None) -> Path:
     """``run_dir/operand_stats.npz`` of the model the noise stage left in ``run_dir``.
 

@@ -23,6 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny budget for smoke tests (about a minute)")
     p.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, cifar10")
+    p.add_argument("--datamodule", help="an import string package.module:Class naming your own "
+                   "LightningDataModule (batches (x, y), an integer num_classes attribute; "
+                   "optional per-channel mean and std); replaces --dataset (its arguments: "
+                   "train.datamodule_args in --config)")
     p.add_argument("--data-dir", help="directory of the dataset files (mnist, fashion-mnist, "
                    "cifar10)")
     p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ..., or an "
@@ -51,7 +55,8 @@ OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "tr
                  "n_gen": "search.n_gen", "init": "search.init", "baseline": "search.baseline",
                  "candidate_epochs": "search.candidate_epochs",
                  "candidate_batches": "search.candidate_batches",
-                 "data_dir": "train.data_args.root", "accelerator": "train.accelerator"}
+                 "data_dir": "train.data_args.root", "accelerator": "train.accelerator",
+                 "datamodule": "train.datamodule"}
 
 
 def option_data(args: argparse.Namespace, fields: dict[str, str]) -> dict:

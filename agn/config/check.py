@@ -1,6 +1,6 @@
 """Validation of a configuration against the world before any stage runs: the catalog resolved
-through hwlib, the model and dataset registries, the data module's keyword arguments and its
-data directory."""
+through hwlib, the model and dataset registries (or import strings), the data module's keyword
+arguments and its data directory."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +11,7 @@ from typing import Any
 from agn.config.schema import PipelineConfig, TrainConfig
 from agn.config.typed import ConfigError, convert, join
 from agn.data import DATAMODULES, DataFileError, build_datamodule
+from agn.data.generic import build_user_datamodule
 from agn.models import MODELS, resolve_builder
 from hwlib.catalogs import Catalog
 
@@ -21,7 +22,8 @@ _SET_BY_CONFIG = {"seed"}  # data-module arguments the configuration sets from i
 
 def check_train(cfg: TrainConfig, where: str = "") -> None:
     """Resolve everything ``cfg`` names (catalog, model, dataset, data module arguments and data
-    directory); ConfigError naming the field, the bad value and what was expected."""
+    directory; a user's data module is imported and built); ConfigError naming the field, the
+    bad value and what was expected."""
     if cfg.catalog is not None:
         try:
             Catalog.build(cfg.catalog)  # the one expansion the stages use later
@@ -32,6 +34,12 @@ def check_train(cfg: TrainConfig, where: str = "") -> None:
     except ValueError as exc:
         raise ConfigError(join(where, "model"), f"expected one of {', '.join(sorted(MODELS))} "
                           f"or an import string 'package.module:callable': {exc}") from None
+    if cfg.datamodule is not None:
+        try:
+            build_user_datamodule(cfg.datamodule, cfg.datamodule_args)
+        except ValueError as exc:
+            raise ConfigError(join(where, "datamodule"), str(exc)) from None
+        return
     if cfg.data not in DATAMODULES:
         raise ConfigError(join(where, "data"), f"expected one of {', '.join(DATAMODULES)}, "
                           f"got {cfg.data!r}")

@@ -98,6 +98,10 @@ class TrainConfig(Typed):
         data: dataset name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``).
         data_args: keyword arguments of the data module (``root``, ``batch_size``, ``shift``...),
             checked against its constructor.
+        datamodule: an import string ``package.module:Class`` naming the user's own
+            LightningDataModule (batches ``(x, y)``, see :mod:`agn.data.generic`); when set it
+            replaces ``data`` and ``data_args``.
+        datamodule_args: keyword arguments ``datamodule`` is built with.
         seed: seed of the splits, shuffling, augmentation, initialisation, noise and search.
         float_stage / qat / noise_stage / retrain: per-stage optimisation.
         noise: learned-noise hyperparameters.
@@ -119,6 +123,8 @@ class TrainConfig(Typed):
     model: str = "lenet5"
     data: str = "digits"
     data_args: dict[str, Any] = field(default_factory=lambda: {"batch_size": 64})
+    datamodule: str | None = None
+    datamodule_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     float_stage: StageConfig = StageConfig(epochs=30, lr=0.05, milestones=(20,))
     qat: StageConfig = StageConfig(epochs=10, lr=0.005)
@@ -141,6 +147,10 @@ class TrainConfig(Typed):
             check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,
                   "a fraction in (0, 1] or a batch count >= 1")
         check(self.threads >= 0, "threads", self.threads, "a thread count >= 0 (0 = torch's)")
+        check(self.datamodule is None or ":" in self.datamodule, "datamodule", self.datamodule,
+              "an import string 'package.module:Class' or null")
+        check(self.datamodule is not None or not self.datamodule_args, "datamodule_args",
+              self.datamodule_args, "no arguments without a datamodule")
         check(self.accelerator in ACCELERATORS, "accelerator", self.accelerator,
               f"one of {list(ACCELERATORS)}")
 
@@ -149,6 +159,11 @@ class TrainConfig(Typed):
         if name not in TRAIN_STAGES:
             raise ValueError(f"training stage {name!r}: expected one of {list(TRAIN_STAGES)}")
         return getattr(self, STAGE_FIELDS[TRAIN_STAGES.index(name)])
+
+    @property
+    def dataset(self) -> str:
+        """What the stages train on, as titles name it: ``datamodule`` when set, else ``data``."""
+        return self.datamodule or self.data
 
     @property
     def epochs(self) -> tuple[int, int, int, int]:

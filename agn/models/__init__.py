@@ -1,12 +1,12 @@
 """Model architectures built from approximable layers, and a registry by name."""
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from functools import partial
 
 from torch import nn
 
+from agn.importing import import_object
 from agn.layers import approx_layers
 from agn.models.lenet import LeNet5
 from agn.models.marlin_mnist import MarlinMNIST
@@ -33,15 +33,13 @@ def resolve_builder(name: str) -> Callable[..., nn.Module]:
             raise ValueError(f"model {name!r}: unknown; known models: {', '.join(sorted(MODELS))}"
                              f", or an import string 'package.module:callable'")
         return MODELS[name]
-    module, _, attr = name.partition(":")
     try:
-        obj = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"model {name!r}: cannot import {attr!r} from {module!r}: {exc}") from None
+        obj = import_object(name, "a model builder (a class or function of in_channels, "
+                            "input_size and num_classes)")
+    except ValueError as exc:
+        raise ValueError(f"model {exc}") from None
     if not callable(obj):
-        raise ValueError(f"model {name!r}: {attr!r} is not callable")
+        raise ValueError(f"model {name!r}: {type(obj).__name__} {obj!r} is not callable")
     return obj
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from agn.config import PipelineConfig, TrainConfig
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule
 from agn.intsim import integer_split
 from agn.run import datamodule, load_stage_model
 
@@ -35,7 +35,7 @@ class Context:
                              f"{self.threads}")
 
     @cached_property
-    def dm(self) -> ImageDataModule:
+    def dm(self) -> DataModule:
         """The data module, set up (splits fixed by the seed)."""
         return datamodule(self.cfg.train, setup=True)
 

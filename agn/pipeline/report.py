@@ -80,7 +80,7 @@ def write_report(run_dir: str | Path) -> Path:
     chosen = em.read_assignment(run / CHOSEN_FILE)
     validation = json.loads((run / "validation.json").read_text())
     s, ex, dep = done["search"], done["export"], done["deploy"]
-    L = [f"# agn pipeline report: {cfg.train.model} on {cfg.train.data}", "",
+    L = [f"# agn pipeline report: {cfg.train.model} on {cfg.train.dataset}", "",
          f"Catalog `{cfg.catalog}`, seed {cfg.seed}, lambda {cfg.train.noise.lam}; energies are "
          f"relative multiplication energy with power from {pareto['power_source']}.", "",
          "## Accuracy through the stages", "",

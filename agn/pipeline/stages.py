@@ -132,8 +132,8 @@ def search_stage(ctx: Context) -> dict:
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
     records = write_front(result, ctx.run_dir)
     plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
-               title=f"{cfg.train.model} on {cfg.train.data}: NSGA-II front ({len(result.store)} "
-                     f"evaluations)")
+               title=f"{cfg.train.model} on {cfg.train.dataset}: NSGA-II front "
+                     f"({len(result.store)} evaluations)")
     chosen = choose_point(records, exact_point.error, cfg.search.max_loss)
     hwlib.write_assignment(ctx.run_dir / CHOSEN_FILE, space.assignment(
         chosen["genome"], rule="nsga2: lowest energy within max_loss of exact", details={

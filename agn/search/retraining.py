@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from agn.config import TrainConfig
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule
 from agn.export import export
 from agn.intsim import integer_split, predict
 from agn.layers import approximate_
@@ -37,7 +37,7 @@ class RetrainingScorer:
         self.run_dir, self.config, self.stage = Path(run_dir), config, stage
         self.epochs, self.batches, self.val_samples = epochs, batches, val_samples
         self.fixed = dict(fixed or {})
-        self._dm: ImageDataModule | None = None
+        self._dm: DataModule | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_dm": None}  # workers load the data themselves
@@ -48,7 +48,7 @@ class RetrainingScorer:
         per = f", {self.batches} batches each" if self.batches else ""
         return f"bit-exact after {self.epochs} retraining epoch(s){per}"
 
-    def _datamodule(self) -> ImageDataModule:
+    def _datamodule(self) -> DataModule:
         if self._dm is None:
             self._dm = datamodule(self.config, setup=True)
         return self._dm

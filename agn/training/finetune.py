@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from torch import nn
 
 from agn.config import TrainConfig
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule
 from agn.layers import set_mode, set_observe
 from agn.seeding import seeded
 from agn.training.module import AGNModule, Stage
@@ -25,7 +25,7 @@ from agn.training.stages import SEED_OFFSET, accelerator, process_settings
 __all__ = ["finetune"]
 
 
-def finetune(model: nn.Module, dm: ImageDataModule, cfg: TrainConfig, epochs: int,
+def finetune(model: nn.Module, dm: DataModule, cfg: TrainConfig, epochs: int,
              batches: int = 0) -> nn.Module:
     """Retrain ``model`` (its multipliers already assigned) in approximate mode, in place.
 

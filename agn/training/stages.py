@@ -25,7 +25,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from agn.config import TrainConfig, check_train, document, load_config
-from agn.data.base import ImageDataModule
+from agn.data.generic import DataModule
 from agn.layers import (
     AssignmentError,
     approximate_,
@@ -117,7 +117,7 @@ def _record_config(run: Path, stage: Stage, cfg: TrainConfig) -> None:
     atomic_write_text(stage_config_path(run, stage), text)
 
 
-def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModule) -> nn.Module:
+def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: DataModule) -> nn.Module:
     prev = PREVIOUS[stage]
     model = load_stage_model(prev, run, cfg, dm)
     if prev is Stage.FLOAT:
@@ -126,7 +126,7 @@ def _load_previous(stage: Stage, run: Path, cfg: TrainConfig, dm: ImageDataModul
 
 
 def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
-             dm: ImageDataModule) -> None:
+             dm: DataModule) -> None:
     """Bring a model loaded from the previous stage into this stage's starting state."""
     if stage is Stage.QAT:
         if cfg.catalog:
@@ -244,7 +244,7 @@ def accelerator(cfg: TrainConfig, stage: Stage) -> str:
     return cfg.accelerator
 
 
-def _write_sigmas(run: Path, model: nn.Module, dm: ImageDataModule, cfg: TrainConfig) -> Path:
+def _write_sigmas(run: Path, model: nn.Module, dm: DataModule, cfg: TrainConfig) -> Path:
     model.eval()
     with torch.no_grad():
         model(next(iter(dm.val_dataloader()))[0][:1])  # records every layer's multiplication count
