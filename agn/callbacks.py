@@ -10,6 +10,9 @@ models have) and act on it around the user's own training step and optimizer.
   the noise reward subtracted from the training loss (``CE - lam * sum_l (c_l/C)
   min(|s_l|, s_max)``, as the toolkit's noise stage), sigmas in their own optimizer group without
   weight decay, logged per layer every epoch and written to ``sigmas.json`` at the end.
+- :class:`ApproximateRetraining`: the assignment's multipliers on every layer, approximate mode
+  (the exact approximate engine, straight-through gradients) with the observers frozen, as the
+  toolkit's retrain stage; the CPU only.
 
 Each callback's progress is in the checkpoint, so a resumed fit continues its stage instead of
 starting it again.
@@ -25,6 +28,7 @@ from torch import nn
 
 from agn.layers import (
     approx_layers,
+    approximate_,
     calibrate,
     noise_penalty,
     reset_sigmas,
@@ -33,9 +37,11 @@ from agn.layers import (
     sigma_table,
 )
 from agn.quant import ActQuant
+from hwlib.assignment import AssignmentLike, as_assignment
 from hwlib.fileio import atomic_write_json
 
-__all__ = ["CallbackError", "NoiseTraining", "QuantizationAwareTraining", "find_model"]
+__all__ = ["ApproximateRetraining", "CallbackError", "NoiseTraining", "QuantizationAwareTraining",
+           "find_model"]
 
 
 class CallbackError(ValueError):
@@ -203,4 +209,53 @@ class NoiseTraining(pl.Callback):
         return {"started": self.started}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.started = bool(state_dict["started"])
+
+
+class ApproximateRetraining(pl.Callback):
+    """Approximate retraining of the prepared (quantized) model inside the user's module.
+
+    At the start of the first fit every approximable layer gets the multiplier ``assignment``
+    names (:func:`agn.layers.approximate_`, which also narrows input quantizers to the codes the
+    multipliers accept); every fit runs in approximate mode with the observers frozen, which is
+    the toolkit's retrain stage. The user's loss and optimizer are left as they are (the sigmas
+    get no gradient in approximate mode). The layers' multipliers are in the model's checkpoint
+    and the assignment in this callback's state, so a resumed fit continues the same retraining;
+    resuming with another assignment is refused.
+
+    Args:
+        assignment: an :class:`hwlib.Assignment`, an assignment file (``assignment.json``,
+            ``chosen_assignment.json``) or a mapping layer -> spec.
+
+    Raises:
+        CallbackError: the module is not on the CPU (the approximate engine runs there only;
+            ``Trainer(accelerator="cpu")``), or a resumed fit had another assignment.
+        AssignmentError: the assignment does not name exactly the model's layers.
+    """
+
+    def __init__(self, assignment: AssignmentLike) -> None:
+        self.assignment = as_assignment(assignment)
+        self.started = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type != "cpu":
+            raise CallbackError(f"ApproximateRetraining: the approximate engine runs on the CPU "
+                                f"only, the module is on {pl_module.device}; use "
+                                f"Trainer(accelerator='cpu')")
+        model = find_model(pl_module)
+        if not self.started:
+            approximate_(model, self.assignment)
+            self.started = True
+        set_mode(model, "approx")
+        set_observe(model, False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"started": self.started, "assignment": self.assignment.specs()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = dict(state_dict["assignment"])
+        if saved != self.assignment.specs():
+            raise CallbackError(f"ApproximateRetraining: the checkpoint retrained with "
+                                f"{saved}, this callback has {self.assignment.specs()}; resume "
+                                f"with the same assignment")
         self.started = bool(state_dict["started"])

@@ -13,6 +13,7 @@ from hwlib.fileio import atomic_path, atomic_write_json
 from hwlib.scratch import scratch_dir
 
 INPUTS_FILE = "validation_inputs.npy"
+ENCODED_TEST = "integer_test.npz"  # agn.userrun.SPLIT_FILES["test"] (not imported: torch)
 TARGET_FILE = "target_check.json"
 
 
@@ -34,9 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where firmware/ and validation.json go (default: the network's "
                    "directory)")
     p.add_argument("--inputs", type=Path, default=None,
-                   help=".npy of uint8 inputs (N, C, H, W); default: --n-inputs random inputs "
-                   "in the input range the network declares")
-    p.add_argument("--n-inputs", type=int, default=8, help="random inputs (default: %(default)s)")
+                   help=".npy of uint8 inputs (N, C, H, W); default: the first --n-inputs "
+                   f"encoded test images of a directory agn.write_run wrote ({ENCODED_TEST}), "
+                   "else --n-inputs random inputs in the input range the network declares")
+    p.add_argument("--n-inputs", type=int, default=8,
+                   help="inputs validated (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs "
                    "(default: %(default)s)")
     p.add_argument("--sanitize", action="store_true",
@@ -53,6 +56,10 @@ def _inputs(args: argparse.Namespace, net: deploy.Network) -> np.ndarray:
         return np.load(args.inputs, allow_pickle=False)
     if args.n_inputs < 1:
         raise ValueError(f"--n-inputs: expected at least 1, got {args.n_inputs}")
+    encoded = args.network / ENCODED_TEST
+    if args.network.is_dir() and encoded.exists():
+        with np.load(encoded, allow_pickle=False) as f:
+            return f["x"][:args.n_inputs]
     rng = np.random.default_rng(args.seed)  # codes the network's input declares (lo..hi)
     return rng.integers(net.input.lo, net.input.hi + 1, (args.n_inputs,) + net.input.shape,
                         dtype=np.uint8)

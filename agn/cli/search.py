@@ -11,12 +11,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search", help="NSGA-II Pareto front of energy against accuracy",
         description="Search per-layer multipliers for the integer network in RUN_DIR/search "
-        "(written by 'agn pipeline' up to its export_search stage), seeded by RUN_DIR/"
-        "assignment.json. Writes pareto.csv/.json/.png and chosen_assignment.json; a killed "
-        "search resumes from its last generation.")
+        "(written by 'agn pipeline' up to its export_search stage), or in RUN_DIR/network.json "
+        "of a directory agn.write_run wrote (scored on its integer_val.npz), seeded by RUN_DIR/"
+        "assignment.json ('agn match'). Writes pareto.csv/.json/.png and "
+        "chosen_assignment.json; a killed search resumes from its last generation.")
     p.add_argument("--run-dir", type=Path, required=True, help="run directory")
     add_search_options(p)
     p.add_argument("--seed", type=int, help="search seed")
+    p.add_argument("--catalog", help="multiplier catalog of a write_run directory (default: "
+                   "the one its assignment.json was matched over); a pipeline run searches "
+                   "its own")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the random-init search for comparison")
     p.add_argument("--val", type=int, dest="val_samples", metavar="N",
@@ -53,17 +57,51 @@ OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
 
 def run(args: argparse.Namespace) -> int:
     """Run the search stage of a run directory with the given overrides."""
-    from agn.cli.pipeline import option_data
-    from agn.config import document, load_pipeline_config
-    from agn.pipeline.context import Context
     from agn.pipeline.stages import search_stage
-    from agn.run import pipeline_config
     from agn.threads import torch_threads
 
-    recorded = pipeline_config(args.run_dir)
-    cfg = load_pipeline_config([document(recorded)], option_data(args, OPTION_FIELDS))
+    ctx = context(args)
     with torch_threads(args.threads):
-        summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
-                                       args.threads))
+        summary = search_stage(ctx)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def context(args: argparse.Namespace):
+    """The search's Context: a pipeline run's (its recorded configuration, overridden by the
+    options), or a write_run directory's (the configuration's defaults and the options)."""
+    from agn.cli.pipeline import option_data
+    from agn.config import deep_merge, document, load_pipeline_config
+    from agn.pipeline.context import Context, UserRunContext
+    from agn.run import STATUS_FILE, pipeline_config
+    from agn.userrun import SPLIT_FILES
+
+    run_dir: Path = args.run_dir
+    over = option_data(args, OPTION_FIELDS)
+    if (run_dir / STATUS_FILE).exists() or not (run_dir / SPLIT_FILES["val"]).exists():
+        if args.catalog is not None:
+            raise ValueError(f"--catalog: a pipeline run searches its own catalog; "
+                             f"{run_dir / STATUS_FILE} records it")
+        cfg = load_pipeline_config([document(pipeline_config(run_dir))], over)
+        return Context(run_dir, cfg, True, args.workers, args.scheduler, args.threads)
+    missing = [f for f in ("network.json", "sigmas.json", "assignment.json")
+               if not (run_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: a write_run directory needs {', '.join(missing)} "
+                                f"for the search (assignment.json: run 'agn match --run-dir "
+                                f"{run_dir}' first)")
+    catalog = args.catalog or _matched_catalog(run_dir)
+    cfg = load_pipeline_config([], deep_merge(over, {"train": {"catalog": catalog}}
+                                              if catalog else {}))
+    if cfg.search.candidate_epochs:
+        raise ValueError(f"--retrain-epochs: retraining candidates needs the model and training "
+                         f"data of an 'agn pipeline' run; {run_dir} was written by "
+                         f"agn.write_run")
+    return UserRunContext(run_dir, cfg, True, args.workers, args.scheduler, args.threads)
+
+
+def _matched_catalog(run_dir: Path) -> str | None:
+    import hwlib
+    from agn.run import ASSIGNMENT_FILE
+
+    return hwlib.read_assignment(run_dir / ASSIGNMENT_FILE).catalog

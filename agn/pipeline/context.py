@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+import deploy
 from agn.config import PipelineConfig, TrainConfig
 from agn.data.generic import DataModule
 from agn.intsim import integer_split
-from agn.run import datamodule, load_stage_model
+from agn.run import SEARCH_DIR, datamodule, load_stage_model
+from agn.userrun import SPLIT_FILES
 
 
 @dataclass
@@ -54,6 +56,15 @@ class Context:
         """(uint8 inputs as the model's input quantizer codes them, labels) of a data split."""
         return integer_split(model, self.dm, split, limit)
 
+    def search_network(self) -> deploy.Network:
+        """The integer network the search scores candidates on (``RUN/search``)."""
+        return deploy.load(self.run_dir / SEARCH_DIR)
+
+    def search_split(self, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(encoded inputs, labels) the search scores on: the validation split as the
+        noise-trained model's input quantizer codes it, its first ``limit`` images (0 = all)."""
+        return self.integer_split(self.model("noise"), "val", limit)
+
     def runner(self):
         """Context manager giving the candidate runner: Dask when asked, else None (serial)."""
         if self.workers or self.scheduler:
@@ -65,3 +76,29 @@ class Context:
     def train_config(self, assignment: str | None = None) -> TrainConfig:
         """The training configuration with this run's thread setting."""
         return self.cfg.train_config(assignment, self.threads)
+
+
+@dataclass
+class UserRunContext(Context):
+    """The search's view of a directory :func:`agn.write_run` wrote: its integer network
+    (``RUN/network.json``) and encoded validation split (``RUN/integer_val.npz``); it has no
+    training stages, data module or model."""
+
+    @property
+    def dm(self) -> DataModule:  # type: ignore[override]
+        raise self._missing("data module")
+
+    def model(self, stage: str) -> nn.Module:
+        raise self._missing(f"model of stage {stage!r}")
+
+    def _missing(self, what: str) -> ValueError:
+        return ValueError(f"{self.run_dir} was written by agn.write_run: it holds no {what} "
+                          f"(the training stages run in 'agn pipeline')")
+
+    def search_network(self) -> deploy.Network:
+        return deploy.load(self.run_dir)
+
+    def search_split(self, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.run_dir / SPLIT_FILES["val"], allow_pickle=False) as f:
+            x, y = f["x"], f["y"]
+        return (x, y) if not limit else (x[:limit], y[:limit])

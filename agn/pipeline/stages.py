@@ -94,14 +94,15 @@ def _check_integer(ctx: Context, model, net: deploy.Network, split: str) -> dict
 
 def search_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
-    net = deploy.load(ctx.run_dir / SEARCH_DIR)
+    net = ctx.search_network()
     scorer, scoring = _scorer(ctx, net)
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
     mults = [sig[n].multiplications for n in layers]
     space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.search.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
-    extra = hwlib.read_assignments(ctx.run_dir / SEEDS_FILE)
+    seeds_file = ctx.run_dir / SEEDS_FILE  # the pipeline's match stage writes it, agn match not
+    extra = hwlib.read_assignments(seeds_file) if seeds_file.exists() else []
     exact = space.uniform(space.exact_gene)
     seeds = [space.encode(matched)] + [space.encode(a) for a in extra] + [exact]
     search_cfg = SearchConfig(pop_size=cfg.search.pop_size, n_gen=cfg.search.n_gen, seed=cfg.seed,
@@ -174,7 +175,7 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
         scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
                                   cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
-    x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.search.val_samples)
+    x, y = ctx.search_split(cfg.search.val_samples)
     return IntegerScorer(net, x, y), SearchConfig.scoring
 
 

@@ -12,12 +12,29 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from agn.callbacks import CallbackError, NoiseTraining, QuantizationAwareTraining
-from agn.config import NoiseConfig, StageConfig
-from agn.layers import Mode, approx_layers, calibrate, reset_sigmas, set_mode, set_observe
+from agn.callbacks import (
+    ApproximateRetraining,
+    CallbackError,
+    NoiseTraining,
+    QuantizationAwareTraining,
+)
+from agn.config import NoiseConfig, StageConfig, TrainConfig
+from agn.layers import (
+    Mode,
+    approx_layers,
+    approximate_,
+    calibrate,
+    reset_sigmas,
+    set_mode,
+    set_observe,
+)
 from agn.models import build_model
 from agn.preparation import prepare
+from agn.seeding import seeded
 from agn.training import AGNModule, Stage
+from agn.training.finetune import finetune
+from agn.training.stages import SEED_OFFSET
+from hwlib import Assignment, write_assignment
 
 
 class UserModule(pl.LightningModule):
@@ -154,3 +171,72 @@ def test_callbacks_need_a_prepared_model(tmp_path):
         _trainer(tmp_path, 1, [NoiseTraining()]).fit(user, train_dataloaders=_loader())
     with pytest.raises(CallbackError, match="lam >= 0"):
         NoiseTraining(lam=-1)
+
+
+class _Loaders:
+    """What the toolkit's retraining reads from a data module: the training loader."""
+
+    def train_dataloader(self):
+        return _loader()
+
+
+def test_approximate_retraining_callback_trains_the_weights_of_the_toolkit_retraining(tmp_path):
+    """Same model, assignment, data and seed: the callback on a user's module (their SGD, one
+    parameter group) and the toolkit's retraining (agn.training.finetune, the retrain stage's
+    AGNModule) give the same weights after 4 steps (tolerance 1e-6 absolute: only the order of
+    floating-point operations may differ)."""
+    torch.manual_seed(0)
+    base = build_model("lenet5", 1, 8, num_classes=3)
+    calibrate(base, [torch.randn(32, 1, 8, 8)], 1)
+    set_mode(base, "quant")
+    specs = dict(zip([n for n, _ in approx_layers(base)], ["marlin:3", "marlin:7", "marlin:1",
+                                                           "marlin:0", "exact"]))
+    write_assignment(tmp_path / "chosen.json", Assignment.from_mapping(specs))
+    cfg = TrainConfig(seed=5, threads=1, accelerator="cpu",
+                      retrain=StageConfig(lr=0.01, momentum=0.9, weight_decay=1e-4))
+
+    ours = copy.deepcopy(base)
+    approximate_(ours, tmp_path / "chosen.json")
+    finetune(ours, _Loaders(), cfg, epochs=1, batches=4)
+
+    theirs = copy.deepcopy(base)
+    cb = ApproximateRetraining(tmp_path / "chosen.json")
+    user = UserModule(theirs, cfg.retrain.lr, cfg.retrain.weight_decay)
+    with seeded(cfg.seed + SEED_OFFSET[Stage.RETRAIN], workers=False):
+        _trainer(tmp_path, 1, [cb], enable_checkpointing=False,
+                 limit_train_batches=4).fit(user, train_dataloaders=_loader())
+    assert all(m.mode is Mode.APPROX and m.spec == specs[n] for n, m in approx_layers(theirs))
+    assert not theirs.quant_in.observe
+    moved = 0
+    for (name, a), b, start in zip(ours.state_dict().items(), theirs.state_dict().values(),
+                                   base.state_dict().values()):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+            moved += not torch.equal(a, start)
+    assert moved >= 5  # the weights did train
+
+
+def test_approximate_retraining_resumes_with_its_assignment_and_refuses_another(tmp_path):
+    torch.manual_seed(0)
+    net = prepare(PlainNet(), torch.randn(4, 1, 8, 8))
+    calibrate(net, [torch.randn(16, 1, 8, 8)], 1)
+    specs = {"conv": "marlin:5", "fc": "exact"}
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="last")
+    _trainer(tmp_path, 1, [ApproximateRetraining(specs), ckpt]).fit(
+        UserModule(net), train_dataloaders=_loader())
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert {"started": True, "assignment": specs} in state["callbacks"].values()
+
+    fresh = prepare(PlainNet(), torch.randn(4, 1, 8, 8))  # uncalibrated, exact multipliers
+    resumed = ApproximateRetraining(specs)
+    trainer = _trainer(tmp_path / "b", 2, [resumed])
+    trainer.fit(UserModule(fresh), train_dataloaders=_loader(),
+                ckpt_path=str(tmp_path / "last.ckpt"))
+    assert trainer.current_epoch == 2 and resumed.started
+    assert {n: m.spec for n, m in approx_layers(fresh)} == specs
+    assert all(m.mode is Mode.APPROX for _, m in approx_layers(fresh))
+    other = ApproximateRetraining({"conv": "marlin:6", "fc": "exact"})
+    with pytest.raises(CallbackError, match="resume with the same assignment"):
+        _trainer(tmp_path / "c", 2, [other]).fit(
+            UserModule(prepare(PlainNet(), torch.randn(4, 1, 8, 8))),
+            train_dataloaders=_loader(), ckpt_path=str(tmp_path / "last.ckpt"))

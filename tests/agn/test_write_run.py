@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import agn
 import deploy
+import hwlib
 from agn.callbacks import NoiseTraining, QuantizationAwareTraining
 from agn.cli import main
 from agn.intsim import predict
@@ -104,6 +105,29 @@ def test_user_run_goes_through_match_and_deploy(tmp_path, capsys):
     assert main(["deploy", str(run), "--assignment", str(run / "assignment.json"),
                  "--inputs", str(tmp_path / "x.npy"), "--no-target-check"]) == 0
     assert json.loads((run / "validation.json").read_text())["ok"] is True
+
+    # agn search on the write_run directory: no pipeline.json, scored on integer_val.npz
+    capsys.readouterr()
+    assert main(["search", "--run-dir", str(run), "--pop", "6", "--gen", "1",
+                 "--no-baseline"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    chosen = hwlib.read_assignment(run / "chosen_assignment.json")
+    assert [x.name for x in chosen.layers] == names and chosen.catalog == "marlin:*"
+    exact = float(np.mean(predict(net, val["x"]) == val["y"]))
+    assert summary["exact_accuracy"] == pytest.approx(exact)
+    assert (run / "pareto.csv").exists() and (run / "search").is_dir()
+    # ... and agn deploy of the chosen point on the encoded test images (the default inputs)
+    assert main(["deploy", str(run), "--assignment", str(run / "chosen_assignment.json"),
+                 "--n-inputs", "3", "--no-target-check"]) == 0
+    test_x = np.load(run / "integer_test.npz")["x"][:3]
+    np.testing.assert_array_equal(np.load(run / "validation_inputs.npy"), test_x)
+    assert json.loads((run / "validation.json").read_text())["ok"] is True
+    with pytest.raises(ValueError, match="retraining candidates needs the model"):
+        from agn.cli import build_parser
+        from agn.cli.search import context
+
+        context(build_parser("search").parse_args(["search", "--run-dir", str(run),
+                                                    "--retrain-epochs", "1"]))
 
 
 def test_write_run_refuses_an_unprepared_model(tmp_path):
