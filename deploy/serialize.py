@@ -14,6 +14,8 @@ import numpy as np
 from deploy.errors import IRError
 from deploy.ir import NODE_TYPES, Node, Requant
 from deploy.network import SCHEMA_VERSION, Network
+from hwlib import anonymous
+from hwlib.errors import TableError
 from hwlib.fileio import atomic_write_bytes, atomic_write_json
 
 JSON_NAME, NPZ_NAME = "network.json", "network.npz"
@@ -32,7 +34,8 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON document and the tensors (keyed ``n<index>.<field>``) describing ``net``."""
+    """The JSON document and the tensors (keyed ``n<index>.<field>``) describing ``net``, plus
+    the anonymous multiplier tables its layers use (``tables.<hex>.*``, :mod:`hwlib.anonymous`)."""
     arrays: dict[str, np.ndarray] = {}
     nodes = []
     for i, node in enumerate(net.nodes):
@@ -40,6 +43,8 @@ def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarr
         for f in dataclasses.fields(node):
             doc[f.name] = _encode(getattr(node, f.name), f"n{i}.{f.name}", arrays)
         nodes.append(doc)
+    arrays.update(anonymous.table_arrays(
+        m for m in (getattr(n, "multiplier", None) for n in net.nodes) if isinstance(m, str)))
     return {"schema_version": net.schema_version, "name": net.name, "nodes": nodes}, arrays
 
 
@@ -78,7 +83,11 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
 
 def from_json_and_arrays(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
     """Rebuild (and re-validate) a Network from :func:`to_json_and_arrays` output (of this or an
-    earlier schema version)."""
+    earlier schema version); the anonymous tables stored with it are registered first."""
+    try:
+        anonymous.load_tables(arrays)
+    except TableError as exc:
+        raise IRError(str(exc)) from None
     doc = migrate(doc)
     version = doc["schema_version"]
     nodes: list[Node] = []

@@ -5,8 +5,8 @@ lists; :mod:`hwlib.families` documents every spec form. ``hwlib.Catalog`` is a c
 other packages use it (exact member, power order, energy), ``hwlib.Assignment`` the per-layer
 multiplier assignment and its versioned file (:mod:`hwlib.assignment`).
 """
+from hwlib import anonymous, marlin
 from hwlib import families as _families  # noqa: F401  (registers the built-in families)
-from hwlib import marlin
 from hwlib.assignment import (
                               ASSIGNMENT_FILE,
                               Assignment,
@@ -50,5 +50,5 @@ __all__ = [
     "Exact", "INT8", "INT9", "Mitchell", "Multiplier", "OperandTruncation", "PartialProductArray",
     "Perforation", "Power", "Roba", "Roup", "SignMagnitude", "SpecError", "TableError",
     "TableMultiplier", "UINT7", "UINT8", "catalog", "error_metrics", "error_metrics_batch",
-    "expand", "families", "get", "marlin", "partial_product_proxy", "register",
+    "anonymous", "expand", "families", "get", "marlin", "partial_product_proxy", "register",
 ]

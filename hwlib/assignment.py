@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwlib.anonymous import adopt
 from hwlib.errors import AssignmentError
 from hwlib.fileio import atomic_write_json
 from hwlib.multiplier import Multiplier
@@ -194,11 +195,13 @@ class Assignment:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], **fields: Any) -> Assignment:
-        """An assignment from ``{layer name: spec or hwlib Multiplier}`` (plus file fields)."""
+        """An assignment from ``{layer name: spec or hwlib Multiplier}`` (plus file fields); a
+        Multiplier hwlib cannot name is adopted by content (``table:sha256:<hex>``, see
+        :mod:`hwlib.anonymous`)."""
         layers = []
         for name, value in mapping.items():
             if isinstance(value, Multiplier):
-                value = value.spec
+                value = adopt(value).spec
             if not isinstance(value, str):
                 raise AssignmentError(f"multiplier for layer {name!r}: expected a spec string "
                                       f"such as 'marlin:17' (or a hwlib Multiplier), got "

@@ -10,6 +10,8 @@ Spec forms (``hwlib.get``):
   ``roba:8``, and the unsigned variants ``bam:v5h2u``, ``tm:k3u``, ``roup:r4p1u``. Append
   ``:raw`` for the uint8 x uint8 circuit itself (``.circuit``), e.g. ``trunc:k4:raw``.
 - ``file:path`` (``.c``, ``.bin``, ``.npy``): a user's circuit, see :mod:`hwlib.tablefile`.
+- ``table:sha256:<hex>``: an anonymous Multiplier object (e.g. a ``TableMultiplier`` built from
+  an array) addressed by its content, see :mod:`hwlib.anonymous`.
 
 Wildcards (``hwlib.catalog``) match each family's grid with shell patterns: ``marlin:*``,
 ``evo:mul8s_*``, ``bam:*``, ``bam:v*h0``, ``tm:*``, ``trunc:*``, ``perf:*``, ``drum:*``, ``roup:*``.
@@ -19,7 +21,19 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 
-from hwlib import bam, drum, evoapprox, logmul, marlin, perforation, roup, tablefile, tm, truncation
+from hwlib import (
+    anonymous,
+    bam,
+    drum,
+    evoapprox,
+    logmul,
+    marlin,
+    perforation,
+    roup,
+    tablefile,
+    tm,
+    truncation,
+)
 from hwlib.errors import SpecError
 from hwlib.registry import Expander, register
 
@@ -52,6 +66,7 @@ def _grid_expander(family: str, grid: Callable[[], list[str]]) -> Expander:
 register("marlin", _marlin, _grid_expander("marlin", lambda: [str(v) for v in range(256)]))
 register("evo", evoapprox.model, evoapprox.expand)
 register("file", tablefile.load)
+register(anonymous.FAMILY, anonymous.lookup)
 register("mitchell", logmul.make_mitchell)
 register("roba", logmul.make_roba)
 for _module, _family in ((bam, "bam"), (tm, "tm"), (truncation, "trunc"), (perforation, "perf"),

@@ -89,22 +89,11 @@ class _Approximable:
         return hwlib.get(self.spec)
 
     def set_multiplier(self, spec: str | hwlib.Multiplier) -> None:
-        """Set the multiplier: a spec string or a Multiplier object, checked against the hwlib
-        registry (the engine, export and firmware look multipliers up by their spec).
-
-        Raises:
-            LayerError: a Multiplier object whose spec hwlib cannot resolve (an anonymous table).
-        """
-        m = hwlib.get(spec)
-        if not isinstance(spec, str):
-            try:
-                hwlib.get(m.spec)
-            except hwlib.SpecError as exc:
-                raise LayerError(f"multiplier {m.spec!r} ({type(m).__name__}): hwlib cannot "
-                                 f"resolve its spec ({exc}); the engine, export and firmware "
-                                 f"look multipliers up by spec, so register its family "
-                                 f"(hwlib.register) or save its table and use "
-                                 f"'file:<path>.npy'") from None
+        """Set the multiplier: a spec string (resolved by hwlib) or a Multiplier object; an
+        object hwlib cannot name (an anonymous table) is adopted by content as
+        ``table:sha256:<hex>`` (:mod:`hwlib.anonymous`), a spec that travels with the exported
+        network, so the engine, export and firmware look up the same table."""
+        m = hwlib.get(spec) if isinstance(spec, str) else hwlib.anonymous.adopt(spec)
         self.spec = m.spec
 
     @property

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from torch import nn
 
 import hwlib
-from agn.layers import ApproxConv2d, LayerError, approximate_
+from agn.layers import ApproxConv2d, approximate_
 
 
 def _table(spec: str) -> hwlib.TableMultiplier:
@@ -24,8 +23,12 @@ def test_a_registered_multiplier_object_is_accepted_by_layers_and_approximate():
     assert [m.spec for m in model] == ["marlin:3", "exact"]
 
 
-def test_an_anonymous_table_object_is_refused_when_set_not_later():
+def test_an_anonymous_table_object_is_adopted_by_content_when_set():
     conv = ApproxConv2d(1, 2, 3)
-    with pytest.raises(LayerError, match=r"'anon:0' \(TableMultiplier\).*hwlib.register.*file:"):
-        conv.set_multiplier(_table("anon:0"))
-    assert conv.spec == "exact"  # unchanged
+    table = _table("anon:0")  # hwlib cannot name 'anon:0'
+    conv.set_multiplier(table)
+    assert conv.spec == f"table:sha256:{table.fingerprint()}"
+    np.testing.assert_array_equal(conv.multiplier.table(), table.table())
+    model = nn.Sequential(ApproxConv2d(1, 2, 3), ApproxConv2d(2, 2, 3))
+    approximate_(model, {"0": table, "1": "exact"})
+    assert model[0].spec == conv.spec
