@@ -9,8 +9,8 @@ kernels wait for each transfer: no double buffering yet):
   stretched by the tiles' load imbalance (``ceil(tiles / cores) x cores / tiles``); pooling,
   add and element-wise layers count one output element per cycle and core;
 - DMA: ``bytes / dma_bytes_per_cycle + transfers x dma_setup_cycles`` (one cluster DMA engine);
-- CSR writes: every core writes the level once per MARLIN layer, and the current kernels set and
-  clear the enables around each dot product (two writes per output).
+- CSR writes: every core writes the level once per MARLIN layer and its kernel call sets and
+  clears the SIMD route once (three writes per core).
 
 Multiplication energy is ``MACs x P / f`` with ``P`` the multiplier's power in the power table
 (``hwlib``'s figures, measured at ``power_clock_hz``) where one is known.
@@ -95,7 +95,7 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int,
     if isinstance(node, _Layer):
         mul = hwlib.get(node.multiplier)
         if isinstance(mul, hwlib.marlin.Marlin):
-            csr = cores + 2 * out
+            csr = 3 * cores
         if mul.power.mw is not None:
             energy = m * mul.power.mw * 1e-3 / p.power_clock_hz * 1e6
     return LayerCost(name=node.name, op=node.op, macs=m, compute_cycles=compute,

@@ -146,7 +146,7 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
             ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
                                      else "{ 0, 0 }")
         if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
-            ctx["params"]["col"], ctx["k"] = "0", 0
+            ctx["params"]["col"], ctx["col_bytes"] = "0", 0
         ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None
         if isinstance(node, _Layer) and plan.placement(node.name) == "L3":
             lay, staging = parameter_layout(node), f"{prefix}_staging"
@@ -172,7 +172,7 @@ def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any
             total += c["weight"].size + 4 * c["bias"].size
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
-        total += cores * c.get("k", 0)  # an untiled conv's im2col buffer per core in L2
+        total += cores * c.get("col_bytes", 0)  # an untiled conv's im2col buffers per core
     return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
                        for t in luts.values())
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,59 @@ def parse_outputs(data: bytes, fw: Firmware, n: int) -> dict[str, np.ndarray]:
             for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class HostRun:
+    """One firmware's outputs from a host run.
+
+    Attributes:
+        outputs: ``{node name: array}`` in the reference's layout (NCHW or (N, F)).
+        checksums: (inputs, nodes) uint32, the checksum the firmware's hook took of every node
+            right after it ran (the same code the target build prints).
+    """
+
+    outputs: dict[str, np.ndarray]
+    checksums: np.ndarray
+
+
+def parse_checksums(stdout: str, firmwares: Sequence[Firmware], counts: Sequence[int]
+                    ) -> list[np.ndarray]:
+    """Per firmware, the (inputs, nodes) checksums printed by a host program."""
+    sums = [np.full((n, len(fw.layers)), -1, np.int64) for fw, n in zip(firmwares, counts)]
+    for line in stdout.splitlines():
+        tag, *fields = line.split()
+        if tag != "checksum" or len(fields) != 4:
+            raise BuildError(f"host run: expected 'checksum <network> <input> <node> <sum>' "
+                             f"lines on stdout, got {line!r}")
+        net, sample, node, value = (int(v) for v in fields)
+        sums[net][sample, node] = value
+    for fw, s in zip(firmwares, sums):
+        if (s < 0).any():
+            raise BuildError(f"host run of {fw.network!r}: {int((s < 0).sum())} node checksum(s) "
+                             f"missing from the program's output")
+    return [s.astype(np.uint32) for s in sums]
+
+
+def run_host_checked(exe: str | os.PathLike[str], firmwares: Sequence[Firmware],
+                     inputs: Sequence[np.ndarray], work_dir: str | os.PathLike[str],
+                     timeout: float = 600.0) -> list[HostRun]:
+    """Run a program from :func:`build_host`: every node's output and firmware checksum per
+    firmware (arguments as :func:`run_host`)."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    args = []
+    for i, (_fw, x) in enumerate(zip(firmwares, inputs, strict=True)):
+        (work / f"in_{i}.bin").write_bytes(_to_hwc_bytes(x))
+        args += [str(work / f"in_{i}.bin"), str(work / f"out_{i}.bin")]
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    if proc.returncode or proc.stderr.strip():
+        raise BuildError(f"host run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    sums = parse_checksums(proc.stdout, firmwares, [len(x) for x in inputs])
+    return [HostRun(parse_outputs((work / f"out_{i}.bin").read_bytes(), fw, len(x)), s)
+            for i, (fw, x, s) in enumerate(zip(firmwares, inputs, sums))]
+
+
 def run_host(exe: str | os.PathLike[str], firmwares: Sequence[Firmware],
              inputs: Sequence[np.ndarray], work_dir: str | os.PathLike[str],
              timeout: float = 600.0) -> list[dict[str, np.ndarray]]:
@@ -121,16 +175,4 @@ def run_host(exe: str | os.PathLike[str], firmwares: Sequence[Firmware],
     Returns:
         Per firmware, ``{node name: array}`` in the reference's layout (NCHW or (N, F)).
     """
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    args = []
-    for i, (_fw, x) in enumerate(zip(firmwares, inputs, strict=True)):
-        (work / f"in_{i}.bin").write_bytes(_to_hwc_bytes(x))
-        args += [str(work / f"in_{i}.bin"), str(work / f"out_{i}.bin")]
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
-    if proc.returncode or proc.stderr.strip():
-        raise BuildError(f"host run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return [parse_outputs((work / f"out_{i}.bin").read_bytes(), fw, len(x))
-            for i, (fw, x) in enumerate(zip(firmwares, inputs))]
+    return [r.outputs for r in run_host_checked(exe, firmwares, inputs, work_dir, timeout)]

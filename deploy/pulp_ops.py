@@ -26,6 +26,7 @@ from deploy.ir import (
     Requant,
     Requantize,
 )
+from deploy.kernels import im2col_bytes
 
 PULP: Backend[dict[str, Any]] = Backend("PULP C emitter")
 
@@ -60,22 +61,25 @@ def _rq(rq: Requant | None) -> dict[str, Any] | None:
 def _multiplier(spec: str, prefix: str, luts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     m = hwlib.get(spec)
     if isinstance(m, hwlib.marlin.Marlin):
-        return {"kind": "marlin", "enum": "NN_MUL_MARLIN", "fn": "0", "spec": spec,
+        return {"kind": "marlin", "init": "{ NN_MUL_MARLIN, 0, 0, 0, 0, 0 }", "spec": spec,
                 "level": m.level, "word": hwlib.marlin.csr_word(m.level)}
     if m.is_exact:
-        return {"kind": "exact", "enum": "NN_MUL_EXACT", "fn": "0", "spec": spec}
+        return {"kind": "exact", "init": "{ NN_MUL_EXACT, 0, 0, 0, 0, 0 }", "spec": spec}
     if spec not in luts:
         tag = f"mul{len(luts)}_{re.sub(r'[^A-Za-z0-9_]', '_', spec)}"
-        table = m.table()
+        table = m.table().T             # one row of products per weight value
         luts[spec] = {
             "spec": spec, "fn": f"{prefix}_{tag}", "header": f"{tag}.h", "source": f"{tag}.c",
-            "guard": f"{prefix}_{tag}_H".upper(), "table": table.ravel(),
+            "guard": f"{prefix}_{tag}_H".upper(), "table": np.ascontiguousarray(table).ravel(),
             "rows": table.shape[0], "cols": table.shape[1], "xlo": m.x_domain.lo,
             "xhi": m.x_domain.hi, "wlo": m.w_domain.lo, "whi": m.w_domain.hi,
             "ctype": "int16_t" if int(np.abs(table).max()) <= 32767 else "int32_t"}
     lut = luts[spec]
-    return {"kind": "function", "enum": "NN_MUL_FUNCTION", "fn": lut["fn"], "spec": spec,
-            "header": lut["header"]}
+    t16, t32 = ((f"{lut['fn']}_table", "0") if lut["ctype"] == "int16_t"
+                else ("0", f"{lut['fn']}_table"))
+    return {"kind": "table", "spec": spec, "header": lut["header"],
+            "init": f"{{ NN_MUL_TABLE, {t16}, {t32}, {lut['xlo']}, {lut['wlo']}, "
+                    f"{lut['cols']} }}"}
 
 
 @PULP.register(Conv)
@@ -88,7 +92,7 @@ def _conv(node: Conv, ctx: EmitContext) -> dict[str, Any]:
                   pl=node.padding[2], groups=node.groups, zp=src.zero_point,
                   weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col")
     return dict(kernel="nn_conv", kernel_args=f"{_U8_IN}, a->out", params_type="nn_conv_t",
-                params=params, k=cin_g * kh * kw,
+                params=params, col_bytes=im2col_bytes(cin_g * kh * kw),
                 weight=node.weight.transpose(0, 2, 3, 1).ravel(), bias=node.bias,
                 mul=_multiplier(node.multiplier, ctx.prefix, ctx.luts),
                 requant=_rq(node.requant),

@@ -1,5 +1,6 @@
-"""Target checks with the rv32 cross compiler: CSR writes read back from the disassembly, and
-(with qemu-riscv32) the host-HAL build run as a 32-bit RISC-V program."""
+"""Target checks with the rv32 cross compiler: CSR writes, the SIMD inner loop and the MARLIN
+enables read back from the disassembly, and (with qemu-riscv32) the host-HAL build run as a
+32-bit RISC-V program."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ import numpy as np
 from deploy.emit_pulp import SHARED_FILES, Firmware
 from deploy.errors import BuildError
 from deploy.host import parse_outputs
+from deploy.kernels import SimdReport, simd_report
 from deploy.network import Network
 from deploy.reference import run
 from deploy.render import render_to
@@ -57,8 +59,8 @@ class TargetReport:
         compiler: cross compiler version line.
         flags: cross flags used.
         layers: one CsrCheck per approximable layer.
-        enable_sets: ``csrs 0x7D0, 6`` found in the kernels.
-        enable_clears: ``csrc 0x7D0, 6`` found in the kernels.
+        simd: the kernels' SIMD inner loop and where their enables (``csrs``/``csrc 0x7D0``
+            with the enable bits) sit.
         qemu_mismatches: elements differing from the reference in the qemu-riscv32 run of the
             host-HAL build (None when qemu-riscv32 is absent).
     """
@@ -66,15 +68,27 @@ class TargetReport:
     compiler: str
     flags: tuple[str, ...]
     layers: tuple[CsrCheck, ...]
-    enable_sets: int
-    enable_clears: int
+    simd: SimdReport
     qemu_mismatches: int | None
 
     @property
+    def enable_sets(self) -> int:
+        """Enable sets found in the kernels."""
+        return sum(s for s, _ in self.simd.enables.values())
+
+    @property
+    def enable_clears(self) -> int:
+        """Enable clears found in the kernels."""
+        return sum(c for _, c in self.simd.enables.values())
+
+    @property
     def ok(self) -> bool:
-        """Every layer writes its word once, the kernels set and clear the enables, qemu agrees."""
-        return (all(c.ok for c in self.layers) and self.enable_sets > 0
-                and self.enable_clears > 0 and self.qemu_mismatches in (None, 0))
+        """Every layer writes its word once; conv and linear kernels each set and clear the
+        enables once, outside every loop; no CSR access in a dot-product loop; qemu agrees."""
+        return (all(c.ok for c in self.layers)
+                and self.simd.enables == {"nn_conv": (1, 1), "nn_linear": (1, 1)}
+                and self.simd.enables_in_loops == 0 and self.simd.csr_in_inner_loops == 0
+                and self.simd.loop_dot_products > 0 and self.qemu_mismatches in (None, 0))
 
 
 def cross_compiler(target: Target | None = None) -> str | None:
@@ -166,16 +180,13 @@ def check_target(net: Network, fw: Firmware, build_dir: str | os.PathLike[str],
             layer=layer.name, function=layer.fn, expected=layer.csr_word,
             found=tuple(writes.get(layer.fn, [])),
             elsewhere=sum(len(v) for k, v in writes.items() if k != layer.fn)))
-    kernels = disasm["nn_kernels.c"]
-    enable = f"0x{t.csr_address:x},{t.csr_enable_bits}"
-    sets = len(re.findall(rf"\tcsrsi?\s+{enable}\b", kernels))
-    clears = len(re.findall(rf"\tcsrci?\s+{enable}\b", kernels))
+    simd = simd_report(disasm["nn_kernels.c"], t.csr_address, t.csr_enable_bits)
     qemu = None
     if shutil.which("qemu-riscv32"):
         qemu = _qemu_mismatches(net, fw, build, cc, flags)
     version = _run([cc, "--version"], text=True).stdout.splitlines()[0]
-    return TargetReport(compiler=version, flags=flags, layers=tuple(checks), enable_sets=sets,
-                        enable_clears=clears, qemu_mismatches=qemu)
+    return TargetReport(compiler=version, flags=flags, layers=tuple(checks), simd=simd,
+                        qemu_mismatches=qemu)
 
 
 def _qemu_mismatches(net: Network, fw: Firmware, build: Path, cc: str,

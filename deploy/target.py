@@ -15,7 +15,9 @@ class Target:
         platform: PULP SDK platform name.
         num_cores: cluster cores running every layer.
         csr_address: MARLIN's control register (0x7D0).
-        csr_enable_bits: bits set around the multiply loops (``p.mac`` and SIMD routes).
+        csr_enable_bits: bits set around each MARLIN kernel call: the SIMD dot-product route
+            (bit 2) only, as every product is a ``pv.sdotusp.b`` lane; the ``p.mac`` route
+            (bit 1) stays clear, since compilers also emit ``p.mac`` for index arithmetic.
         l1_bytes: cluster L1 size.
         l2_bytes: L2 size (where the generated buffers live).
         march: ``-march`` of the cross build check.

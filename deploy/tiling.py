@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from deploy.ir import Add, AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, Node
+from deploy.kernels import im2col_bytes
 from deploy.memplan import PlanError
 from deploy.network import Network
 from deploy.target import Target, default_target
@@ -208,7 +209,8 @@ def _shape(node: Node, net: Network) -> dict[str, Any]:
                     in_row_bytes=w * cin_g if grouped else 0,
                     in_fixed_row_bytes=0 if grouped else w * c,
                     weight_bytes_per_channel=cin_g * kh * kw,
-                    out_bytes_per_row_channel=y.shape[2] * out_elem, col_bytes=cin_g * kh * kw,
+                    out_bytes_per_row_channel=y.shape[2] * out_elem,
+                    col_bytes=im2col_bytes(cin_g * kh * kw),
                     window=Window(stride=node.stride[0], kernel=kh, pad=node.padding[0],
                                   height=h))
     if isinstance(node, (MaxPool, AvgPool, GlobalAvgPool)):

@@ -14,7 +14,7 @@ import numpy as np
 from deploy.cost import CostParams, LayerCost, estimate, totals
 from deploy.emit_pulp import Firmware, check_prefix, emit
 from deploy.errors import IRError
-from deploy.host import build_host, compiler_version, host_flags, run_host
+from deploy.host import HostRun, build_host, compiler_version, host_flags, run_host_checked
 from deploy.network import Network
 from deploy.reference import run
 from deploy.target import Target
@@ -36,6 +36,8 @@ class LayerReport:
         shape: IR shape per sample.
         mismatches: elements (over all inputs) where C and NumPy differ.
         checksums: per input, the wrapping uint32 sum of the reference output.
+        firmware_checksums: per input, the checksum the firmware itself took of the node's
+            buffer right after it ran (DORY's per-layer check, the code the target prints).
         multiplier: the layer's spec (approximable layers).
         csr_word: the CSR 0x7D0 word the layer writes (MARLIN layers).
         first_mismatch: ``(input, flat index, expected, got)`` of the first difference.
@@ -47,9 +49,15 @@ class LayerReport:
     shape: tuple[int, ...]
     mismatches: int
     checksums: tuple[int, ...]
+    firmware_checksums: tuple[int, ...]
     multiplier: str | None
     csr_word: int | None
     first_mismatch: tuple[int, int, int, int] | None
+
+    @property
+    def checksum_ok(self) -> bool:
+        """True when the firmware's checksums equal the reference's on every input."""
+        return self.firmware_checksums == self.checksums
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,14 @@ class ValidationReport:
         return sum(l.mismatches for l in self.layers)
 
     @property
+    def checksum_mismatches(self) -> tuple[str, ...]:
+        """Nodes, in execution order, whose firmware checksum differs from the reference's."""
+        return tuple(l.name for l in self.layers if not l.checksum_ok)
+
+    @property
     def ok(self) -> bool:
-        """True when every layer matched on every input."""
-        return self.mismatches == 0
+        """True when every layer matched on every input, checksums included."""
+        return self.mismatches == 0 and not self.checksum_mismatches
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document written to ``validation.json``."""
@@ -90,6 +103,7 @@ class ValidationReport:
                          "sha256": self.input_sha256}
         del doc["input_shape"], doc["input_sha256"]
         doc["mismatches"] = self.mismatches
+        doc["checksum_mismatches"] = list(self.checksum_mismatches)
         doc["ok"] = self.ok
         doc["memory_plan"] = self.firmware.plan.to_json()
         doc["tiling_plan"] = self.firmware.tiling.to_json()
@@ -100,12 +114,13 @@ class ValidationReport:
         return doc
 
 
-def _compare(fw: Firmware, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]
-             ) -> tuple[LayerReport, ...]:
+def compare_layers(fw: Firmware, ref: dict[str, np.ndarray], got: HostRun
+                   ) -> tuple[LayerReport, ...]:
+    """Every node of a host run against the reference outputs: elements and checksums."""
     out = []
-    for layer in fw.layers:
+    for i, layer in enumerate(fw.layers):
         r = ref[layer.name].astype(np.int64).reshape(len(ref[layer.name]), -1)
-        g = got[layer.name].astype(np.int64).reshape(r.shape)
+        g = got.outputs[layer.name].astype(np.int64).reshape(r.shape)
         bad = r != g
         first = None
         if bad.any():
@@ -114,6 +129,7 @@ def _compare(fw: Firmware, ref: dict[str, np.ndarray], got: dict[str, np.ndarray
         out.append(LayerReport(
             name=layer.name, op=layer.op, dtype=layer.dtype, shape=layer.shape,
             mismatches=int(bad.sum()), checksums=tuple(int(v) % 2**32 for v in r.sum(axis=1)),
+            firmware_checksums=tuple(int(v) for v in got.checksums[:, i]),
             multiplier=layer.multiplier, csr_word=layer.csr_word, first_mismatch=first))
     return tuple(out)
 
@@ -153,7 +169,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
         log.info("validate: compiling %d network(s) into one host program", len(nets))
         exe = build_host(fws, tmp, sanitize=sanitize, jobs=jobs)
         log.info("validate: running on %d input(s)", sum(len(x) for x in inputs))
-        outs = run_host(exe, fws, [np.asarray(x) for x in inputs], tmp)
+        outs = run_host_checked(exe, fws, [np.asarray(x) for x in inputs], tmp)
     version = compiler_version()
     reports = []
     for net, x, fw, ref, got, d in zip(nets, inputs, fws, refs, outs, out_dirs):
@@ -161,7 +177,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
         rep = ValidationReport(
             network=net.name, firmware_dir=str(fw.directory), inputs=len(xb),
             input_shape=tuple(xb.shape[1:]), input_sha256=hashlib.sha256(xb.tobytes()).hexdigest(),
-            layers=_compare(fw, ref, got), compiler=version, flags=host_flags(sanitize),
+            layers=compare_layers(fw, ref, got), compiler=version, flags=host_flags(sanitize),
             sanitize=sanitize, cost=estimate(net, fw.tiling), firmware=fw)
         atomic_write_json(Path(d) / REPORT_NAME, rep.to_json())
         reports.append(rep)

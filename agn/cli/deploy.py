@@ -93,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_json(run_dir / TARGET_FILE, {
                 "ok": target.ok, "compiler": target.compiler, "flags": list(target.flags),
                 "enable_sets": target.enable_sets, "enable_clears": target.enable_clears,
+                "simd_inner_loop": {
+                    "function": target.simd.function,
+                    "instructions": target.simd.loop_instructions,
+                    "dot_products": target.simd.loop_dot_products, "macs": target.simd.macs,
+                    "instructions_per_mac": target.simd.per_mac,
+                    "pulp_nn_instructions_per_mac": target.simd.pulp_nn_per_mac,
+                    "enables_in_loops": target.simd.enables_in_loops},
                 "qemu_mismatches": target.qemu_mismatches,
                 "layers": [{"name": c.layer, "function": c.function,
                             "expected": None if c.expected is None else f"0x{c.expected:08X}",
@@ -120,8 +127,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles, {cost['dma_bytes']} B "
           f"DMA, {cost['csr_writes']} CSR writes"
           + (f", multiplications {energy:.3f} uJ" if energy is not None else ""))
+    sums = report.checksum_mismatches
+    print(f"firmware checksums: {len(report.layers)} nodes per input agree with the reference"
+          if not sums else f"firmware checksums DIFFER from the reference from node {sums[0]!r} "
+                           f"({len(sums)} nodes)")
     print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
           f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")
     if target is not None:
+        print(f"rv32 {target.simd.summary()}")
         print(f"rv32 target check: {'ok' if target.ok else 'FAILED'} ({run_dir / TARGET_FILE})")
     return 0 if report.ok and (target is None or target.ok) else 1

@@ -57,6 +57,10 @@ def test_deploy_writes_firmware_and_validation(tmp_path, capsys) -> None:
     if cross_compiler() is not None:
         target = json.loads((run / "target_check.json").read_text())
         assert target["ok"] and len(target["layers"]) == 5
+        loop = target["simd_inner_loop"]
+        assert loop["dot_products"] == 16 and loop["enables_in_loops"] == 0
+        assert f"{loop['instructions']} rv32 instructions for 16 pv.sdotusp.b = 64 MACs" in out
+    assert "firmware checksums: 9 nodes per input agree with the reference" in out
 
 
 @pytest.mark.parametrize("pairs, message", [

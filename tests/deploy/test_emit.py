@@ -43,15 +43,23 @@ def test_one_level_write_per_marlin_layer_with_its_word(tmp_path, make) -> None:
     assert emitted == {n: expected[f"layer_{n}.c"][0] for n in net.multipliers()}
 
 
-def test_enable_bits_set_around_the_multiply_loop_only(tmp_path) -> None:
+def test_enable_bits_set_once_around_each_kernel_call(tmp_path) -> None:
     emit(zoo.lenet5(0), tmp_path)
     kernels = (tmp_path / "nn_kernels.c").read_text()
-    block = kernels.split("if (m->kind == NN_MUL_MARLIN) {", 1)[1].split("}", 1)[0]
-    lines = [l.strip() for l in block.strip().splitlines()]
-    assert lines == ["hal_mac_enable();", "for (int32_t k = 0; k < n; ++k)",
-                     "acc = hal_marlin_mac(acc, x[k], w[k]);", "hal_mac_disable();"]
+    for kernel, args in (("nn_conv", "const nn_conv_t *p"), ("nn_linear", "const nn_linear_t *p")):
+        body = kernels.split(f"void {kernel}({args}, const uint8_t *in, void *out)\n{{\n", 1)[1]
+        lines = [l.strip() for l in body.split("}", 1)[0].strip().splitlines()]
+        assert lines == ["nn_route_on(&p->mul);", f"{kernel}_body(p, in, out);",
+                         "nn_route_off(&p->mul);"]
+        assert f"static __attribute__((noinline)) void {kernel}_body(" in kernels
+    assert kernels.count("hal_mac_enable();") == kernels.count("hal_mac_disable();") == 1
+    route = kernels.split("static void nn_route_on(const nn_mul_t *m)\n{\n", 1)[1]
+    assert route.split("}", 1)[0].split() == ["if", "(m->kind", "==", "NN_MUL_MARLIN)",
+                                              "hal_mac_enable();"]
     hal = (tmp_path / "marlin_hal.h").read_text()
-    assert '"csrw 0x7D0, %0"' in hal and '"csrs 0x7D0, 6"' in hal and '"csrc 0x7D0, 6"' in hal
+    assert '"csrw 0x7D0, %0"' in hal and '"csrs 0x7D0, 4"' in hal and '"csrc 0x7D0, 4"' in hal
+    assert '".insn r 0x57, 1, 0x54, %0, %1, %2"' in hal        # pv.sdotusp.b
+    assert "p.mac" not in hal.replace("(bit 1)", "")
     for name in ("main.c", "network.c", "Makefile"):
         assert (tmp_path / name).is_file()
     assert "include $(RULES_DIR)/pmsis_rules.mk" in (tmp_path / "Makefile").read_text()
@@ -63,7 +71,7 @@ def test_marlin_level_words_match_hwlib() -> None:
     assert deploy.target.default_target().csr_address == hwlib.marlin.CSR_ADDRESS
 
 
-def test_non_marlin_layers_call_a_generated_table_function(tmp_path) -> None:
+def test_non_marlin_layers_read_a_generated_table_inline(tmp_path) -> None:
     net = deploy.with_multipliers(zoo.lenet5(1), ["deploytest:2", "exact", "marlin:9",
                                                   "deploytest:2", "exact"])
     emit(net, tmp_path, prefix="lut")
@@ -72,10 +80,13 @@ def test_non_marlin_layers_call_a_generated_table_function(tmp_path) -> None:
     header = (tmp_path / "mul0_deploytest_2.h").read_text()
     assert "not a MARLIN level, so layers using it write no CSR" in header
     assert "from hwlib's 256 x 256 table" in header.replace("\n * ", " ")
+    assert "one row of products per weight value (row: weight -128..127" in header.replace(
+        "\n * ", " ")
     conv1 = (tmp_path / "layer_conv1.c").read_text()
-    assert ".mul = { NN_MUL_FUNCTION, lut_mul0_deploytest_2 }" in conv1
-    assert ".mul = { NN_MUL_EXACT, 0 }" in (tmp_path / "layer_conv2.c").read_text()
-    table = hwlib.get("deploytest:2").table()
+    assert ".mul = { NN_MUL_TABLE, lut_mul0_deploytest_2_table, 0, 0, -128, 256 }" in conv1
+    assert ".mul = { NN_MUL_EXACT, 0, 0, 0, 0, 0 }" in (tmp_path / "layer_conv2.c").read_text()
+    assert ".mul = { NN_MUL_MARLIN, 0, 0, 0, 0, 0 }" in (tmp_path / "layer_fc1.c").read_text()
+    table = hwlib.get("deploytest:2").table().T        # rows: weights, columns: activations
     body = (tmp_path / "mul0_deploytest_2.c").read_text().split("= {", 1)[1].split("};")[0]
     values = [int(v) for v in re.findall(r"-?\d+", body)]
     assert values == table.ravel().tolist()
@@ -120,7 +131,7 @@ def test_pmsis_build_type_checks_against_an_sdk_stub(tmp_path) -> None:
                                            "marlin_hal.c", "nn_kernels.c")]
     proc = subprocess.run(
         ["gcc", "-fsyntax-only", "-Wall", "-Werror", "-std=c11", "-DNUM_CORES=8",
-         "-DMARLIN_TARGET", "-DMARLIN_PMSIS", "-DMARLIN_HAVE_XPULP", f"-I{stub}", *sources],
+         "-DMARLIN_TARGET", "-DMARLIN_PMSIS", f"-I{stub}", *sources],
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -143,5 +154,6 @@ def test_memory_footprint_counts_buffers_and_parameters(tmp_path) -> None:
     tiny = dataclasses.replace(deploy.default_target(), l1_bytes=8 * 64)  # no conv tile fits
     fw = emit(net, tmp_path / "tiny", target=tiny)
     assert not fw.tiling.layer("conv1").tiled
-    assert fw.parameter_bytes == params + 8 * (25 + 150)                # im2col x 8 cores in L2
-    assert "net_conv1_col[NUM_CORES * 25]" in (tmp_path / "tiny" / "layer_conv1.c").read_text()
+    # im2col (two 4-byte aligned columns) x 8 cores in L2
+    assert fw.parameter_bytes == params + 8 * (2 * 28 + 2 * 152)
+    assert "net_conv1_col[NUM_CORES * 56]" in (tmp_path / "tiny" / "layer_conv1.c").read_text()

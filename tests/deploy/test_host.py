@@ -13,7 +13,8 @@ import deploy
 import hwlib
 from deploy import zoo
 from deploy.emit_pulp import emit
-from deploy.host import build_host, run_host
+from deploy.host import build_host, run_host, run_host_checked
+from deploy.validate import compare_layers
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
 
@@ -40,7 +41,8 @@ def test_lenet5_and_resnet8_match_reference_sanitized(tmp_path) -> None:
         ref = deploy.run(net, x)
         for entry in doc["layers"]:
             sums = ref[entry["name"]].astype(np.int64).reshape(4, -1).sum(axis=1) % 2**32
-            assert entry["checksums"] == sums.tolist()
+            assert entry["checksums"] == entry["firmware_checksums"] == sums.tolist()
+        assert doc["checksum_mismatches"] == []
         marlin = {e["name"]: e["csr_word"] for e in doc["layers"] if e["csr_word"]}
         assert set(marlin) == set(net.multipliers())
         assert "-fsanitize=address,undefined" in doc["flags"] and "-Werror" in doc["flags"]
@@ -77,7 +79,7 @@ def test_comparison_catches_a_missing_enable_and_a_wrong_level(tmp_path) -> None
     ref = deploy.run(net, x)
     fw = emit(net, tmp_path / "fw")
     kernels = fw.directory / "nn_kernels.c"
-    kernels.write_text(kernels.read_text().replace("hal_mac_enable();", "", 1))
+    kernels.write_text(kernels.read_text().replace("hal_mac_enable();", ";", 1))
     got = run_host(build_host([fw], tmp_path / "b1"), [fw], [x], tmp_path / "b1")[0]
     assert not np.array_equal(got["conv1"], ref["conv1"])      # products came out exact
     fw = emit(net, tmp_path / "fw")
@@ -86,6 +88,26 @@ def test_comparison_catches_a_missing_enable_and_a_wrong_level(tmp_path) -> None
     got = run_host(build_host([fw], tmp_path / "b2"), [fw], [x], tmp_path / "b2")[0]
     assert np.array_equal(got["conv1"], ref["conv1"])
     assert not np.array_equal(got["conv2"], ref["conv2"])
+
+
+def test_firmware_checksums_name_a_corrupted_layer(tmp_path) -> None:
+    net = zoo.lenet5(8)
+    x = _inputs(net, 3, 2)
+    ref = deploy.run(net, x)
+    fw = emit(net, tmp_path / "fw", reference_input=x[0])
+    layer = fw.directory / "layer_conv2.c"
+    head, rest = layer.read_text().split("_bias[16] = {\n    ", 1)
+    first, tail = rest.split(",", 1)
+    layer.write_text(f"{head}_bias[16] = {{\n    {int(first) + 4096},{tail}")
+    got = run_host_checked(build_host([fw], tmp_path / "b"), [fw], [x], tmp_path / "b")[0]
+    layers = compare_layers(fw, ref, got)
+    bad = [l.name for l in layers if not l.checksum_ok]
+    assert bad[0] == "conv2" and "input" not in bad and "conv1" not in bad
+    i = [l.name for l in layers].index("conv2")
+    assert layers[i].firmware_checksums != layers[i].checksums and layers[i].mismatches > 0
+    # the firmware's own checksums agree with its outputs: the check runs on target unchanged
+    assert got.checksums[:, i].tolist() == [
+        int(v) % 2**32 for v in got.outputs["conv2"].astype(np.int64).reshape(3, -1).sum(1)]
 
 
 def test_emitted_makefile_builds_and_runs_on_the_host(tmp_path) -> None:

@@ -51,7 +51,11 @@ def test_disassembly_writes_each_level_once(tmp_path, make) -> None:
     expected = {n.name: hwlib.marlin.csr_word(int(n.multiplier.split(":")[1]))
                 for n in net.layers}
     assert {c.layer: c.found for c in report.layers} == {k: (v,) for k, v in expected.items()}
-    assert report.enable_sets >= 1 and report.enable_clears >= 1
+    # the MARLIN route: set and cleared once per kernel call, outside every loop
+    assert report.simd.enables == {"nn_conv": (1, 1), "nn_linear": (1, 1)}
+    assert report.simd.enables_in_loops == 0 and report.simd.csr_in_inner_loops == 0
+    # the inner loop is PULP-NN's 2x4 step (unrolled twice): 16 pv.sdotusp.b, 12 loads
+    assert report.simd.loop_dot_products == 16 and report.simd.ratio <= 1.5, report.simd
     assert "-march=rv32imc" in report.flags and "-mabi=ilp32" in report.flags
     if shutil.which("qemu-riscv32"):
         assert report.qemu_mismatches == 0
@@ -81,4 +85,18 @@ def test_check_catches_a_wrong_or_missing_write(tmp_path) -> None:
     report = check_target(net, fw, tmp_path / "build")
     bad = {c.layer: c.found for c in report.layers if not c.ok}
     assert bad == {"conv2": (hwlib.marlin.csr_word(18),), "fc1": ()}
+    assert not report.ok
+
+
+@needs_cross
+def test_check_catches_an_enable_inside_the_dot_product_loop(tmp_path) -> None:
+    net = deploy.with_multipliers(zoo.lenet5(6), ["marlin:40"] * 5)
+    fw = emit(net, tmp_path / "fw")
+    kernels = fw.directory / "nn_kernels.c"
+    text = kernels.read_text()
+    step = "uint32_t w0 = hal_load4(wr[j]), w1 = hal_load4(wr[j] + 4);"
+    assert step in text
+    kernels.write_text(text.replace(step, step + " hal_mac_enable();"))
+    report = check_target(net, fw, tmp_path / "build")
+    assert report.simd.enables_in_loops > 0 and report.simd.csr_in_inner_loops > 0
     assert not report.ok

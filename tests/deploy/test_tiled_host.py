@@ -81,7 +81,7 @@ def test_random_networks_with_tiny_l1_match_reference_sanitized(tmp_path) -> Non
 
 def test_resnet8_with_small_l1_matches_reference(tmp_path) -> None:
     net = zoo.resnet8(3)
-    report = deploy.validate(net, _inputs(net, 2, 0), tmp_path, target=_target(24576))
+    report = deploy.validate(net, _inputs(net, 2, 0), tmp_path, target=_target(26624))
     _assert_exact(report)
     tiling = report.firmware.tiling
     assert all(t.tiled for t in tiling.layers if t.op != "flatten")
