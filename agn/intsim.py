@@ -7,7 +7,8 @@ NumPy reference bit for bit.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -42,6 +43,43 @@ Tensors = list[torch.Tensor]
 Infos = list[TensorInfo]
 
 
+_MEMO_SIZE = 1024
+_MEMO: OrderedDict[tuple, tuple[tuple[object, ...], object]] = OrderedDict()
+
+
+def _memo(objs: tuple[object, ...], build: Callable[[], object], tag: int = 0) -> object:
+    """``build()`` remembered for these objects (by identity; they are kept alive with the
+    result, least recently used entries go past _MEMO_SIZE) and ``tag``: the torch constants of
+    the frozen IR's arrays, built once instead of on every call of a candidate."""
+    key = (tag, *(id(o) for o in objs))
+    hit = _MEMO.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], objs)):
+        _MEMO.move_to_end(key)
+        return hit[1]
+    value = build()
+    _MEMO[key] = (objs, value)
+    if len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return value
+
+
+def _weights(node: Conv | Linear) -> torch.Tensor:
+    """The node's integer weights as a tensor (one per weight array, not one per call)."""
+    return _memo((node.weight,), lambda: torch.tensor(node.weight))  # type: ignore[return-value]
+
+
+def _requant_consts(rq: Requant, bias: np.ndarray | None, dims: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | int]:
+    """(mult, bias * mult + 2^(shift-1), shift) as int64 tensors shaped for ``dims``-D
+    accumulators (the shift an int when every channel shares it)."""
+    shape = (1, -1) + (1,) * (dims - 2)
+    m = np.asarray(rq.mult, np.int64)
+    s = np.asarray(rq.shift, np.int64)
+    const = (1 << (s - 1)) + (m * bias.astype(np.int64) if bias is not None else 0)
+    shift = int(s[0]) if np.all(s == s[0]) else torch.from_numpy(s).view(shape)
+    return torch.from_numpy(m).view(shape), torch.from_numpy(const).view(shape), shift
+
+
 def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = None,
              owned: bool = True) -> torch.Tensor:
     """Per-channel ``clip((((acc + bias)*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)``
@@ -51,19 +89,15 @@ def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = No
     ``owned``: a fresh tensor nothing else reads): the bias and the rounding term fold into one
     per-channel constant, ``bias * mult + 2^(shift-1)``, so each element sees four passes.
     """
-    shape = (1, -1) + (1,) * (acc.dim() - 2)
     out = acc.to(torch.int64, copy=not owned)
     if rq is None:
-        return out if bias is None else out.add_(
-            torch.from_numpy(bias.astype(np.int64)).view(shape))
-    m = np.asarray(rq.mult, np.int64)
-    s = np.asarray(rq.shift, np.int64)
-    const = (1 << (s - 1)) + (m * bias.astype(np.int64) if bias is not None else 0)
-    out.mul_(torch.from_numpy(m).view(shape)).add_(torch.from_numpy(const).view(shape))
-    if np.all(s == s[0]):
-        out.bitwise_right_shift_(int(s[0]))
-    else:
-        out.bitwise_right_shift_(torch.from_numpy(s).view(shape))
+        if bias is None:
+            return out
+        b = _memo((bias,), lambda: torch.from_numpy(bias.astype(np.int64)))
+        return out.add_(b.view((1, -1) + (1,) * (acc.dim() - 2)))  # type: ignore[attr-defined]
+    m, const, shift = _memo((rq, bias), lambda: _requant_consts(rq, bias, acc.dim()),
+                            acc.dim())  # type: ignore[misc]
+    out.mul_(m).add_(const).bitwise_right_shift_(shift)
     return out.add_(rq.zp_out).clamp_(rq.lo, rq.hi).to(torch.uint8)
 
 
@@ -80,14 +114,14 @@ def _conv(node: Conv, ins: Tensors, infos: Infos) -> torch.Tensor:
     if (top, left) != (bottom, right):
         # asymmetric: pad here (with the zero point), the engine pads none
         x, pad = F.pad(x, (left, right, top, bottom), value=zp), (0, 0)
-    acc = sim.approx_conv2d(x, torch.tensor(node.weight), node.multiplier, stride=node.stride,
+    acc = sim.approx_conv2d(x, _weights(node), node.multiplier, stride=node.stride,
                             padding=pad, groups=node.groups, zero_point=zp)
     return _requant(acc, node.requant, node.bias)
 
 
 @TORCH.register(Linear)
 def _linear(node: Linear, ins: Tensors, infos: Infos) -> torch.Tensor:
-    acc = sim.approx_linear(ins[0], torch.tensor(node.weight), node.multiplier)
+    acc = sim.approx_linear(ins[0], _weights(node), node.multiplier)
     return _requant(acc, node.requant, node.bias)
 
 

@@ -7,13 +7,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agn.sim import ckernel, features, onednn
+from agn.sim import ckernel, features, intmm, onednn
 from agn.sim.factors import Terms, U8S8Terms
 from agn.sim.plan import channel_slices
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
 FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
 # (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """A 1x1 layer's uint8 x int8 features summed as one int8 matrix product (:mod:`intmm`).
+
+    Attributes:
+        weights: int8 (K', Cout), row ``r * Cg' + c`` the weight feature ``g_r`` of channel c.
+        correction: int64 (Cout,) added to every output: ``128 * sum_taps g`` (the features
+            enter as ``f - 128``) plus the activation-feature offsets.
+        correction32: ``correction`` as int32 (it is below 2^31).
+        group_channels: Cg' of the features the weights expect.
+        compiled: the features come from the compiled kernel (else from the torch ops).
+    """
+
+    weights: torch.Tensor
+    correction: torch.Tensor
+    correction32: torch.Tensor
+    group_channels: int
+    compiled: bool
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,8 @@ class TermsKernel:
             else (0, 0) and the activations are padded with the zero point before the features.
         round_output: float outputs are rounded (non-integer features, error proven < 1/4).
         packed: ``ops`` for the compiled feature kernel (uint8 features), else None.
+        gemm: the int8 matrix product that replaces the oneDNN convolution on inputs of one
+            pixel (linear layers), or None.
     """
 
     kernel: str
@@ -41,11 +63,13 @@ class TermsKernel:
     padding: tuple[int, int]
     round_output: bool
     packed: ckernel.PackedOps | None = None
+    gemm: Gemm | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the prepared weights."""
-        return sum(w.numel() * w.element_size() for *_, w in self.slices)
+        extra = self.gemm.weights.numel() if self.gemm is not None else 0
+        return extra + sum(w.numel() * w.element_size() for *_, w in self.slices)
 
 
 @dataclass(frozen=True)
@@ -126,8 +150,27 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
         packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
         prepared.append((c0, c1, gc, packed))
+    gemm = None
+    if kernel == "onednn-u8s8" and groups == 1 and w_index.shape[2:] == (1, 1) \
+            and stride == (1, 1) and padding == (0, 0):
+        gemm = _prepare_gemm(f, g, w_index, corr_or_none, compiled)
     return TermsKernel(kernel, ops, prepared, corr_or_none, inner,
-                       kernel != "onednn-u8s8" and not t.integral, c_ops)
+                       kernel != "onednn-u8s8" and not t.integral, c_ops, gemm)
+
+
+def _prepare_gemm(f8: np.ndarray, g8: np.ndarray, w_index: torch.Tensor,
+                  correction: torch.Tensor | None, compiled: bool) -> Gemm | None:
+    """The int8 matrix product of a 1x1 layer's features, or None when ``torch._int_mm`` failed
+    its self-test or a shifted sum or the correction could reach 2^31."""
+    if not intmm.available() or not intmm.fits(f8, g8, w_index, w_index[0].numel()):
+        return None
+    co, c = w_index.shape[:2]
+    gc = c if compiled else group_width(c)
+    w = term_major_weights(w_index, g8, gc, torch.int64).reshape(co, -1)
+    corr = 128 * w.sum(1) + (correction if correction is not None else 0)
+    if int(corr.abs().max()) >= intmm.INT32_LIMIT:
+        return None
+    return Gemm(intmm.row_major(w.to(torch.int8).t()), corr, corr.to(torch.int32), gc, compiled)
 
 
 def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
@@ -149,20 +192,16 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
                  * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
     compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
+    gemm = k.gemm if k.gemm is not None and k.gemm.compiled == compiled and h * w == 1 else None
     chunks = []
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
+        if gemm is not None:
+            chunks.append(_gemm_chunk(k, gemm, xs, zero_point, x_lo, out_dtype))
+            continue
         acc: torch.Tensor | None = None
         for c0, c1, gc, weights in k.slices:
-            if compiled:
-                assert k.packed is not None
-                feats = ckernel.build(xs[:, :, c0:c1], k.packed, gc, outer, zero_point, x_lo,
-                                      reuse=True)
-            else:
-                part = F.pad(xs[:, :, c0:c1], (0, 0, 0, 0, 0, gc - (c1 - c0)), value=x_lo)
-                x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w),
-                                                     outer, zero_point)
-                feats = features.build(x_cl, k.ops, groups, x_lo, dtype)
+            feats = _features(k, xs[:, :, c0:c1], gc, outer, zero_point, x_lo, dtype, compiled)
             if onednn_kernel:
                 y = onednn.conv(feats, weights, c_out, stride, k.padding, groups)
             else:
@@ -177,9 +216,33 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
         assert acc is not None
         chunks.append(acc)
     out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-    if k.correction is not None:
+    if k.correction is not None and gemm is None:
         out += k.correction.to(out_dtype)[:, None, None]
     return out
+
+
+def _features(k: TermsKernel, xs: torch.Tensor, gc: int, outer: tuple[int, int],
+              zero_point: int, x_lo: int, dtype: torch.dtype, compiled: bool) -> torch.Tensor:
+    """Features (N, G * (R + 1) * gc, Hp, Wp), channels-last, of activations (N, G, Cs, H, W)."""
+    if compiled:
+        assert k.packed is not None
+        return ckernel.build(xs, k.packed, gc, outer, zero_point, x_lo, reuse=True)
+    n, groups, cs, h, w = xs.shape
+    part = F.pad(xs, (0, 0, 0, 0, 0, gc - cs), value=x_lo)
+    x_cl = features.padded_channels_last(part.reshape(-1, groups * gc, h, w), outer, zero_point)
+    return features.build(x_cl, k.ops, groups, x_lo, dtype)
+
+
+def _gemm_chunk(k: TermsKernel, gemm: Gemm, xs: torch.Tensor, zero_point: int, x_lo: int,
+                out_dtype: torch.dtype) -> torch.Tensor:
+    """One batch slice (N, 1, C, 1, 1) of a 1x1 layer as an int8 matrix product, (N, Cout, 1, 1)."""
+    feats = _features(k, xs, gemm.group_channels, (0, 0), zero_point, x_lo, torch.uint8,
+                      gemm.compiled)
+    a = intmm.shift_features(feats.reshape(xs.shape[0], -1))
+    y = intmm.matmul(a, gemm.weights)
+    y = y.add_(gemm.correction32) if out_dtype == torch.int32 else \
+        y.to(out_dtype).add_(gemm.correction)
+    return y[:, :, None, None]
 
 
 def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,

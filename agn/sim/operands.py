@@ -70,6 +70,9 @@ def integer_tensor(t: torch.Tensor, name: str, domain: Domain, owner: str) -> to
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"operand {name} of {owner}: expected an integer or integer-valued float "
                         f"tensor, got dtype {t.dtype}")
+    target = small_int_dtype(domain)
+    if t.dtype == target and _covers(domain, t.dtype):
+        return t  # every value of the dtype lies in the domain: nothing to check
     if t.numel():
         lo, hi = (float(v) for v in torch.aminmax(t))
         if t.is_floating_point():
@@ -85,7 +88,13 @@ def integer_tensor(t: torch.Tensor, name: str, domain: Domain, owner: str) -> to
             bad = lo if lo < domain.lo else hi
             raise DomainError(f"operand {name} of {owner}: value {bad:g} outside its domain "
                               f"[{domain.lo}, {domain.hi}] ({domain.name})")
-    return t.to(small_int_dtype(domain))
+    return t.to(target)
+
+
+def _covers(domain: Domain, dtype: torch.dtype) -> bool:
+    """Whether ``domain`` holds every value of the integer ``dtype``."""
+    info = torch.iinfo(dtype)
+    return domain.lo <= info.min and info.max <= domain.hi
 
 
 def small_int_dtype(domain: Domain) -> torch.dtype:
