@@ -46,11 +46,11 @@ from agn.stats import sample_batches, write_operand_stats
 from agn.status_file import read_status
 
 __all__ = [
-    "ASSIGNMENT_FILE", "BASELINE_DIR", "CHECKPOINT_FILE", "CHOSEN_FILE", "CONFIG_FILE",
-    "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE", "STATS_FILE",
-    "STATUS_FILE", "RunInterrupted", "StageError", "build_stage_model", "checkpoint_path",
-    "datamodule", "export_run", "finished", "load_stage_model", "pipeline_config", "quantizable",
-    "read_checkpoint", "read_status", "result_path",
+    "ASSIGNMENT_FILE", "BASELINE_DIR", "BEST_FILE", "CHECKPOINT_FILE", "CHOSEN_FILE",
+    "CONFIG_FILE", "QUANTIZED_STAGES", "RESULT_FILE", "SEARCH_DIR", "SEEDS_FILE", "SIGMAS_FILE",
+    "STATS_FILE", "STATUS_FILE", "RunInterrupted", "StageError", "build_stage_model",
+    "checkpoint_path", "datamodule", "export_run", "finished", "load_stage_model", "model_path",
+    "pipeline_config", "quantizable", "read_checkpoint", "read_status", "result_path",
     "stage_config", "stage_config_path", "stage_dir", "stage_name", "write_run_stats",
 ]
 
@@ -58,6 +58,7 @@ STATUS_FILE = "pipeline.json"
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "last.ckpt"
+BEST_FILE = "best.ckpt"  # the float stage's best-validation weights, which QAT starts from
 SEARCH_DIR, BASELINE_DIR = "search", "search_random"
 SEEDS_FILE = f"{SEARCH_DIR}/seeds.json"
 CHOSEN_FILE = "chosen_assignment.json"
@@ -97,6 +98,13 @@ def stage_dir(run_dir: PathLike, stage: Any) -> Path:
 def checkpoint_path(run_dir: PathLike, stage: Any) -> Path:
     """``RUN/<stage>/last.ckpt``."""
     return stage_dir(run_dir, stage) / CHECKPOINT_FILE
+
+
+def model_path(run_dir: PathLike, stage: Any) -> Path:
+    """The checkpoint holding the model a finished stage hands on: ``RUN/<stage>/best.ckpt``
+    when the stage kept its best validation epoch (the float stage), else ``last.ckpt``."""
+    best = stage_dir(run_dir, stage) / BEST_FILE
+    return best if best.exists() else checkpoint_path(run_dir, stage)
 
 
 def result_path(run_dir: PathLike, stage: Any) -> Path:
@@ -197,7 +205,7 @@ def build_stage_model(stage: Any, cfg: TrainConfig, dm: DataModule) -> nn.Module
 def load_stage_model(stage: Any, run_dir: PathLike, config: Any = None,
                      dm: DataModule | None = None) -> nn.Module:
     """The model a finished stage left in ``run_dir`` (mode, multipliers, sigmas and quantizer
-    ranges come from its checkpoint).
+    ranges come from its checkpoint: :func:`model_path`, the float stage's best epoch).
 
     Args:
         stage: the training stage.
@@ -215,7 +223,7 @@ def load_stage_model(stage: Any, run_dir: PathLike, config: Any = None,
                          f"or unfinished; run stage {name!r} first")
     cfg = stage_config(run_dir, name) if config is None else load_config(config)
     model = build_stage_model(name, cfg, dm if dm is not None else datamodule(cfg))
-    state = read_checkpoint(ckpt)["state_dict"]
+    state = read_checkpoint(model_path(run_dir, name))["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return model
 

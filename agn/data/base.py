@@ -27,6 +27,9 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         val_fraction: share of the training data held out for validation.
+        confirm_fraction: share of the training data held out as the ``confirm`` split, which
+            neither training nor the search sees (the pipeline re-scores its front on it);
+            0 = none (the ``confirm`` split is empty and the other splits are as without it).
         seed: seed of the validation split, the shuffling and the augmentation.
         shift: maximum random shift in pixels (training only).
         hflip: random horizontal flips (training only).
@@ -46,16 +49,20 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 512,
                  val_fraction: float = 0.1, seed: int = 0, shift: int = 0, hflip: bool = False,
-                 limit_train: int = 0) -> None:
+                 limit_train: int = 0, confirm_fraction: float = 0.0) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"{type(self).__name__}: val_fraction must be in (0, 1), got "
                              f"{val_fraction}")
+        if not 0.0 <= confirm_fraction < 1.0 - val_fraction:
+            raise ValueError(f"{type(self).__name__}: confirm_fraction must be in [0, "
+                             f"1 - val_fraction) = [0, {1.0 - val_fraction:g}), got "
+                             f"{confirm_fraction}")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"{type(self).__name__}: batch sizes must be >= 1, got "
                              f"{batch_size}, {eval_batch_size}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_fraction, self.seed = val_fraction, seed
+        self.val_fraction, self.confirm_fraction, self.seed = val_fraction, confirm_fraction, seed
         self.shift, self.hflip, self.limit_train = shift, hflip, limit_train
         self._splits: dict[str, TensorDataset] | None = None
         self._train_gen: torch.Generator | None = None
@@ -115,7 +122,9 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         self.check(xte, yte, "test")
         perm = np.random.default_rng(self.seed).permutation(len(xtr))
         n_val = max(1, int(round(len(xtr) * self.val_fraction)))
-        val, train = perm[:n_val], perm[n_val:]
+        n_confirm = int(round(len(xtr) * self.confirm_fraction))
+        val, confirm = perm[:n_val], perm[n_val:n_val + n_confirm]
+        train = perm[n_val + n_confirm:]
         if self.limit_train:
             train = train[:self.limit_train]
         x_train = torch.as_tensor(xtr[train], dtype=torch.float32)
@@ -126,7 +135,7 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
             return TensorDataset(torch.as_tensor(x, dtype=torch.float32),
                                  torch.as_tensor(y, dtype=torch.long))
         self._splits = {"train": tds(xtr[train], ytr[train]), "val": tds(xtr[val], ytr[val]),
-                        "test": tds(xte, yte)}
+                        "confirm": tds(xtr[confirm], ytr[confirm]), "test": tds(xte, yte)}
         self._aug_gen = torch.Generator().manual_seed(self.seed + 1)
         if "augment_generator" in self._restored:
             self._aug_gen.set_state(self._restored.pop("augment_generator"))
@@ -149,7 +158,8 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
             self._aug_gen.set_state(self._restored.pop("augment_generator"))
 
     def split(self, name: str) -> TensorDataset:
-        """The ``train``, ``val`` or ``test`` dataset (un-normalised images in [0, 1])."""
+        """The ``train``, ``val``, ``confirm`` or ``test`` dataset (un-normalised images in
+        [0, 1])."""
         if self._splits is None:
             self.setup()
         return self._splits[name]

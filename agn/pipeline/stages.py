@@ -15,7 +15,7 @@ from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
-from agn.run import BASELINE_DIR, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
+from agn.run import BASELINE_DIR, BEST_FILE, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
 from agn.search import (
     Point,
     Scored,
@@ -221,7 +221,8 @@ def _report(ctx: Context) -> dict:
 def _training(name: str, *outputs: str) -> Stage:
     """A training stage: its result, checkpoint and ``outputs``; when they do not verify it
     trains again from the previous stage (its result and checkpoint removed)."""
-    own = (f"{name}/result.json", f"{name}/last.ckpt")
+    own = (f"{name}/result.json", f"{name}/last.ckpt",
+           *((f"{name}/{BEST_FILE}",) if name == "float" else ()))
     return Stage(name, (*own, *outputs), _train(name), invalidate=own)
 
 

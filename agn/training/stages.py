@@ -2,8 +2,9 @@
 
 The run directory's layout and its stage models are :mod:`agn.run`'s.
 
-Each stage starts from the previous stage's ``last.ckpt``: QAT folds BatchNorm into the convs,
-warms the observers up, then trains with fake quantization; noise resets sigmas to
+Each stage starts from the model the previous stage hands on (its ``last.ckpt``; the float stage
+keeps its best validation epoch in ``best.ckpt`` and hands on that one): QAT folds BatchNorm into
+the convs, warms the observers up, then trains with fake quantization; noise resets sigmas to
 ``sigma_init`` and freezes the observers; retrain applies the assignment file and the exact
 approximate engine (straight-through gradients).
 """
@@ -38,6 +39,7 @@ from agn.layers import (
 )
 from agn.run import (
     ASSIGNMENT_FILE,
+    BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     RESULT_FILE,
@@ -221,10 +223,10 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         logger=[ResumableCSVLogger(run / "logs", st.value, resumed_epochs),
                 TensorBoardLogger(run / "tb", name=st.value, version="")],
-        callbacks=[ModelCheckpoint(dirpath=sdir, filename="last", save_top_k=1,
-                                   enable_version_counter=False), GlobalRngState(),
-                   *callbacks])
+        callbacks=[*_checkpoints(st, sdir), GlobalRngState(), *callbacks])
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
+    if (sdir / BEST_FILE).exists():  # the float stage reports (and hands on) its best epoch
+        module.load_state_dict(read_checkpoint(sdir / BEST_FILE)["state_dict"])
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/acc"]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
     sigmas = None
@@ -234,6 +236,21 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
                          str(resume), sigmas)
     atomic_write_json(sdir / RESULT_FILE, asdict(result))
     return result
+
+
+def _checkpoints(st: Stage, sdir: Path) -> list[ModelCheckpoint]:
+    """``last.ckpt`` after every epoch (what a killed fit resumes from); the float stage also
+    keeps its best validation accuracy in ``best.ckpt`` (the earliest epoch on ties), so a last
+    epoch that overshoots is not what QAT starts from. The best one comes first, so the state
+    ``last.ckpt`` records for it is the epoch's own (a resumed fit keeps the same best)."""
+    last = ModelCheckpoint(dirpath=sdir, filename=CHECKPOINT_FILE.removesuffix(".ckpt"),
+                           save_top_k=1, enable_version_counter=False)
+    if st is not Stage.FLOAT:
+        return [last]
+    best = ModelCheckpoint(dirpath=sdir, filename=BEST_FILE.removesuffix(".ckpt"),
+                           monitor="val/acc", mode="max", save_top_k=1,
+                           enable_version_counter=False)
+    return [best, last]
 
 
 def accelerator(cfg: TrainConfig, stage: Stage) -> str:
