@@ -66,7 +66,7 @@ def test_point_network_shares_weights_and_refuses_other_differences():
 
 @needs_gcc
 def test_switching_points_in_the_firmware_changes_outputs_as_the_reference_says(tmp_path):
-    base = zoo.resnet8(5)
+    base = zoo.random_network(5)
     n = len(base.layers)
     rng = np.random.default_rng(0)
     choices = [["marlin:255"] * n, [f"marlin:{v}" for v in rng.integers(0, 256, n)],
