@@ -292,10 +292,15 @@ class _Exporter:
             s_x_t = layer.input_quant.qparams()[0]
             w = w_q.to(torch.int64)
             corr = zp * w.flatten(1).sum(dim=1)
-            b = (torch.round(layer.bias.detach() / (s_x_t * s_w)).to(torch.int64)
-                 if layer.bias is not None else torch.zeros(len(s_w), dtype=torch.int64))
-        return _Acc(layer, mod_name, x, (s_x_t * s_w).double().numpy(), w.numpy().astype(np.int8),
-                    (b - corr).numpy())
+            bias = layer.bias.detach() if layer.bias is not None else None
+            gain = torch.ones_like(s_w)
+            if "point_affine" in layer._modules:  # agn.operating_points: the active point's
+                gain, beta = (t.detach() for t in layer.point_affine.gamma_beta())
+                bias = beta / gain + (bias if bias is not None else 0.0)
+            b = (torch.round(bias / (s_x_t * s_w)).to(torch.int64)
+                 if bias is not None else torch.zeros(len(s_w), dtype=torch.int64))
+        return _Acc(layer, mod_name, x, (s_x_t * s_w * gain).double().numpy(),
+                    w.numpy().astype(np.int8), (b - corr).numpy())
 
     def _shortcut(self, mod: ShortcutA, mod_name: str, x: _Q) -> _Q:
         cin = self._channels(x)

@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,11 +17,14 @@ from deploy.errors import IRError
 from deploy.ir import Node, _Layer
 from deploy.memplan import MemoryPlan, parameter_layout, plan_memory
 from deploy.network import Network
-from deploy.pulp_ops import PULP, EmitContext
+from deploy.pulp_ops import PULP, EmitContext, _multiplier, _rq
 from deploy.reference import run
 from deploy.render import render_to
 from deploy.target import Target, default_target
 from deploy.tiling import TilingPlan, plan_tiling
+
+if TYPE_CHECKING:
+    from deploy.points import PointNetwork
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 SHARED_FILES = ("marlin_hal.h", "marlin_hal.c", "nn_kernels.h", "nn_kernels.c")
@@ -118,7 +121,7 @@ _TILED_PARAMS = ("nn_conv_t", "nn_linear_t", "nn_pool_t", "nn_add_t")
 
 def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
                   luts: dict[str, dict[str, Any]], plan: MemoryPlan,
-                  tiling: TilingPlan) -> dict[str, Any]:
+                  tiling: TilingPlan, points: PointNetwork | None = None) -> dict[str, Any]:
     info = net.infos[node.name]
     cname = cnames[node.name]
     fn = f"{prefix}_{cname}"
@@ -158,8 +161,28 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
             ctx["summary"] += f"; parameters streamed from L3 ({lay['bytes']} B)"
         ctx["summary"] += (f"; {t.n_tiles} L1 tile(s) of {t.tile_rows} x {t.tile_channels}, "
                            f"{t.l1_bytes} B" if t.tiled else f"; untiled ({t.note})")
+        ctx["points"] = _point_tables(points, node, prefix, luts, ctx)
+        if ctx["points"]:                # the running point's tables (point 0 at start-up)
+            ctx["params"]["bias"] = f"{fn}_bias_p0"
+            ctx["rq_mult"], ctx["rq_shift"] = f"{fn}_mult_p0", f"{fn}_shift_p0"
         ctx["params"] = list(ctx["params"].items())
+    else:
+        ctx["points"] = None
     return ctx
+
+
+def _point_tables(points: PointNetwork | None, node: Node, prefix: str,
+                  luts: dict[str, dict[str, Any]], ctx: dict[str, Any]
+                  ) -> list[dict[str, Any]] | None:
+    """Per operating point, a layer's multiplier, bias and requantisation (None when the layer's
+    parameters are the same at every point, or there are no points)."""
+    if points is None or not isinstance(node, _Layer) or node.name not in points.varying():
+        return None
+    if ctx["l3"]:
+        raise IRError(f"{node.owner}: its parameters are streamed from L3, which operating "
+                      f"points do not support yet; give the target more L2")
+    return [{"mul": _multiplier(p[node.name].multiplier, prefix, luts), "bias": p[node.name].bias,
+             "requant": _rq(p[node.name].requant)} for p in points.points]
 
 
 def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any]],
@@ -182,7 +205,8 @@ def _hwc(a: np.ndarray) -> np.ndarray:
 
 
 def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
-         reference_input: np.ndarray | None = None, target: Target | None = None) -> Firmware:
+         reference_input: np.ndarray | None = None, target: Target | None = None,
+         points: PointNetwork | None = None) -> Firmware:
     """Write the PMSIS application of ``net`` into ``out_dir``.
 
     Args:
@@ -192,11 +216,15 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
         reference_input: one uint8 sample (C, H, W) embedded for the on-target checksum run
             (zeros when None).
         target: target facts (``deploy/data/target.json`` by default).
+        points: operating points of ``net`` (``points.network`` must be ``net``): per-point
+            tables and ``<prefix>_set_operating_point(i)`` (:mod:`deploy.points`).
 
     Returns:
         The Firmware record.
     """
     prefix = check_prefix(prefix)
+    if points is not None and points.network is not net:
+        raise IRError(f"emit({net.name!r}): the operating points belong to another network")
     target = target or default_target()
     shape = net.input.shape
     x = np.zeros(shape, np.uint8) if reference_input is None else np.asarray(reference_input)
@@ -210,14 +238,16 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     tiling = plan_tiling(net, target)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
-    layers = [_node_context(net, n, cnames, prefix, luts, plan, tiling) for n in net.nodes]
+    layers = [_node_context(net, n, cnames, prefix, luts, plan, tiling, points)
+              for n in net.nodes]
     for ctx in layers:
         ctx["checksum"] = int(outs[ctx["name"]].astype(np.int64).sum()) % 2**32
     net_ctx = {"name": net.name, "prefix": prefix, "macro": prefix.upper(),
                "guard": f"{prefix.upper()}_NETWORK_H", "layers": layers,
                "input_bytes": int(np.prod(shape)), "input": _hwc(x).ravel(),
                "arena_bytes": plan.arena_bytes, "align": plan.align,
-               "staging_bytes": plan.staging_bytes}
+               "staging_bytes": plan.staging_bytes,
+               "points": points.n_points if points is not None else 0}
     facts = {"platform": target.platform, "num_cores": target.num_cores,
              "l1_bytes": target.l1_bytes, "csr": f"0x{target.csr_address:X}",
              "enable_bits": target.csr_enable_bits}

@@ -42,7 +42,8 @@ def _cc(cmd: list[str]) -> None:
 
 
 def build_host(firmwares: Sequence[Firmware], build_dir: str | os.PathLike[str],
-               sanitize: bool = False, jobs: int = 2, cc: str = "gcc") -> Path:
+               sanitize: bool = False, jobs: int = 2, cc: str = "gcc",
+               driver: str = "main.c.j2") -> Path:
     """Compile one host program running every firmware in ``firmwares``; return its path.
 
     Args:
@@ -51,6 +52,8 @@ def build_host(firmwares: Sequence[Firmware], build_dir: str | os.PathLike[str],
         sanitize: add ``-fsanitize=address,undefined``.
         jobs: parallel compiler processes (and unity translation units).
         cc: the host C compiler.
+        driver: the template of the program's ``main.c`` (``points_main.c.j2`` switches
+            operating points between runs, see :mod:`deploy.points`).
     """
     prefixes = [f.prefix for f in firmwares]
     if not firmwares or len(set(prefixes)) != len(prefixes):
@@ -69,7 +72,7 @@ def build_host(firmwares: Sequence[Firmware], build_dir: str | os.PathLike[str],
         path = build / f"unity_{u}.c"
         path.write_text("\n".join(lines) + "\n")
         units.append(path)
-    main = render_to(build / "main.c", "main.c.j2", networks=[
+    main = render_to(build / "main.c", driver, networks=[
         {"prefix": fw.prefix, "header": str((fw.directory / "network.h").resolve())}
         for fw in firmwares])
     include = f"-I{firmwares[0].directory.resolve()}"

@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "deploy": "agn.cli.deploy",
     "match": "agn.cli.match",
     "multipliers": "agn.cli.multipliers",
+    "operating-points": "agn.cli.operating_points",
     "pipeline": "agn.cli.pipeline",
     "search": "agn.cli.search",
     "train": "agn.cli.train",
@@ -38,7 +39,7 @@ BAD_INPUT = 2
 #: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
 INTERRUPTED = 130
 #: Subcommands that a rerun of the same command resumes.
-RESUMABLE = ("pipeline", "search", "train")
+RESUMABLE = ("pipeline", "search", "train", "operating-points")
 #: What counts as bad input: a value, configuration, spec or file the user can correct.
 BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                     PermissionError)

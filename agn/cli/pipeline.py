@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agn.cli.operating_points import add_points_options, settings
 from agn.cli.search import add_search_options
 
 
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; 1 (default) is fastest for the small default "
                    "networks, 0 keeps torch's default (use it for ResNets)")
+    add_points_options(p, "--operating-points")
     p.set_defaults(func=run)
 
 
@@ -84,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
         over = deep_merge(over, epochs_data(args.epochs))
     cfg = load_pipeline_config([args.config] if args.config else [], over,
                                base=QUICK if args.quick else None)
+    extra = ()
+    if args.points is not None:
+        from agn.operating_points.stage import points_stage
+
+        extra = (points_stage(settings(args)),)
     run_pipeline(args.run_dir, cfg, workers=args.workers, scheduler=args.scheduler,
-                 threads=args.threads)
+                 threads=args.threads, extra=extra)
     print(f"report: {args.run_dir / 'report.md'}")
     return 0

@@ -2,7 +2,7 @@
 report."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agn.config import PipelineConfig, check_pipeline, document, load_pipeline_config
@@ -29,9 +29,10 @@ def normalize_recorded(recorded: dict) -> dict:
 def run_pipeline(run_dir: str | Path, cfg: PipelineConfig | None = None, progress: bool = True,
                  log: Callable[[str], None] = print, workers: int | None = None,
                  scheduler: str | None = None, threads: int = 1,
-                 until: str | None = None) -> RunStatus:
+                 until: str | None = None, extra: Sequence[Stage] = ()) -> RunStatus:
     """Run (or resume) every stage in ``run_dir``, or the stages up to and including ``until``;
-    returns the recorded status.
+    returns the recorded status. ``extra`` stages (e.g. the operating points) run before the
+    report.
 
     The configuration is checked (catalog, model, dataset, data directory) before anything is
     written: a refused one leaves ``run_dir`` as it was. ``threads`` torch CPU threads are used
@@ -44,6 +45,8 @@ def run_pipeline(run_dir: str | Path, cfg: PipelineConfig | None = None, progres
     if until is not None and until not in names:
         raise ValueError(f"run_pipeline: until expected one of {names}, got {until!r}")
     stages = STAGES[:names.index(until) + 1] if until else STAGES
+    if extra and stages[-1].name == "report":
+        stages = (*stages[:-1], *extra, stages[-1])
     cfg = cfg or PipelineConfig()
     check_pipeline(cfg)
     ctx = Context(Path(run_dir), cfg, progress, workers, scheduler, threads)

@@ -127,4 +127,7 @@ def write_report(run_dir: str | Path) -> Path:
           f"Generated PULP firmware in `firmware/`, compiled for the host and run on "
           f"{dep['inputs']} test inputs: **{validation['mismatches']} mismatches** against the "
           f"NumPy reference over every layer (`validation.json`).", ""]
+    from agn.operating_points.report import report_section
+
+    L += report_section(run)
     return atomic_write_text(run / "report.md", "\n".join(L) + "\n")

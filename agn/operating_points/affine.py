@@ -1,0 +1,106 @@
+"""Per-operating-point output affines of the approximable layers, shared weights otherwise.
+
+With BatchNorm folded into the conv/linear weights, a per-point BatchNorm is a per-point,
+per-channel scale and offset of each layer's output: ``y_p = gamma_p * y + beta_p``. Each layer
+gets a registered :class:`PointAffine` submodule (``<layer>.point_affine``, so its parameters
+are optimised and checkpointed, unlike a plain list of copies) holding ``log_gamma`` and
+``beta`` for every point, and a forward hook applying the active point's. The exporter turns
+the active point's affine into the layer's integer bias and requantisation
+(:func:`agn.export.export`), so the integer network of point p is an export with p active.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from agn.layers import approx_layers
+
+AFFINE = "point_affine"
+
+
+class PointAffine(nn.Module):
+    """``gamma = exp(log_gamma[p])`` (so positive) and ``beta[p]`` per output channel for each of
+    ``n_points`` points; ``active`` (a buffer) selects the point. ``scale=False`` keeps gamma at 1
+    (a layer whose int32 outputs are the logits has no requantisation to carry it)."""
+
+    def __init__(self, n_points: int, channels: int, scale: bool = True) -> None:
+        super().__init__()
+        if n_points < 1 or channels < 1:
+            raise ValueError(f"PointAffine: expected n_points >= 1 and channels >= 1, got "
+                             f"{n_points}, {channels}")
+        self.log_gamma = nn.Parameter(torch.zeros(n_points, channels), requires_grad=scale)
+        self.beta = nn.Parameter(torch.zeros(n_points, channels))
+        self.register_buffer("active", torch.tensor(0))
+
+    @property
+    def n_points(self) -> int:
+        """Number of points."""
+        return int(self.beta.shape[0])
+
+    def select(self, point: int) -> None:
+        """Make ``point`` the active one."""
+        if not 0 <= point < self.n_points:
+            raise ValueError(f"operating point {point}: expected 0..{self.n_points - 1}")
+        self.active.fill_(point)
+
+    def gamma_beta(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The active point's ``(gamma, beta)``, each (C,)."""
+        p = int(self.active)
+        return self.log_gamma[p].exp(), self.beta[p]
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.gamma_beta()
+        shape = (1, -1) + (1,) * (y.dim() - 2)
+        return y * gamma.view(shape) + beta.view(shape)
+
+
+def _apply(layer: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return layer._modules[AFFINE](output)
+
+
+def attach_points(model: nn.Module, n_points: int) -> nn.Module:
+    """Give every approximable layer a :class:`PointAffine` of ``n_points`` points (identity at
+    start); the last layer, which produces int32 logits, gets offsets only. In place; returns
+    the model. Call before loading a checkpoint that holds them."""
+    layers = approx_layers(model)
+    for i, (_, layer) in enumerate(layers):
+        if AFFINE in layer._modules:
+            raise ValueError(f"attach_points: the model already has operating points "
+                             f"({layer._modules[AFFINE].n_points})")
+        channels = layer.weight.shape[0]
+        layer.add_module(AFFINE, PointAffine(n_points, channels, scale=i < len(layers) - 1))
+        layer.register_forward_hook(_apply)
+    return model
+
+
+def point_affines(model: nn.Module) -> dict[str, PointAffine]:
+    """``{layer name: PointAffine}`` of a model with points attached (empty otherwise)."""
+    return {n: layer._modules[AFFINE] for n, layer in approx_layers(model)
+            if AFFINE in layer._modules}
+
+
+def select_point(model: nn.Module, point: int, assignment: Mapping[str, str]) -> nn.Module:
+    """Make ``point`` active: its affines in every layer and its multipliers (``assignment``
+    names every approximable layer)."""
+    layers = dict(approx_layers(model))
+    missing = sorted(set(layers) - set(assignment))
+    if missing:
+        raise ValueError(f"operating point {point}: no multiplier for layers {missing}")
+    for name, layer in layers.items():
+        layer.set_multiplier(assignment[name])
+        layer._modules[AFFINE].select(point)
+    return model
+
+
+def extra_parameters(model: nn.Module) -> int:
+    """Trainable parameters one point adds: its gammas and betas over all layers."""
+    return sum(int(a.beta.shape[1]) * (1 + int(a.log_gamma.requires_grad))
+               for a in point_affines(model).values())
+
+
+def base_parameters(model: nn.Module, skip: Sequence[str] = (AFFINE, "sigma")) -> int:
+    """Parameters of the network itself (weights and biases; no affines, no sigmas)."""
+    return sum(p.numel() for n, p in model.named_parameters()
+               if not any(part in n.split(".") for part in skip))

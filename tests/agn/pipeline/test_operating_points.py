@@ -1,0 +1,58 @@
+"""Runtime operating points on the quick run (issue 13): three distinct assignments, at most K
+circuits on a fixed catalog, per-point affines trained and checkpointed, every point bit-exact
+in the switched firmware, and the report's section."""
+import json
+
+import torch
+
+from agn.cli import main
+from agn.operating_points import read_points
+from agn.run import read_checkpoint
+
+
+def _check_points(run, n_points=3):
+    pts = read_points(run)
+    assert len(pts.points) == n_points
+    specs = [p.assignment.specs() for p in pts.points]
+    assert len({tuple(s.items()) for s in specs}) == n_points      # distinct assignments
+    val = json.loads((run / "operating_points" / "validation.json").read_text())
+    assert val["ok"] and val["mismatches"] == 0
+    assert sorted({r["point"] for r in val["runs"]}) == list(range(n_points))
+    assert all(r["mismatches"] == 0 for r in val["runs"])           # 0 mismatches per point
+    assert all(r["changed_reference"] == r["changed_firmware"] for r in val["runs"])
+    assert val["memory"]["bytes_per_extra_point"] > 0
+    state = read_checkpoint(run / "operating_points" / "last.ckpt")["state_dict"]
+    betas = {k: v for k, v in state.items() if k.endswith("point_affine.beta")}
+    gammas = {k: v for k, v in state.items() if k.endswith("point_affine.log_gamma")}
+    assert len(betas) == len(pts.points[0].assignment.layers) == len(gammas)
+    for b in betas.values():  # retrained: every point's offsets moved, and differently
+        assert b.shape[0] == n_points and torch.all(b.abs().sum(dim=1) > 0)
+        assert not torch.equal(b[0], b[1]) and not torch.equal(b[1], b[2])
+    assert all(p.test_accuracy is not None and p.energy > 0 for p in pts.points)
+    assert [p.extra_parameters > 0 for p in pts.points] == [False] + [True] * (n_points - 1)
+    return pts
+
+
+def test_pipeline_with_three_operating_points_on_marlin(run_copy, capsys):
+    argv = ["pipeline", "--run-dir", str(run_copy), "--quick", "--operating-points", "3",
+            "--points-batches", "2"]
+    assert main(argv) == 0
+    pts = _check_points(run_copy)
+    assert pts.catalog == "marlin:*" and pts.details["reconfigurable"]
+    report = (run_copy / "report.md").read_text()
+    assert "## Runtime operating points" in report and "operating_points.png" in report
+    assert (run_copy / "operating_points.png").stat().st_size > 0
+    status = json.loads((run_copy / "pipeline.json").read_text())
+    assert "operating_points" in status["finished"]
+    capsys.readouterr()
+    assert main(argv) == 0                                            # a rerun skips the stage
+    assert "[operating_points] already finished, skipped" in capsys.readouterr().out
+
+
+def test_operating_points_stage_on_a_fixed_catalog_respects_k_circuits(run_copy, capsys):
+    assert main(["operating-points", "--run-dir", str(run_copy), "--points", "3",
+                 "--max-circuits", "3", "--points-catalog", "trunc:*,drum:*",
+                 "--points-batches", "2"]) == 0
+    pts = _check_points(run_copy)
+    assert pts.max_circuits == 3 and len(pts.circuits) <= 3
+    assert "circuits:" in capsys.readouterr().out
