@@ -143,8 +143,9 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
                                           ins=tuple(net.infos[s] for s in node.inputs))))
         t = tiling.layer(node.name)
         if ctx["params_type"] in _TILED_PARAMS:
-            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
-                                     else "{ 0, 0 }")
+            x, w, y = t.regions
+            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels}, {t.chunk}, {x}, "
+                                     f"{w}, {y}, 0 }}" if t.tiled else "{ 0, 0, 0, 0, 0, 0, 0 }")
         if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
             ctx["params"]["col"], ctx["k"] = "0", 0
         ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None

@@ -17,16 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.errors import IRError
+from deploy.errors import PlanError
 from deploy.ir import _Layer
 from deploy.network import Network
 from deploy.target import Target, default_target
 
 MEMORIES = ("L2", "L3")
-
-
-class PlanError(IRError):
-    """A memory or tiling plan that breaks its own invariants."""
 
 
 @dataclass(frozen=True, kw_only=True)
