@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     print(fw.tiling.summary())
     cost = deploy.cost.totals(report.cost)
     energy = cost["mult_energy_uj"]
-    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles, {cost['dma_bytes']} B "
-          f"DMA, {cost['csr_writes']} CSR writes"
+    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles (DMA overlapped by "
+          f"double buffering), {cost['dma_bytes']} B DMA, {cost['l3_bytes']} B from L3, "
+          f"{cost['csr_writes']} CSR writes"
           + (f", multiplications {energy:.3f} uJ" if energy is not None else ""))
     print(f"wrote {run_dir / 'firmware'} and {run_dir / 'validation.json'}: "
           f"{'bit-exact' if report.ok else f'{report.mismatches} MISMATCHES'}")

@@ -179,3 +179,33 @@ def test_weights_beyond_l2_are_streamed_from_l3_bit_exactly(tmp_path) -> None:
     got = run_host(build_host([fw], tmp_path / "b"), [fw], [x], tmp_path / "b")[0]
     ref = deploy.run(net, x)
     assert np.array_equal(got["fc1"], ref["fc1"]) and not np.array_equal(got["fc2"], ref["fc2"])
+
+
+def test_a_layer_larger_than_l2_streams_its_weight_tiles_from_l3(tmp_path) -> None:
+    net = zoo.lenet5(0)
+    arena = deploy.memplan.plan_memory(net).arena_bytes
+    small = dataclasses.replace(deploy.default_target(), l2_bytes=arena + 40000)
+    assert deploy.memplan.parameter_bytes(net.node("fc1")) > small.l2_bytes   # fc1 alone
+    x = _inputs(net, 3, 0)
+    report = deploy.validate(net, x, tmp_path, sanitize=True, target=small)
+    _assert_exact(report)
+    fw = report.firmware
+    memory = {p.name: p.memory for p in fw.plan.parameters}
+    assert memory["fc1"] == "L3 tiles" and "L3 tiles" not in {memory[n] for n in memory
+                                                               if n != "fc1"}
+    fc1 = fw.tiling.layer("fc1")
+    assert fw.plan.tile_staging_bytes == 8 * fc1.weight_tile_bytes <= fw.plan.staging_bytes
+    assert fw.plan.fits and fw.activation_bytes + fw.parameter_bytes <= small.l2_bytes
+    assert "weights streamed per tile: fc1" in fw.plan.summary()
+    layer_c = (fw.directory / "layer_fc1.c").read_text()
+    assert "HAL_L3 static const int8_t net_fc1_weight[" in layer_c
+    assert "HAL_L3 static const int32_t net_fc1_bias[" not in layer_c and "net_staging }" in layer_c
+    assert "net_fc1_load" not in (fw.directory / "network.c").read_text()
+    # Without the L3 read each core's slot keeps stale bytes: fc1 goes wrong, conv1 does not.
+    kernels = fw.directory / "nn_kernels.c"
+    read = "        hal_l3_read_2d(slot, src, lines, line, stride);\n"
+    assert kernels.read_text().count(read) == 1
+    kernels.write_text(kernels.read_text().replace(read, "        (void)src;\n"))
+    got = run_host(build_host([fw], tmp_path / "b"), [fw], [x], tmp_path / "b")[0]
+    ref = deploy.run(net, x)
+    assert np.array_equal(got["conv1"], ref["conv1"]) and not np.array_equal(got["fc1"], ref["fc1"])
