@@ -1,14 +1,20 @@
-"""Cost model per layer: MACs, estimated cycles, DMA traffic, CSR writes, multiplication energy.
+"""Cost model per layer: MACs, estimated cycles, DMA and L3 traffic, CSR writes, multiplication
+energy.
 
 See ``docs/firmware.md``.
 
-Estimates, not measurements. Cycles of a layer are its compute cycles plus its DMA cycles (the
-kernels wait for each transfer: no double buffering yet):
+Estimates, not measurements. A layer's cycles are its compute cycles and its DMA cycles, minus
+what double buffering overlaps, plus its L3 cycles:
 
-- compute: ``MACs / (cores x macs_per_cycle)`` (a 4-way SIMD dot product per cycle and core),
-  stretched by the tiles' load imbalance (``ceil(tiles / cores) x cores / tiles``); pooling,
-  add and element-wise layers count one output element per cycle and core;
-- DMA: ``bytes / dma_bytes_per_cycle + transfers x dma_setup_cycles`` (one cluster DMA engine);
+- compute ``C``: ``MACs / (cores x macs_per_cycle)`` (a 4-way SIMD dot product per cycle and
+  core), stretched by the tiles' load imbalance (``ceil(tiles / cores) x cores / tiles``);
+  pooling, add and element-wise layers count one output element per cycle and core;
+- DMA ``D``: ``bytes / dma_bytes_per_cycle + transfers x dma_setup_cycles`` (one cluster DMA
+  engine); with ``R = ceil(steps / cores)`` rounds of pipeline steps the transfers of every
+  round but the first overlap the compute of the previous one, so the layer takes
+  ``C + D - min(C, D) x (R - 1) / R`` (``C + D`` for a single round);
+- L3: ``bytes x l3_cycles_per_byte + reads x l3_setup_cycles``, not overlapped (the reads
+  block): a whole layer's parameters once before it runs, or its weights tile by tile;
 - CSR writes: every core writes the level once per MARLIN layer and its kernel call sets and
   clears the SIMD route once (three writes per core).
 
@@ -17,15 +23,17 @@ Multiplication energy is ``MACs x P / f`` with ``P`` the multiplier's power in t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import hwlib
 from deploy.ir import Conv, Linear, Node, _Layer
+from deploy.memplan import MemoryPlan
 from deploy.network import Network
 from deploy.tiling import LayerTiling, TilingPlan
 
-_TRANSFERS = {"conv": 3, "linear": 3, "add": 3}          # per tile; pooling moves 2
+_LOADS = {"conv": 2, "linear": 2, "add": 2}           # input transfers per step; pooling 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,12 +44,16 @@ class CostParams:
         macs_per_cycle: MACs per cycle and core (4: one ``pv.sdotusp.b`` per cycle).
         dma_bytes_per_cycle: cluster DMA bandwidth (8: a 64-bit port).
         dma_setup_cycles: cycles to issue and wait for one transfer.
+        l3_cycles_per_byte: L3 (HyperRAM) read time per byte, in cluster cycles.
+        l3_setup_cycles: cycles to issue and wait for one L3 read.
         power_clock_hz: clock of the power table's figures (500 MHz for MARLIN's).
     """
 
     macs_per_cycle: int = 4
     dma_bytes_per_cycle: int = 8
     dma_setup_cycles: int = 20
+    l3_cycles_per_byte: float = 2.5
+    l3_setup_cycles: int = 100
     power_clock_hz: float = 500e6
 
 
@@ -56,7 +68,10 @@ class LayerCost:
         compute_cycles: estimated compute cycles.
         dma_bytes: bytes moved between L2 and L1.
         dma_transfers: DMA commands issued.
-        cycles: ``compute_cycles`` + DMA cycles.
+        dma_cycles: DMA cycles (before overlap).
+        l3_bytes: bytes read from L3.
+        l3_cycles: L3 read cycles.
+        cycles: compute and DMA cycles after the overlap of double buffering, plus L3 cycles.
         csr_writes: CSR 0x7D0 writes over all cores.
         mult_energy_uj: multiplication energy in microjoules (None: no absolute power known).
     """
@@ -67,6 +82,9 @@ class LayerCost:
     compute_cycles: int
     dma_bytes: int
     dma_transfers: int
+    dma_cycles: int
+    l3_bytes: int
+    l3_cycles: int
     cycles: int
     csr_writes: int
     mult_energy_uj: float | None
@@ -79,8 +97,23 @@ def macs(node: Node, net: Network) -> int:
     return 0
 
 
-def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int,
-                p: CostParams) -> LayerCost:
+def _l3(node: Node, t: LayerTiling, plan: MemoryPlan | None, p: CostParams) -> tuple[int, int]:
+    """L3 bytes and cycles of a layer's streamed parameters."""
+    if plan is None or not isinstance(node, _Layer):
+        return 0, 0
+    memory = plan.placement(node.name)
+    if memory == "L3 tiles":               # the weights, once per row of tiles, one read a step
+        nbytes = t.weight_bytes_per_channel * t.channels * -(-t.rows // t.tile_rows)
+        reads = t.n_steps
+    elif memory == "L3":                   # weights, bias and requant once, before the layer
+        nbytes, reads = next(q.bytes for q in plan.parameters if q.name == node.name), 4
+    else:
+        return 0, 0
+    return nbytes, math.ceil(nbytes * p.l3_cycles_per_byte) + reads * p.l3_setup_cycles
+
+
+def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int, p: CostParams,
+                plan: MemoryPlan | None) -> LayerCost:
     m = macs(node, net)
     out = net.infos[node.name].size
     work = -(-m // p.macs_per_cycle) if m else out
@@ -89,8 +122,11 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int,
         compute = -(-work * rounds // t.n_tiles)
     else:
         compute = -(-work // cores)
-    transfers = t.n_tiles * _TRANSFERS.get(node.op, 2) if t.tiled else 0
+    transfers = t.n_steps * _LOADS.get(node.op, 1) + t.n_tiles if t.tiled else 0
     dma = -(-t.dma_bytes // p.dma_bytes_per_cycle) + transfers * p.dma_setup_cycles
+    steps = -(-t.n_steps // cores) if t.tiled else 1
+    overlapped = min(compute, dma) * (steps - 1) // steps
+    l3_bytes, l3_cycles = _l3(node, t, plan, p)
     csr, energy = 0, None
     if isinstance(node, _Layer):
         mul = hwlib.get(node.multiplier)
@@ -99,24 +135,30 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int,
         if mul.power.mw is not None:
             energy = m * mul.power.mw * 1e-3 / p.power_clock_hz * 1e6
     return LayerCost(name=node.name, op=node.op, macs=m, compute_cycles=compute,
-                     dma_bytes=t.dma_bytes, dma_transfers=transfers, cycles=compute + dma,
-                     csr_writes=csr, mult_energy_uj=energy)
+                     dma_bytes=t.dma_bytes, dma_transfers=transfers, dma_cycles=dma,
+                     l3_bytes=l3_bytes, l3_cycles=l3_cycles,
+                     cycles=compute + dma - overlapped + l3_cycles, csr_writes=csr,
+                     mult_energy_uj=energy)
 
 
-def estimate(net: Network, tiling: TilingPlan, params: CostParams | None = None
-             ) -> tuple[LayerCost, ...]:
-    """The cost of every node after the input, in execution order."""
+def estimate(net: Network, tiling: TilingPlan, params: CostParams | None = None,
+             plan: MemoryPlan | None = None) -> tuple[LayerCost, ...]:
+    """The cost of every node after the input, in execution order (L3 traffic from ``plan``,
+    none when it is None)."""
     p = params or CostParams()
-    return tuple(_layer_cost(n, net, tiling.layer(n.name), tiling.cores, p)
+    return tuple(_layer_cost(n, net, tiling.layer(n.name), tiling.cores, p, plan)
                  for n in net.nodes[1:])
 
 
 def totals(costs: tuple[LayerCost, ...]) -> dict[str, Any]:
-    """Network totals: MACs, cycles, DMA bytes, CSR writes, multiplication energy (None when a
-    layer's multiplier has no absolute power figure)."""
+    """Network totals: MACs, cycles, DMA and L3 bytes and cycles, CSR writes, multiplication
+    energy (None when a layer's multiplier has no absolute power figure)."""
     energies = [c.mult_energy_uj for c in costs if c.macs]
     return {"macs": sum(c.macs for c in costs), "cycles": sum(c.cycles for c in costs),
             "dma_bytes": sum(c.dma_bytes for c in costs),
+            "dma_cycles": sum(c.dma_cycles for c in costs),
+            "l3_bytes": sum(c.l3_bytes for c in costs),
+            "l3_cycles": sum(c.l3_cycles for c in costs),
             "csr_writes": sum(c.csr_writes for c in costs),
             "mult_energy_uj": (None if any(e is None for e in energies)
                                else sum(e for e in energies if e is not None))}

@@ -146,11 +146,20 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
                                           ins=tuple(net.infos[s] for s in node.inputs))))
         t = tiling.layer(node.name)
         if ctx["params_type"] in _TILED_PARAMS:
-            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels} }}" if t.tiled
-                                     else "{ 0, 0 }")
+            x, w, y = t.regions
+            stage = (f"{prefix}_staging" if isinstance(node, _Layer)
+                     and plan.placement(node.name) == "L3 tiles" else "0")
+            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels}, {t.chunk}, {x}, "
+                                     f"{w}, {y}, {stage} }}" if t.tiled
+                                     else "{ 0, 0, 0, 0, 0, 0, 0 }")
         if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
             ctx["params"]["col"], ctx["col_bytes"] = "0", 0
         ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None
+        ctx["l3_tiles"] = None
+        if isinstance(node, _Layer) and plan.placement(node.name) == "L3 tiles":
+            ctx["l3_tiles"] = {"staging": f"{prefix}_staging"}
+            ctx["summary"] += (f"; weights streamed from L3 per tile ({t.weight_tile_bytes} B "
+                               f"slot per core)")
         if isinstance(node, _Layer) and plan.placement(node.name) == "L3":
             lay, staging = parameter_layout(node), f"{prefix}_staging"
             ctx["l3"] = {"staging": staging, **lay}
@@ -192,7 +201,8 @@ def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any
         if c.get("l3"):
             continue                                # in L3, streamed through the staging buffer
         if c["weight"] is not None:
-            total += c["weight"].size + 4 * c["bias"].size
+            total += 0 if c.get("l3_tiles") else c["weight"].size   # streamed per tile
+            total += 4 * c["bias"].size
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
         total += cores * c.get("col_bytes", 0)  # an untiled conv's im2col buffers per core
@@ -234,8 +244,8 @@ def emit(net: Network, out_dir: str | os.PathLike[str], prefix: str = "net",
     for node in net.nodes[1:]:
         PULP.lookup(type(node))  # every node can be emitted, before anything runs or is written
     outs = run(net, x[None])
-    plan = plan_memory(net, target)
     tiling = plan_tiling(net, target)
+    plan = plan_memory(net, target, tiling=tiling)
     cnames = _c_names(net)
     luts: dict[str, dict[str, Any]] = {}
     layers = [_node_context(net, n, cnames, prefix, luts, plan, tiling, points)

@@ -1,7 +1,7 @@
 """Exceptions raised by deploy: every message names the bad value and what was expected."""
 from hwlib.errors import AssignmentError  # the one assignment error class, shared with hwlib
 
-__all__ = ["AssignmentError", "BuildError", "IRError"]
+__all__ = ["AssignmentError", "BuildError", "IRError", "PlanError"]
 
 
 class IRError(ValueError):
@@ -15,3 +15,7 @@ class BuildError(RuntimeError):
 class BackendError(IRError):
     """A backend (NumPy reference, torch executor, C emitter) with no implementation for a node
     type."""
+
+
+class PlanError(IRError):
+    """A memory or tiling plan that breaks its own invariants."""

@@ -9,7 +9,9 @@ two buffers may share bytes only when their live intervals are disjoint. Offsets
 largest first at the lowest aligned offset that collides with no placed buffer live at the same
 time (the greedy-by-size heuristic). Layer parameters (weights, bias, requant) stay in L2 while
 they fit beside the arena; the others are marked for streaming from L3 through an L2 staging
-buffer as large as the largest streamed layer's parameters.
+buffer: a whole layer's parameters before it runs, or, for a layer whose parameters alone do not
+fit L2 beside the arena, its weights tile by tile (one L2 slot per core, as large as the layer's
+weight tile; its bias and requantisation stay in L2).
 """
 from __future__ import annotations
 
@@ -17,16 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.errors import IRError
+from deploy.errors import PlanError
 from deploy.ir import _Layer
 from deploy.network import Network
 from deploy.target import Target, default_target
+from deploy.tiling import TilingPlan, plan_tiling
 
-MEMORIES = ("L2", "L3")
-
-
-class PlanError(IRError):
-    """A memory or tiling plan that breaks its own invariants."""
+MEMORIES = ("L2", "L3", "L3 tiles")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,12 +68,26 @@ class Parameters:
     Attributes:
         name: the IR node name.
         bytes: int8 weights + int32 bias + requant (int32 multiplier, uint8 shift per channel).
-        memory: ``"L2"`` or ``"L3"`` (streamed to the L2 staging buffer before the layer runs).
+        weight_bytes: the int8 weights (padded to 4 bytes) among ``bytes``.
+        memory: ``"L2"``, ``"L3"`` (streamed to the L2 staging buffer before the layer runs) or
+            ``"L3 tiles"`` (weights streamed through the staging buffer tile by tile, bias and
+            requant in L2).
     """
 
     name: str
     bytes: int
+    weight_bytes: int
     memory: str
+
+    @property
+    def l2_resident_bytes(self) -> int:
+        """Bytes kept in L2 for the whole run (outside the staging buffer)."""
+        return {"L2": self.bytes, "L3": 0}.get(self.memory, self.bytes - self.weight_bytes)
+
+    @property
+    def l3_resident_bytes(self) -> int:
+        """Bytes living in L3."""
+        return self.bytes - self.l2_resident_bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +102,8 @@ class MemoryPlan:
             alignment and fragmentation).
         buffers: one per node, in execution order.
         parameters: one per conv/linear layer, in execution order.
+        tile_staging_bytes: the staging slots of weights streamed tile by tile (cores x the
+            largest such weight tile; 0 when none is).
     """
 
     network: str
@@ -97,6 +112,7 @@ class MemoryPlan:
     arena_bytes: int
     buffers: tuple[Buffer, ...]
     parameters: tuple[Parameters, ...]
+    tile_staging_bytes: int = 0
 
     def buffer(self, name: str) -> Buffer:
         """The buffer of node ``name`` (KeyError naming the nodes otherwise)."""
@@ -124,23 +140,23 @@ class MemoryPlan:
         steps = range(max(b.last for b in self.buffers) + 1)
         return max(sum(b.size for b in self.buffers if b.first <= s <= b.last) for s in steps)
 
-    def _bytes_in(self, memory: str) -> int:
-        return sum(p.bytes for p in self.parameters if p.memory == memory)
-
     @property
     def l2_parameter_bytes(self) -> int:
         """Parameters kept in L2."""
-        return self._bytes_in("L2")
+        return sum(p.l2_resident_bytes for p in self.parameters)
 
     @property
     def l3_bytes(self) -> int:
         """Parameters streamed from L3."""
-        return self._bytes_in("L3")
+        return sum(p.l3_resident_bytes for p in self.parameters)
 
     @property
     def staging_bytes(self) -> int:
-        """The L2 staging buffer of streamed parameters (0 when nothing streams)."""
-        return max((p.bytes for p in self.parameters if p.memory == "L3"), default=0)
+        """The L2 staging buffer of streamed parameters (0 when nothing streams): the largest
+        layer streamed whole, or the tile slots, whichever is larger (one layer runs at a
+        time)."""
+        return max(max((p.bytes for p in self.parameters if p.memory == "L3"), default=0),
+                   self.tile_staging_bytes)
 
     @property
     def peak_l2_bytes(self) -> int:
@@ -154,11 +170,14 @@ class MemoryPlan:
 
     def summary(self) -> str:
         """One line: peak L2 (arena, parameters, staging) and the L3 bytes."""
+        tiles = [p.name for p in self.parameters if p.memory == "L3 tiles"]
         return (f"memory plan: peak L2 {self.peak_l2_bytes} B of {self.l2_bytes} B (activation "
                 f"arena {self.arena_bytes} B for {self.unplanned_bytes} B of buffers, live peak "
                 f"{self.live_peak_bytes} B; parameters {self.l2_parameter_bytes} B in L2"
                 + (f", staging {self.staging_bytes} B" if self.staging_bytes else "")
-                + f"); L3 {self.l3_bytes} B" + ("" if self.fits else "  (DOES NOT FIT L2)"))
+                + f"); L3 {self.l3_bytes} B"
+                + (f" (weights streamed per tile: {', '.join(tiles)})" if tiles else "")
+                + ("" if self.fits else "  (DOES NOT FIT L2)"))
 
     def to_json(self) -> dict[str, Any]:
         """The plan as a JSON document (``validation.json``'s ``memory_plan``)."""
@@ -166,11 +185,12 @@ class MemoryPlan:
             "align": self.align, "l2_bytes": self.l2_bytes, "arena_bytes": self.arena_bytes,
             "live_peak_bytes": self.live_peak_bytes, "unplanned_bytes": self.unplanned_bytes,
             "l2_parameter_bytes": self.l2_parameter_bytes, "staging_bytes": self.staging_bytes,
-            "peak_l2_bytes": self.peak_l2_bytes, "l3_bytes": self.l3_bytes, "fits": self.fits,
+            "tile_staging_bytes": self.tile_staging_bytes, "peak_l2_bytes": self.peak_l2_bytes,
+            "l3_bytes": self.l3_bytes, "fits": self.fits,
             "buffers": [{"name": b.name, "offset": b.offset, "bytes": b.size, "first": b.first,
                          "last": b.last} for b in self.buffers],
-            "parameters": [{"name": p.name, "bytes": p.bytes, "memory": p.memory}
-                           for p in self.parameters]}
+            "parameters": [{"name": p.name, "bytes": p.bytes, "weight_bytes": p.weight_bytes,
+                            "memory": p.memory} for p in self.parameters]}
 
 
 def parameter_layout(node: _Layer) -> dict[str, int]:
@@ -218,21 +238,41 @@ def _place(size: int, first: int, last: int, placed: list[Buffer], align: int) -
     return offset
 
 
-def _place_parameters(net: Network, arena: int, l2_bytes: int) -> tuple[Parameters, ...]:
+def _place_parameters(net: Network, arena: int, l2_bytes: int, tiling: TilingPlan,
+                      cores: int) -> tuple[tuple[Parameters, ...], int]:
+    """Every layer's placement and the tile staging bytes.
+
+    All parameters stay in L2 when they fit beside the arena. Otherwise a tiled layer whose
+    parameters alone do not fit beside the arena streams its weights per tile; the others are
+    kept in L2, in execution order, while they fit beside the staging buffer and are streamed
+    whole otherwise."""
     layers = [n for n in net.nodes if isinstance(n, _Layer)]
-    sizes = [parameter_bytes(n) for n in layers]
-    if arena + sum(sizes) <= l2_bytes:
-        return tuple(Parameters(name=n.name, bytes=s, memory="L2") for n, s in zip(layers, sizes))
-    staging, used, out = max(sizes, default=0), 0, []
-    for n, s in zip(layers, sizes):
-        memory = "L2" if arena + staging + used + s <= l2_bytes else "L3"
-        used += s if memory == "L2" else 0
-        out.append(Parameters(name=n.name, bytes=s, memory=memory))
-    return tuple(out)
+    blocks = [parameter_layout(n) for n in layers]
+    if arena + sum(b["bytes"] for b in blocks) <= l2_bytes:
+        return tuple(Parameters(name=n.name, bytes=b["bytes"], weight_bytes=b["bias"],
+                                memory="L2") for n, b in zip(layers, blocks)), 0
+    per_tile = {n.name for n, b in zip(layers, blocks)
+                if arena + b["bytes"] > l2_bytes and tiling.layer(n.name).tiled}
+    slots = max((cores * tiling.layer(name).weight_tile_bytes for name in per_tile), default=0)
+    staging = max([slots] + [b["bytes"] for n, b in zip(layers, blocks) if n.name not in per_tile])
+    used = sum(b["bytes"] - b["bias"] for n, b in zip(layers, blocks) if n.name in per_tile)
+    out = []
+    for n, b in zip(layers, blocks):
+        if n.name in per_tile:
+            memory = "L3 tiles"
+        else:
+            memory = "L2" if arena + staging + used + b["bytes"] <= l2_bytes else "L3"
+            used += b["bytes"] if memory == "L2" else 0
+        out.append(Parameters(name=n.name, bytes=b["bytes"], weight_bytes=b["bias"],
+                              memory=memory))
+    return tuple(out), slots
 
 
-def plan_memory(net: Network, target: Target | None = None, align: int = 8) -> MemoryPlan:
-    """The memory plan of ``net`` for ``target`` (``deploy/data/target.json`` by default).
+def plan_memory(net: Network, target: Target | None = None, align: int = 8,
+                tiling: TilingPlan | None = None) -> MemoryPlan:
+    """The memory plan of ``net`` for ``target`` (``deploy/data/target.json`` by default);
+    ``tiling`` (planned for the same target when None) sizes the slots of weights streamed
+    per tile.
 
     Raises:
         PlanError: ``align`` is not a power of two, or the plan breaks :func:`check_plan`.
@@ -251,8 +291,10 @@ def plan_memory(net: Network, target: Target | None = None, align: int = 8) -> M
                              size=sizes[name], first=first, last=last))
     buffers = tuple(sorted(placed, key=lambda b: order[b.name]))
     arena = _aligned(max(b.end for b in buffers), align)
+    parameters, slots = _place_parameters(net, arena, target.l2_bytes,
+                                          tiling or plan_tiling(net, target), target.num_cores)
     plan = MemoryPlan(network=net.name, align=align, l2_bytes=target.l2_bytes, arena_bytes=arena,
-                      buffers=buffers, parameters=_place_parameters(net, arena, target.l2_bytes))
+                      buffers=buffers, parameters=parameters, tile_staging_bytes=slots)
     check_plan(plan, net)
     return plan
 

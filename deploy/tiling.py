@@ -6,11 +6,15 @@ A tile is a block of output rows x output channels (conv, depthwise, pointwise, 
 output neurons (linear) or of elements (add). Tiles are spread over the cluster
 cores, each core moving its own tiles between L2 and its slice of L1 (``l1_bytes / num_cores``):
 the input rows the tile needs (with the halo of the kernel window, clipped to the image), the
-weights of its output channels, the output tile and, for convolutions, the core's im2col buffer.
-The solver enumerates every (rows, channels) pair that fits the slice and keeps the one with the
-shortest critical path (rounds of ``num_cores`` tiles x outputs per tile), then the fewest DMA
-bytes, then the fewest tiles. Flatten
-(an HWC -> CHW permutation) and stand-alone requantisation run from L2 untiled.
+weights of its output channels and the output tile. The transfers are double buffered: the slice
+holds two sets of these regions (the DMA fills one while the core computes from the other) and,
+after both, the core's scratch (the im2col buffer of a convolution, the int32 partial sums of a
+linear). A linear layer also splits its input vector into chunks (one pipeline step each,
+partial sums accumulated in the scratch, requantised after the last chunk) when a tile of the
+whole fan-in does not fit. The solver enumerates every (rows, channels) pair that fits the slice
+and keeps the one with the shortest critical path (rounds of ``num_cores`` tiles x outputs per
+tile), then the fewest DMA bytes, then the fewest tiles. Flatten (an HWC -> CHW permutation) and
+stand-alone requantisation run from L2 untiled.
 """
 from __future__ import annotations
 
@@ -20,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from deploy.errors import PlanError
 from deploy.ir import Add, AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, Node
 from deploy.kernels import im2col_bytes
-from deploy.memplan import PlanError
 from deploy.network import Network
 from deploy.target import Target, default_target
 
@@ -74,11 +78,13 @@ class LayerTiling:
         in_row_bytes: bytes of one input row of the channels one output channel needs per
             ``channel_step`` (0 when the input does not depend on the channel tile).
         in_fixed_row_bytes: bytes of one input row every tile needs whatever its channels.
-        weight_bytes_per_channel: L1 weight bytes per output channel.
+        weight_bytes_per_channel: weight bytes per output channel.
         out_bytes_per_row_channel: output bytes per row and channel.
         col_bytes: the im2col buffer (conv only).
         window: the input rows an output row range reads.
         cores: cores the tiles are spread over.
+        chunk: input elements per pipeline step of a linear layer (its fan-in when the input is
+            not split; 0 for other layers).
         note: why an untiled layer runs from L2 (empty for tiled layers).
     """
 
@@ -97,6 +103,7 @@ class LayerTiling:
     col_bytes: int
     window: Window
     cores: int
+    chunk: int = 0
     note: str = ""
 
     def tiles(self) -> Iterator[tuple[int, int, int, int]]:
@@ -106,19 +113,53 @@ class LayerTiling:
                 yield (r0, min(r0 + self.tile_rows, self.rows), c0,
                        min(c0 + self.tile_channels, self.channels))
 
-    def l1_of(self, r0: int, r1: int, c0: int, c1: int) -> int:
-        """L1 bytes of one tile: input with halo, weights and output (each from a 4-byte
-        aligned offset, as the kernels lay them out) and the im2col buffer."""
+    def regions_of(self, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int]:
+        """L1 bytes of one pipeline step of a tile: input with halo, weights and output, each
+        rounded up to 4 bytes (the kernels lay them out from 4-byte aligned offsets). A linear
+        layer's step holds one input chunk and the weights of that chunk."""
         i0, i1 = self.window.rows(r0, r1)
         per_row = self.in_fixed_row_bytes + self.in_row_bytes * (c1 - c0) // self.channel_step
-        return (_round4((i1 - i0) * per_row) + _round4(self.weight_bytes_per_channel * (c1 - c0))
-                + _round4(self.out_bytes_per_row_channel * (r1 - r0) * (c1 - c0))
-                + self.col_bytes)
+        weights = self.weight_bytes_per_channel * (c1 - c0)
+        if self.chunk:
+            per_row, weights = self.chunk, self.chunk * (c1 - c0)
+        return (_round4((i1 - i0) * per_row), _round4(weights),
+                _round4(self.out_bytes_per_row_channel * (r1 - r0) * (c1 - c0)))
+
+    @property
+    def regions(self) -> tuple[int, int, int]:
+        """The largest input, weight and output region over the tiles: one buffer set's
+        layout, which the kernels use at fixed offsets (zeros when untiled)."""
+        if not self.tiled:
+            return (0, 0, 0)
+        tc = min(self.tile_channels, self.channels)
+        sizes = [self.regions_of(r0, r1, 0, tc) for r0, r1 in self._row_tiles()]
+        return (max(x for x, _, _ in sizes), max(w for _, w, _ in sizes),
+                max(y for _, _, y in sizes))
+
+    @property
+    def set_bytes(self) -> int:
+        """One buffer set (input, weights, output); the slice holds two."""
+        return sum(self.regions)
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Per-core L1 scratch after the two sets: im2col (conv), int32 partial sums (linear)."""
+        return self.col_bytes + (4 * min(self.tile_channels, self.channels) if self.chunk else 0)
+
+    @property
+    def n_chunks(self) -> int:
+        """Pipeline steps per tile (input chunks of a linear layer, else 1)."""
+        return _ceil(self.in_fixed_row_bytes, self.chunk) if self.chunk else 1
 
     @property
     def n_tiles(self) -> int:
         """Number of tiles."""
         return _ceil(self.rows, self.tile_rows) * _ceil(self.channels, self.tile_channels)
+
+    @property
+    def n_steps(self) -> int:
+        """Pipeline steps over all tiles (tiles x input chunks)."""
+        return self.n_tiles * self.n_chunks
 
     def _row_tiles(self) -> list[tuple[int, int]]:
         return [(r0, min(r0 + self.tile_rows, self.rows))
@@ -126,15 +167,14 @@ class LayerTiling:
 
     @property
     def l1_bytes(self) -> int:
-        """The largest tile's L1 bytes (what one core's L1 slice must hold; 0 when untiled)."""
+        """One core's L1 use: two buffer sets and the scratch (0 when untiled)."""
         if not self.tiled:
             return 0
-        tc = min(self.tile_channels, self.channels)
-        return max(self.l1_of(r0, r1, 0, tc) for r0, r1 in self._row_tiles())
+        return 2 * self.set_bytes + self.scratch_bytes
 
     @property
     def dma_bytes(self) -> int:
-        """Bytes moved between L2 and L1 over all tiles (im2col stays in L1)."""
+        """Bytes moved between L2 and L1 over all tiles (the scratch stays in L1)."""
         if not self.tiled:
             return 0
         rows, n_c = self._row_tiles(), _ceil(self.channels, self.tile_channels)
@@ -144,12 +184,19 @@ class LayerTiling:
         return (halo * per_row + self.weight_bytes_per_channel * self.channels * len(rows)
                 + self.out_bytes_per_row_channel * self.rows * self.channels)
 
+    @property
+    def weight_tile_bytes(self) -> int:
+        """Weight bytes of one pipeline step (what a weight tile streamed from L3 stages in L2
+        per core)."""
+        return self.regions[1]
+
     def to_json(self) -> dict[str, Any]:
         """The layer's tiling as a JSON object."""
         return {"name": self.name, "op": self.op, "tiled": self.tiled,
                 "tile": [self.tile_rows, self.tile_channels], "output": [self.rows, self.channels],
-                "tiles": self.n_tiles if self.tiled else 0, "l1_bytes": self.l1_bytes,
-                "dma_bytes": self.dma_bytes, "note": self.note}
+                "tiles": self.n_tiles if self.tiled else 0, "chunk": self.chunk,
+                "steps": self.n_steps if self.tiled else 0, "regions": list(self.regions),
+                "l1_bytes": self.l1_bytes, "dma_bytes": self.dma_bytes, "note": self.note}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,8 +232,9 @@ class TilingPlan:
         tiled = [t for t in self.layers if t.tiled]
         peak = max((t.l1_bytes for t in tiled), default=0)
         untiled = [t.name for t in self.layers if not t.tiled and "smallest tile" in t.note]
-        return (f"tiling plan: {len(tiled)} tiled layers, {sum(t.n_tiles for t in tiled)} tiles, "
-                f"largest tile {peak} B of the {self.core_l1_bytes} B L1 slice per core "
+        return (f"tiling plan: {len(tiled)} tiled layers, {sum(t.n_tiles for t in tiled)} tiles "
+                f"({sum(t.n_steps for t in tiled)} double-buffered DMA steps), largest "
+                f"{peak} B of the {self.core_l1_bytes} B L1 slice per core "
                 f"({self.cores} cores x {self.l1_bytes} B L1)"
                 + (f"; run from L2 (no tile fits): {', '.join(untiled)}" if untiled else ""))
 
@@ -225,7 +273,8 @@ def _shape(node: Node, net: Network) -> dict[str, Any]:
     if isinstance(node, Linear):
         return dict(rows=1, channels=node.out_channels, channel_step=1, in_row_bytes=0,
                     in_fixed_row_bytes=node.fan_in, weight_bytes_per_channel=node.fan_in,
-                    out_bytes_per_row_channel=out_elem, col_bytes=0, window=Window())
+                    out_bytes_per_row_channel=out_elem, col_bytes=0, window=Window(),
+                    chunk=node.fan_in)
     if isinstance(node, Add):
         return dict(rows=1, channels=y.size, channel_step=1, in_row_bytes=2,
                     in_fixed_row_bytes=0, weight_bytes_per_channel=0,
@@ -233,7 +282,22 @@ def _shape(node: Node, net: Network) -> dict[str, Any]:
     return {}
 
 
-def _solve(node: Node, shape: dict[str, Any], budget: int, cores: int) -> LayerTiling:
+def _chunks(fan_in: int) -> Iterator[int]:
+    """A linear's input chunk sizes, largest first: the whole fan-in, then ``fan_in / n``
+    rounded up to 4 bytes for n = 2, 3, ... (each size once)."""
+    yield fan_in
+    last = fan_in
+    for n in range(2, fan_in + 1):
+        c = min(_round4(_ceil(fan_in, n)), fan_in)
+        if c < last:
+            yield c
+            last = c
+        if c <= 4:
+            return
+
+
+def _solve_chunk(node: Node, shape: dict[str, Any], budget: int,
+                 cores: int) -> LayerTiling | None:
     rows, chans, step = shape["rows"], shape["channels"], shape["channel_step"]
     best: tuple[tuple[int, int, int], LayerTiling] | None = None
     for tc in range(step, chans + step, step):
@@ -247,15 +311,23 @@ def _solve(node: Node, shape: dict[str, Any], budget: int, cores: int) -> LayerT
             key = (_ceil(t.n_tiles, cores) * th * tc, t.dma_bytes, t.n_tiles)
             if best is None or key < best[0]:
                 best = (key, t)
-        if tc == chans:
-            break
-    if best is None:
-        one = LayerTiling(name=node.name, op=node.op, tiled=True, tile_rows=1,
-                          tile_channels=step, cores=cores, **shape)
-        raise PlanError(f"tiling: node {node.name!r} ({node.op}) needs {one.l1_bytes} B of L1 "
-                        f"for its smallest tile (1 row x {step} channel(s)), expected at most "
-                        f"the {budget} B L1 slice per core")
-    return best[1]
+        if tc == chans or th == 1 and t.l1_bytes > budget:
+            break                                       # more channels only grow the tile
+    return None if best is None else best[1]
+
+
+def _solve(node: Node, shape: dict[str, Any], budget: int, cores: int) -> LayerTiling:
+    """The best tile of the largest input chunk (linear) with a tile that fits."""
+    for chunk in _chunks(shape["chunk"]) if shape.get("chunk") else (0,):
+        best = _solve_chunk(node, {**shape, "chunk": chunk}, budget, cores)
+        if best is not None:
+            return best
+    step = shape["channel_step"]
+    one = LayerTiling(name=node.name, op=node.op, tiled=True, tile_rows=1, tile_channels=step,
+                      cores=cores, **{**shape, "chunk": min(shape.get("chunk", 0), 4)})
+    raise PlanError(f"tiling: node {node.name!r} ({node.op}) needs {one.l1_bytes} B of L1 "
+                    f"for its smallest tile (1 row x {step} channel(s), double buffered), "
+                    f"expected at most the {budget} B L1 slice per core")
 
 
 def _untiled(node: Node, cores: int, note: str) -> LayerTiling:
@@ -297,6 +369,11 @@ def check_tiling(plan: TilingPlan, net: Network) -> None:
     for t in plan.layers:
         if not t.tiled:
             continue
+        too_big = [tile for tile in t.tiles()
+                   if any(a > b for a, b in zip(t.regions_of(*tile), t.regions))]
+        if too_big:
+            raise PlanError(f"tiling of {t.name!r}: tile {too_big[0]} exceeds the buffer set's "
+                            f"regions {t.regions}")
         if t.l1_bytes > plan.core_l1_bytes:
             raise PlanError(f"tiling of {t.name!r}: a tile needs {t.l1_bytes} B, expected at "
                             f"most the {plan.core_l1_bytes} B L1 slice per core")

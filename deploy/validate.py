@@ -178,7 +178,7 @@ def validate_many(nets: Sequence[Network], inputs: Sequence[np.ndarray],
             network=net.name, firmware_dir=str(fw.directory), inputs=len(xb),
             input_shape=tuple(xb.shape[1:]), input_sha256=hashlib.sha256(xb.tobytes()).hexdigest(),
             layers=compare_layers(fw, ref, got), compiler=version, flags=host_flags(sanitize),
-            sanitize=sanitize, cost=estimate(net, fw.tiling), firmware=fw)
+            sanitize=sanitize, cost=estimate(net, fw.tiling, plan=fw.plan), firmware=fw)
         atomic_write_json(Path(d) / REPORT_NAME, rep.to_json())
         reports.append(rep)
     return reports

@@ -124,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     print(fw.tiling.summary())
     cost = deploy.cost.totals(report.cost)
     energy = cost["mult_energy_uj"]
-    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles, {cost['dma_bytes']} B "
-          f"DMA, {cost['csr_writes']} CSR writes"
+    print(f"cost estimate: {cost['macs']} MACs, {cost['cycles']} cycles (DMA overlapped by "
+          f"double buffering), {cost['dma_bytes']} B DMA, {cost['l3_bytes']} B from L3, "
+          f"{cost['csr_writes']} CSR writes"
           + (f", multiplications {energy:.3f} uJ" if energy is not None else ""))
     sums = report.checksum_mismatches
     print(f"firmware checksums: {len(report.layers)} nodes per input agree with the reference"

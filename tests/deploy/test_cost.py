@@ -1,12 +1,15 @@
 """The cost model: MACs, cycles from the SIMD MAC rate, DMA bytes, CSR writes, energy."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import deploy
 import hwlib
 from deploy import zoo
 from deploy.cost import CostParams, estimate, macs, totals
+from deploy.memplan import plan_memory
 from deploy.tiling import plan_tiling
 
 
@@ -40,3 +43,42 @@ def test_faster_simd_rate_lowers_compute_cycles() -> None:
     fast = sum(c.compute_cycles for c in estimate(net, tiling))
     assert 3.5 < slow / fast <= 4.0
     assert totals(estimate(net, tiling))["mult_energy_uj"] > 0       # every layer is MARLIN
+
+
+def test_double_buffering_overlaps_dma_with_compute() -> None:
+    net = zoo.resnet8(0)
+    tiling = plan_tiling(net)
+    for c in estimate(net, tiling):
+        t = tiling.layer(c.name)
+        rounds = -(-t.n_steps // t.cores) if t.tiled else 1
+        hidden = min(c.compute_cycles, c.dma_cycles) * (rounds - 1) // rounds
+        assert c.cycles == c.compute_cycles + c.dma_cycles - hidden and c.l3_cycles == 0
+        assert max(c.compute_cycles, c.dma_cycles) <= c.cycles
+        assert c.dma_transfers == (t.n_steps * (1 if t.op in ("maxpool", "avgpool",
+                                                              "global_avgpool") else 2)
+                                   + t.n_tiles if t.tiled else 0)
+    # block1_conv1 runs 4 rounds of tiles: 3/4 of the smaller side is hidden
+    b1 = next(c for c in estimate(net, tiling) if c.name == "block1_conv1")
+    assert b1.cycles < b1.compute_cycles + b1.dma_cycles
+
+
+def test_l3_traffic_of_layers_and_weight_tiles() -> None:
+    net = zoo.lenet5(0)
+    arena = plan_memory(net).arena_bytes
+    p = CostParams()
+    for extra, memory in ((60000, "L3"), (40000, "L3 tiles")):
+        target = dataclasses.replace(deploy.default_target(), l2_bytes=arena + extra)
+        tiling = plan_tiling(net, target)
+        plan = plan_memory(net, target, tiling=tiling)
+        assert plan.placement("fc1") == memory
+        fc1 = next(c for c in estimate(net, tiling, plan=plan) if c.name == "fc1")
+        t = tiling.layer("fc1")
+        if memory == "L3":                      # the whole parameter block once, 4 reads
+            assert fc1.l3_bytes == 49080
+            assert fc1.l3_cycles == int(49080 * p.l3_cycles_per_byte) + 4 * p.l3_setup_cycles
+        else:                                   # the weights, one read per pipeline step
+            assert fc1.l3_bytes == 400 * 120
+            assert fc1.l3_cycles == int(48000 * p.l3_cycles_per_byte) + t.n_steps * 100
+        no_l3 = next(c for c in estimate(net, tiling) if c.name == "fc1")
+        assert fc1.cycles == no_l3.cycles + fc1.l3_cycles
+        assert totals(estimate(net, tiling, plan=plan))["l3_bytes"] == plan.l3_bytes
