@@ -15,6 +15,7 @@ how often the two agree on a batch instead of claiming bit equality between them
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import operator
@@ -42,8 +43,9 @@ from deploy import (
     Network,
     Requant,
 )
+from errormodels.compensate import Compensation
 
-__all__ = ["ExportError", "export", "requant_params"]
+__all__ = ["ExportError", "compensate_network", "export", "requant_params"]
 
 
 class ExportError(ValueError):
@@ -292,6 +294,8 @@ class _Exporter:
             s_x_t = layer.input_quant.qparams()[0]
             w = w_q.to(torch.int64)
             corr = zp * w.flatten(1).sum(dim=1)
+            if layer.bias_correction is not None:  # error-mean compensation (compensate_)
+                corr = corr + layer.bias_correction
             b = (torch.round(layer.bias.detach() / (s_x_t * s_w)).to(torch.int64)
                  if layer.bias is not None else torch.zeros(len(s_w), dtype=torch.int64))
         return _Acc(layer, mod_name, x, (s_x_t * s_w).double().numpy(), w.numpy().astype(np.int8),
@@ -454,3 +458,27 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         return _Exporter(model, (shape[0], shape[1], shape[2]), name, *norm).run()
     finally:
         model.train(was)
+
+
+def compensate_network(net: Network, compensation: Compensation) -> Network:
+    """``net`` (exported without compensation) with each approximable layer's bias lowered by
+    its expected accumulated error under the multiplier it carries (error-mean compensation).
+
+    Only biases change, so the NumPy reference, the torch engine and the firmware run the
+    compensated network exactly as any other.
+
+    Raises:
+        ExportError: a compensated bias beyond int32.
+        deploy.IRError: the new biases break the int32 accumulator bound.
+    """
+    nodes = []
+    for n in net.nodes:
+        if isinstance(n, (Conv, Linear)) and n.approximable:
+            corr = compensation.correction(n.name, n.weight, n.multiplier)
+            bias = n.bias.astype(np.int64) - corr
+            if np.abs(bias).max(initial=0) >= BIAS_LIMIT:
+                raise ExportError(f"layer {n.name!r}: compensated bias beyond {BIAS_LIMIT} under "
+                                  f"{n.multiplier}")
+            n = dataclasses.replace(n, bias=bias.astype(np.int32)) if np.any(corr) else n
+        nodes.append(n)
+    return Network(tuple(nodes), name=net.name, schema_version=net.schema_version)

@@ -65,6 +65,9 @@ class _Approximable:
         # One weight scale for all channels instead of one per channel: set on the classifier
         # producing logits, so its int32 logits rank exactly like the real-valued ones.
         self.per_channel = True
+        # Error-mean compensation (agn.layers.compensate_): int64 (C_out,) accumulator units
+        # subtracted from the bias in approximate mode and at export; None = off.
+        self.bias_correction: torch.Tensor | None = None
 
     # ---- configuration -----------------------------------------------------------------
     @property
@@ -96,6 +99,8 @@ class _Approximable:
             LayerError: a Multiplier object whose spec hwlib cannot resolve (an anonymous table).
         """
         m = hwlib.get(spec)
+        if m.spec != self.spec:
+            self.bias_correction = None  # computed for the previous multiplier
         if not isinstance(spec, str):
             try:
                 hwlib.get(m.spec)
@@ -128,7 +133,26 @@ class _Approximable:
         return self._bound[0] if self._bound else self._modules["act_in"]
 
     def get_extra_state(self) -> dict:
-        return {"spec": self.spec, "per_channel": self.per_channel}
+        state: dict = {"spec": self.spec, "per_channel": self.per_channel}
+        if self.bias_correction is not None:
+            state["bias_correction"] = self.bias_correction.tolist()
+        return state
+
+    def set_bias_correction(self, correction: Sequence[int] | torch.Tensor | None) -> None:
+        """Set (None: clear) the per-output-channel integer error-mean compensation subtracted
+        from the accumulator bias in approximate mode and at export.
+
+        Raises:
+            LayerError: not one integer per output channel.
+        """
+        if correction is None:
+            self.bias_correction = None
+            return
+        c = torch.as_tensor(correction)
+        if c.dim() != 1 or c.numel() != self.weight.shape[0] or c.is_floating_point():
+            raise LayerError(f"bias_correction: expected {self.weight.shape[0]} integers (one "
+                             f"per output channel), got {c.dtype} {tuple(c.shape)}")
+        self.bias_correction = c.to(torch.int64).clone()
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the multiplier and the weight-scale mode; a checkpoint written before
@@ -138,6 +162,7 @@ class _Approximable:
         if not isinstance(per_channel, bool):
             raise LayerError(f"saved per_channel: expected a bool, got {per_channel!r}")
         self.per_channel = per_channel
+        self.set_bias_correction(state.get("bias_correction"))
 
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:
@@ -191,6 +216,8 @@ class _Approximable:
             x_q = self.input_quant.to_int(x.detach()).to(torch.uint8)
             acc = self._approx_acc(x_q, w_q, int(zp))
             corr = zp * w_q.flatten(1).sum(dim=1, dtype=y.dtype)
+            if self.bias_correction is not None:
+                corr = corr + self.bias_correction.to(y.dtype)
             shape = (1, -1) + (1,) * (y.dim() - 2) if y.dim() > 2 else (-1,)
             s = (s_x * s_w.flatten()).view(shape)
             approx = s * (acc.to(y.dtype) - corr.view(shape))

@@ -10,7 +10,7 @@ from agn.config import TrainConfig
 from agn.data.base import ImageDataModule
 from agn.export import export
 from agn.intsim import integer_split, predict
-from agn.layers import approximate_
+from agn.layers import approximate_, compensate_, input_pmfs
 from agn.run import datamodule, load_stage_model
 from agn.training import finetune
 
@@ -46,7 +46,8 @@ class RetrainingScorer:
     def label(self) -> str:
         """How candidates are scored (recorded with the search so resumes score alike)."""
         per = f", {self.batches} batches each" if self.batches else ""
-        return f"bit-exact after {self.epochs} retraining epoch(s){per}"
+        comp = ", error-mean compensated" if self.config.compensate else ""
+        return f"bit-exact after {self.epochs} retraining epoch(s){per}{comp}"
 
     def _datamodule(self) -> ImageDataModule:
         if self._dm is None:
@@ -58,6 +59,9 @@ class RetrainingScorer:
         dm = self._datamodule()
         model = load_stage_model(self.stage, self.run_dir, self.config, dm)
         approximate_(model, {**self.fixed, **assignment})
+        if self.config.compensate:
+            batches = (x for x, _ in dm.train_dataloader())
+            compensate_(model, input_pmfs(model, batches, self.config.calib_batches))
         finetune(model, dm, self.config, self.epochs, self.batches)
         net = export(model, dm.input_shape, name="candidate")
         x, y = integer_split(model, dm, "val", self.val_samples)

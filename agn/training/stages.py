@@ -30,6 +30,8 @@ from agn.layers import (
     AssignmentError,
     approximate_,
     calibrate,
+    compensate_,
+    input_pmfs,
     reset_sigmas,
     restrict_activations_,
     set_mode,
@@ -141,6 +143,9 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
             raise AssignmentError(f"stage 'retrain' needs an assignment file; {path} does not "
                                   f"exist (write it with the error model or set 'assignment')")
         approximate_(model, path)
+        if cfg.compensate:  # measured in the noise model's (exact, quantized) mode
+            batches = (x for x, _ in dm.train_dataloader())
+            compensate_(model, input_pmfs(model, batches, cfg.calib_batches))
     set_mode(model, stage.mode)
 
 
