@@ -81,10 +81,22 @@ def weight_qparams(w: torch.Tensor, qmax: int, per_channel: bool = True) -> torc
     return scale.view(-1, *([1] * (w.dim() - 1)))
 
 
-def fake_quant_weight(w: torch.Tensor, qmax: int, per_channel: bool = True
+def fake_quant_weight(w: torch.Tensor, qmax: int, per_channel: bool = True, step: int = 1
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(w_fq, w_q, s_w)``: fake-quantized weights (STE), their integers and per-channel scales
-    (all equal when ``per_channel`` is false)."""
+    (all equal when ``per_channel`` is false).
+
+    ``step > 1`` puts the integers on multiples of ``step`` (the values a multiplier that ignores
+    the low weight bits keeps): ``s_w = max|w| / qtop`` with ``qtop`` the largest such multiple
+    <= ``qmax``, ``w_q = step * round(w / (s_w * step))``.
+    """
+    if step > 1:
+        top = qmax // step * step
+        if top < step:
+            raise QuantError(f"fake_quant_weight: step {step} exceeds qmax {qmax}")
+        s_w = weight_qparams(w, top, per_channel)
+        w_q = quantize(w.detach(), s_w * step, 0, -(top // step), top // step) * step
+        return w + (w_q * s_w - w).detach(), w_q, s_w
     s_w = weight_qparams(w, qmax, per_channel)
     w_q = quantize(w.detach(), s_w, 0, -qmax, qmax)
     return w + (w_q * s_w - w).detach(), w_q, s_w
