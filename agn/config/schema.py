@@ -118,6 +118,13 @@ class TrainConfig(Typed):
             retraining): each layer's expected accumulated error under its assigned multiplier,
             measured on ``calib_batches`` training batches, is folded into its integer bias
             (zero run-time cost; exported, so the firmware carries it).
+        round_operands: multiplier-aware operand rounding in the retrain stage (and
+            per-candidate retraining): circuits that ignore low operand bits get activations
+            offset so their truncation rounds, and weights on the values they keep.
+        calibration: range estimator of the activation observers during QAT calibration and
+            training: ``max`` (the batch maximum, EMA), ``percentile`` (``calib_percentile``
+            of the values) or ``mse`` (the clip with least quantization error).
+        calib_percentile: the percentile of ``calibration: percentile``.
     """
 
     model: str = "lenet5"
@@ -138,9 +145,16 @@ class TrainConfig(Typed):
     threads: int = 0
     accelerator: str = "auto"
     compensate: bool = False
+    round_operands: bool = False
+    calibration: str = "max"
+    calib_percentile: float = 99.99
 
     def validate(self) -> None:
         check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
+        check(self.calibration in ("max", "percentile", "mse"), "calibration", self.calibration,
+              "'max', 'percentile' or 'mse'")
+        check(50 < self.calib_percentile <= 100, "calib_percentile", self.calib_percentile,
+              "a percentile in (50, 100]")
         for name in ("limit_train_batches", "limit_val_batches"):
             v = getattr(self, name)
             check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,

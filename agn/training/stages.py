@@ -34,6 +34,8 @@ from agn.layers import (
     input_pmfs,
     reset_sigmas,
     restrict_activations_,
+    round_operands_,
+    set_calibration,
     set_mode,
     set_observe,
     sigma_table,
@@ -143,6 +145,8 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
             raise AssignmentError(f"stage 'retrain' needs an assignment file; {path} does not "
                                   f"exist (write it with the error model or set 'assignment')")
         approximate_(model, path)
+        if cfg.round_operands:
+            round_operands_(model)
         if cfg.compensate:  # measured in the noise model's (exact, quantized) mode
             batches = (x for x, _ in dm.train_dataloader())
             compensate_(model, input_pmfs(model, batches, cfg.calib_batches))
@@ -215,7 +219,11 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
         set_mode(model, st.mode)
     else:
         model = _load_previous(st, run, cfg, dm)
+        if st is Stage.QAT:  # the range estimator of calibration and QAT (a run setting)
+            set_calibration(model, cfg.calibration, cfg.calib_percentile)
         _prepare(st, model, run, cfg, dm)
+    if st is Stage.QAT:
+        set_calibration(model, cfg.calibration, cfg.calib_percentile)
     set_observe(model, st in (Stage.FLOAT, Stage.QAT))
     module = AGNModule(model, st, cfg.stage(st.value), cfg.noise)
     opt = cfg.stage(st.value)
