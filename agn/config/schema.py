@@ -125,6 +125,9 @@ class TrainConfig(Typed):
             training: ``max`` (the batch maximum, EMA), ``percentile`` (``calib_percentile``
             of the values) or ``mse`` (the clip with least quantization error).
         calib_percentile: the percentile of ``calibration: percentile``.
+        retrain_distill: weight ``d`` in [0, 1] of distillation from the exact integer network's
+            logits during approximate retraining (retrain stage and candidate retraining):
+            loss ``(1 - d) CE + d T^2 KL``; 0 = plain cross-entropy.
     """
 
     model: str = "lenet5"
@@ -148,6 +151,7 @@ class TrainConfig(Typed):
     round_operands: bool = False
     calibration: str = "max"
     calib_percentile: float = 99.99
+    retrain_distill: float = 0.0
 
     def validate(self) -> None:
         check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
@@ -155,6 +159,8 @@ class TrainConfig(Typed):
               "'max', 'percentile' or 'mse'")
         check(50 < self.calib_percentile <= 100, "calib_percentile", self.calib_percentile,
               "a percentile in (50, 100]")
+        check(0 <= self.retrain_distill <= 1, "retrain_distill", self.retrain_distill,
+              "a weight in [0, 1]")
         for name in ("limit_train_batches", "limit_val_batches"):
             v = getattr(self, name)
             check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,

@@ -59,7 +59,7 @@ from agn.run import (
 )
 from agn.seeding import seeded
 from agn.threads import torch_threads
-from agn.training.module import AGNModule, Stage
+from agn.training.module import AGNModule, Stage, exact_teacher
 from agn.training.resume import GlobalRngState, ResumableCSVLogger, lightning_interrupts
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
@@ -225,7 +225,10 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
     if st is Stage.QAT:
         set_calibration(model, cfg.calibration, cfg.calib_percentile)
     set_observe(model, st in (Stage.FLOAT, Stage.QAT))
-    module = AGNModule(model, st, cfg.stage(st.value), cfg.noise)
+    teacher = None
+    if st is Stage.RETRAIN and cfg.retrain_distill > 0:  # from the noise model, also on resume
+        teacher = exact_teacher(load_stage_model(Stage.NOISE, run, cfg, dm))
+    module = AGNModule(model, st, cfg.stage(st.value), cfg.noise, teacher, cfg.retrain_distill)
     opt = cfg.stage(st.value)
     trainer = pl.Trainer(
         max_epochs=opt.epochs, accelerator=accelerator(cfg, st), devices=1, deterministic=True,
