@@ -15,6 +15,7 @@ how often the two agree on a batch instead of claiming bit equality between them
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import operator
@@ -42,8 +43,9 @@ from deploy import (
     Network,
     Requant,
 )
+from errormodels.compensate import Compensation
 
-__all__ = ["ExportError", "export", "requant_params"]
+__all__ = ["ExportError", "compensate_network", "export", "requant_params"]
 
 
 class ExportError(ValueError):
@@ -52,13 +54,15 @@ class ExportError(ValueError):
 
 @dataclass
 class _Q:
-    """A uint8 IR tensor: node name, scale, zero point, integer range."""
+    """A uint8 IR tensor: node name, scale, zero point, integer range, and the operand-rounding
+    offset its codes carry (the zero point includes it; the real value is ``scale * (q - zp)``)."""
 
     name: str
     scale: float
     zp: int
     lo: int = 0
     hi: int = 255
+    offset: int = 0
 
 
 @dataclass
@@ -171,6 +175,25 @@ def _pair(v: int | Sequence[int]) -> tuple[int, ...]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _offsets(model: nn.Module) -> dict[int, int]:
+    """Operand-rounding offset of each input quantizer (by id), from the layers it feeds.
+
+    Raises:
+        ExportError: layers sharing an input quantizer with different offsets.
+    """
+    out: dict[int, tuple[int, str]] = {}
+    for name, layer in model.named_modules():
+        if not is_approximable(layer):
+            continue
+        q = id(layer.input_quant)
+        prev = out.setdefault(q, (layer.x_offset, name))
+        if prev[0] != layer.x_offset:
+            raise ExportError(f"layers {prev[1]!r} and {name!r} read one quantizer with operand "
+                              f"rounding offsets {prev[0]} and {layer.x_offset}; they must agree "
+                              f"(agn.layers.round_operands_ sets them per quantizer)")
+    return {q: off for q, (off, _) in out.items() if off}
+
+
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return (is_approximable(m) or isinstance(m, (ActQuant, ShortcutA))
@@ -203,6 +226,7 @@ class _Exporter:
         self.mods = dict(model.named_modules())
         self.nodes: list = []
         self.names: set[str] = set()
+        self.offsets = _offsets(model)
 
     def _fresh(self, base: str) -> str:
         name, i = base or "node", 1
@@ -214,17 +238,25 @@ class _Exporter:
     # ---- finalising pending values at a quantization point ------------------------------
     def _quantize(self, v, q: ActQuant, qname: str) -> _Q:
         scale, zp, lo, hi = _qparams(q)
+        off = self.offsets.get(id(q), 0)
         cap = getattr(v, "cap", None)
         if cap is not None and scale * (hi - zp) > cap * (1 + 1e-6):
             raise ExportError(f"quantizer {qname!r} reaches {scale * (hi - zp):.4g} above the "
                               f"ReLU6 cap {cap}; the integer clip cannot express the cap")
+        if off and isinstance(v, (torch.Tensor, _Q)):
+            raise ExportError(f"quantizer {qname!r}: operand rounding (offset {off}) needs a "
+                              f"requantisation producing its codes; the network input and "
+                              f"already quantized tensors have none")
+        if off:  # operand rounding: the producer's requantisation adds the offset (clip at hi)
+            zp, lo = zp + off, min(lo + off, hi)
         if isinstance(v, torch.Tensor):  # the network input
             name = self._fresh("input")
             self.nodes.append(Input(name=name, shape=self.input_shape, scale=scale,
                                     zero_point=zp, lo=lo, hi=hi, mean=self.mean, std=self.std))
             return _Q(name, scale, zp, lo, hi)
         if isinstance(v, _Acc):
-            return self._emit_layer(v, scale, zp, (max(lo, zp) if v.relu else lo, hi))
+            out = self._emit_layer(v, scale, zp, (max(lo, zp) if v.relu else lo, hi))
+            return dataclasses.replace(out, offset=off)
         if isinstance(v, _Sum):
             mult, shift = requant_params(np.full(self._channels(v.src), v.src.scale / v.area
                                                  / scale))
@@ -235,11 +267,11 @@ class _Exporter:
             else:
                 self.nodes.append(AvgPool(name=name, input=v.src.name, kernel=v.kernel,
                                           stride=v.stride, requant=rq))
-            return _Q(name, scale, zp, lo, hi)
+            return _Q(name, scale, zp, lo, hi, off)
         if isinstance(v, _AddP):
-            return self._emit_add(v, scale, zp, lo, hi, qname)
+            return dataclasses.replace(self._emit_add(v, scale, zp, lo, hi, qname), offset=off)
         if isinstance(v, _Q):
-            if math.isclose(v.scale, scale, rel_tol=1e-6) and v.zp == zp:
+            if math.isclose(v.scale, scale, rel_tol=1e-6) and v.zp - v.offset == zp:
                 return v
             raise ExportError(f"quantizer {qname!r} re-quantizes an already quantized tensor "
                               f"(scale {v.scale:.4g} -> {scale:.4g}); the IR has no uint8 -> uint8 "
@@ -282,7 +314,11 @@ class _Exporter:
             raise ExportError(f"layer {mod_name!r}: its input is not quantized "
                               f"({type(x).__name__}); place an ActQuant before it")
         s_x, zp, _, _ = _qparams(layer.input_quant)
-        if not math.isclose(s_x, x.scale, rel_tol=1e-6) or zp != x.zp:
+        if layer.x_offset != x.offset:
+            raise ExportError(f"layer {mod_name!r} expects input codes offset by "
+                              f"{layer.x_offset} (operand rounding), its input carries "
+                              f"{x.offset}")
+        if not math.isclose(s_x, x.scale, rel_tol=1e-6) or zp != x.zp - x.offset:
             raise ExportError(f"layer {mod_name!r} is bound to a quantizer (scale {s_x:.4g}, zp "
                               f"{zp}) other than the one producing its input (scale "
                               f"{x.scale:.4g}, zp {x.zp})")
@@ -292,6 +328,8 @@ class _Exporter:
             s_x_t = layer.input_quant.qparams()[0]
             w = w_q.to(torch.int64)
             corr = zp * w.flatten(1).sum(dim=1)
+            if layer.bias_correction is not None:  # error-mean compensation (compensate_)
+                corr = corr + layer.bias_correction
             bias = layer.bias.detach() if layer.bias is not None else None
             gain = torch.ones_like(s_w)
             if "point_affine" in layer._modules:  # agn.operating_points: the active point's
@@ -314,7 +352,7 @@ class _Exporter:
                                bias=-x.zp * w.reshape(cout, -1).sum(axis=1).astype(np.int32),
                                multiplier="exact", requant=rq, stride=(mod.stride, mod.stride),
                                padding=(0, 0, 0, 0), groups=1, approximable=False))
-        return _Q(name, x.scale, x.zp, x.lo, x.hi)
+        return dataclasses.replace(x, name=name)
 
     # ---- the walk ------------------------------------------------------------------------
     def run(self) -> Network:
@@ -397,13 +435,13 @@ class _Exporter:
         raise ExportError(f"{name}: ReLU on {type(x).__name__} cannot be expressed")
 
     def _maxpool(self, x, name: str, k, s, p) -> _Q:
-        if not isinstance(x, _Q) or x.zp != 0:
+        if not isinstance(x, _Q) or x.zp != x.offset:  # zero codes, shifted by rounding
             raise ExportError(f"{name}: max pooling needs a quantized input with zero point 0")
         py, px = _pair(p)
         node = MaxPool(name=self._fresh(name.replace(".", "_")), input=x.name, kernel=_pair(k),
                        stride=_pair(s if s is not None else k), padding=(py, py, px, px))
         self.nodes.append(node)
-        return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
+        return dataclasses.replace(x, name=node.name)
 
     def _gap(self, x, name: str) -> _Sum:
         if not isinstance(x, _Q) or x.zp != 0:
@@ -423,7 +461,7 @@ class _Exporter:
             return x
         node = Flatten(name=self._fresh(name.replace(".", "_")), input=x.name)
         self.nodes.append(node)
-        return _Q(node.name, x.scale, x.zp, x.lo, x.hi)
+        return dataclasses.replace(x, name=node.name)
 
 
 def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "network", *,
@@ -459,3 +497,27 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         return _Exporter(model, (shape[0], shape[1], shape[2]), name, *norm).run()
     finally:
         model.train(was)
+
+
+def compensate_network(net: Network, compensation: Compensation) -> Network:
+    """``net`` (exported without compensation) with each approximable layer's bias lowered by
+    its expected accumulated error under the multiplier it carries (error-mean compensation).
+
+    Only biases change, so the NumPy reference, the torch engine and the firmware run the
+    compensated network exactly as any other.
+
+    Raises:
+        ExportError: a compensated bias beyond int32.
+        deploy.IRError: the new biases break the int32 accumulator bound.
+    """
+    nodes = []
+    for n in net.nodes:
+        if isinstance(n, (Conv, Linear)) and n.approximable:
+            corr = compensation.correction(n.name, n.weight, n.multiplier)
+            bias = n.bias.astype(np.int64) - corr
+            if np.abs(bias).max(initial=0) >= BIAS_LIMIT:
+                raise ExportError(f"layer {n.name!r}: compensated bias beyond {BIAS_LIMIT} under "
+                                  f"{n.multiplier}")
+            n = dataclasses.replace(n, bias=bias.astype(np.int32)) if np.any(corr) else n
+        nodes.append(n)
+    return Network(tuple(nodes), name=net.name, schema_version=net.schema_version)

@@ -33,6 +33,7 @@ from deploy.ir import (
     Requantize,
 )
 from deploy.network import Network
+from errormodels.compensate import Compensation
 
 __all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer"]
 
@@ -216,18 +217,23 @@ class IntegerScorer:
     residual branch) are kept in an :class:`ActivationCache` of ``cache_bytes`` (0 disables it),
     keyed by the data chunk and the multipliers of the layers
     upstream, so a candidate sharing its first layers' multipliers with one scored before runs
-    only the layers after them; the errors are the same with and without it. Picklable (numpy
-    data, the frozen IR and an empty cache), so Dask workers run it, each with its own cache.
+    only the layers after them; the errors are the same with and without it. With
+    ``compensation`` every layer's bias is lowered by its expected error under the candidate's
+    multiplier (:func:`agn.export.compensate_network`), so candidates are scored compensated.
+    Picklable (numpy data, the frozen IR and an empty cache), so Dask workers run it, each with
+    its own cache.
     """
 
     def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512,
                  fixed: Mapping[str, str] | None = None,
-                 cache_bytes: int = DEFAULT_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_BYTES,
+                 compensation: Compensation | None = None) -> None:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"IntegerScorer: expected as many labels as inputs (> 0), got "
                              f"{len(x)} inputs and {len(y)} labels")
         self.net, self.x, self.y, self.batch_size = net, np.asarray(x), np.asarray(y), batch_size
         self.fixed = dict(fixed or {})
+        self.compensation = compensation
         self.cache = ActivationCache(cache_bytes)
         self._chunks = [_input_tensor(net, self.x[i:i + batch_size])
                         for i in range(0, len(self.x), batch_size)]
@@ -254,6 +260,10 @@ class IntegerScorer:
             by_name = {n.name: n for n in seen if n is not None}
             return tuple(by_name.get(n.name, n) for n in self.net.nodes)
         net = with_multipliers(self.net, full)
+        if self.compensation is not None:
+            from agn.export import compensate_network
+
+            net = compensate_network(net, self.compensation)
         checked = {n.name: n for n in net.layers}
         self._validated.update({(name, spec): checked[name] for name, spec in full.items()})
         return net.nodes

@@ -23,11 +23,12 @@ after every ReLU and after every residual add and pooling that changes values.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ActQuant", "QuantError", "dequantize", "fake_quant", "quantize", "weight_qparams",
-           "fake_quant_weight", "fake_quant_bias"]
+__all__ = ["CALIBRATIONS", "ActQuant", "QuantError", "clip_range", "dequantize", "fake_quant",
+           "quantize", "weight_qparams", "fake_quant_weight", "fake_quant_bias"]
 
 
 class QuantError(ValueError):
@@ -81,10 +82,22 @@ def weight_qparams(w: torch.Tensor, qmax: int, per_channel: bool = True) -> torc
     return scale.view(-1, *([1] * (w.dim() - 1)))
 
 
-def fake_quant_weight(w: torch.Tensor, qmax: int, per_channel: bool = True
+def fake_quant_weight(w: torch.Tensor, qmax: int, per_channel: bool = True, step: int = 1
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(w_fq, w_q, s_w)``: fake-quantized weights (STE), their integers and per-channel scales
-    (all equal when ``per_channel`` is false)."""
+    (all equal when ``per_channel`` is false).
+
+    ``step > 1`` puts the integers on multiples of ``step`` (the values a multiplier that ignores
+    the low weight bits keeps): ``s_w = max|w| / qtop`` with ``qtop`` the largest such multiple
+    <= ``qmax``, ``w_q = step * round(w / (s_w * step))``.
+    """
+    if step > 1:
+        top = qmax // step * step
+        if top < step:
+            raise QuantError(f"fake_quant_weight: step {step} exceeds qmax {qmax}")
+        s_w = weight_qparams(w, top, per_channel)
+        w_q = quantize(w.detach(), s_w * step, 0, -(top // step), top // step) * step
+        return w + (w_q * s_w - w).detach(), w_q, s_w
     s_w = weight_qparams(w, qmax, per_channel)
     w_q = quantize(w.detach(), s_w, 0, -qmax, qmax)
     return w + (w_q * s_w - w).detach(), w_q, s_w
@@ -94,6 +107,49 @@ def fake_quant_bias(b: torch.Tensor, s_x: torch.Tensor, s_w: torch.Tensor) -> to
     """Bias rounded onto the int32 accumulator grid ``s_x * s_w[c]`` (STE)."""
     step = (s_x * s_w.flatten()).detach()
     return b + (torch.round(b.detach() / step) * step - b).detach()
+
+
+#: Range estimators of the activation observers: the batch maximum, a percentile of the values,
+#: or the clipping value minimising the quantization MSE.
+CALIBRATIONS = ("max", "percentile", "mse")
+#: Values a percentile / MSE estimate looks at per batch (an evenly strided subsample).
+_SAMPLE = 1 << 16
+#: Candidate clipping values of the MSE estimate, as fractions of the batch maximum.
+_MSE_GRID = torch.linspace(0.2, 1.0, 81, dtype=torch.float64)
+
+
+@torch.no_grad()
+def clip_range(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int, method: str,
+               percentile: float = 99.99) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lo, hi)`` of one batch under a range estimator, from its min ``lo`` (<= 0) and max
+    ``hi`` (>= 0); ``max`` returns them unchanged.
+
+    ``percentile`` takes that percentile of the values for ``hi`` (and 100 - it for a negative
+    ``lo``); ``mse`` scales both ends by the factor in 0.2..1 whose fake quantization onto
+    ``levels`` codes has the least squared error. Both look at an evenly strided subsample of at
+    most 2^18 values, so the estimate is deterministic.
+    """
+    if method == "max":
+        return lo, hi
+    v = x.detach().flatten()
+    if v.numel() > _SAMPLE:
+        v = v[:: v.numel() // _SAMPLE + 1]
+    v = v.to(torch.float64)
+    if method == "percentile":
+        p = percentile / 100.0
+        new_hi = torch.clamp(torch.quantile(v, p), min=0.0).to(hi.dtype)
+        new_lo = torch.clamp(torch.quantile(v, 1.0 - p), max=0.0).to(lo.dtype) if lo < 0 else lo
+        return new_lo, torch.where(new_hi > 0, new_hi, hi)
+    if method != "mse":
+        raise QuantError(f"range estimator {method!r}: expected one of {list(CALIBRATIONS)}")
+    errs = []
+    for t in _MSE_GRID:
+        a, b = float(lo) * float(t), float(hi) * float(t)
+        scale = max(b - a, 1e-12) / (levels - 1)
+        q = torch.clamp(torch.round((v - a) / scale), 0, levels - 1) * scale + a
+        errs.append(float(((q - v) ** 2).mean()))
+    f = float(_MSE_GRID[int(np.argmin(errs))])
+    return lo * f, hi * f
 
 
 class ActQuant(nn.Module):
@@ -110,12 +166,17 @@ class ActQuant(nn.Module):
     Args:
         unsigned: True after a ReLU: the range minimum is pinned to 0, so ``zero_point == qmin``.
         momentum: EMA factor of the range observer.
+
+    ``calibration`` (one of :data:`CALIBRATIONS`, default ``max``) and ``percentile`` choose how
+    each batch's range is estimated (:func:`clip_range`); they are settings of the run, not state.
     """
 
     def __init__(self, unsigned: bool = True, momentum: float = 0.1) -> None:
         super().__init__()
         self.unsigned = unsigned
         self.momentum = momentum
+        self.calibration = "max"
+        self.percentile = 99.99
         self.observe = True
         self.register_buffer("enabled", torch.tensor(False))
         self.register_buffer("calibrated", torch.tensor(False))
@@ -137,6 +198,9 @@ class ActQuant(nn.Module):
         """Fold the range of ``x`` into the observer."""
         lo = torch.clamp(x.min(), max=0.0) if not self.unsigned else x.new_tensor(0.0)
         hi = torch.clamp(x.max(), min=0.0)
+        if self.calibration != "max":
+            lo, hi = clip_range(x, lo, hi, int(self.qmax) - int(self.qmin) + 1, self.calibration,
+                                self.percentile)
         if bool(self.calibrated):
             self.min_val.lerp_(lo, self.momentum)
             self.max_val.lerp_(hi, self.momentum)

@@ -1,6 +1,13 @@
 """errormodels: operand statistics, predicted layer error per multiplier, sigma -> multiplier
 matching (numpy/scipy only)."""
 from errormodels.catalog import ErrorCatalog, error_grid
+from errormodels.compensate import (
+                                 Compensation,
+                                 activation_pmf,
+                                 bias_corrections,
+                                 channel_error_means,
+                                 compensated,
+)
 from errormodels.errors import SigmasError, StatsError
 from errormodels.match import Metric, Rule, match, select, tolerances
 from errormodels.predict import (
@@ -40,7 +47,8 @@ from hwlib.catalogs import Catalog
 from hwlib.errors import AssignmentError
 
 __all__ = [
-    "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "Catalog", "ErrorCatalog",
+    "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "Catalog", "Compensation",
+    "ErrorCatalog", "activation_pmf", "bias_corrections", "channel_error_means", "compensated",
     "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
     "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "VALIDATION_FILE", "ValidationRow",
     "WEIGHT_DOMAIN", "align",

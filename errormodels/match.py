@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from errormodels.catalog import ErrorCatalog
+from errormodels.compensate import compensated
 from errormodels.errors import SigmasError, StatsError
 from errormodels.predict import Method, Prediction, predict
 from errormodels.sigmas import LayerSigma, pair_with_stats
@@ -79,7 +80,7 @@ def select(error: np.ndarray, tolerance: np.ndarray, relative_power: np.ndarray,
 def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: ErrorCatalog,
           rule: Rule | str = Rule.CHEAPEST, metric: Metric | str = Metric.STD,
           method: Method | str = Method.CHANNEL,
-          prediction: Prediction | None = None) -> Assignment:
+          prediction: Prediction | None = None, compensate: bool = False) -> Assignment:
     """Choose one multiplier per layer (in the order of ``sigmas``).
 
     Args:
@@ -90,6 +91,8 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
         metric: ``std`` or ``rms``.
         method: the error-model formula.
         prediction: a precomputed prediction for ``stats`` in ``sigmas`` order (skips predict).
+        compensate: score every multiplier as if each channel's mean error were folded into its
+            bias (:func:`errormodels.compensated`; a given ``prediction`` is compensated here).
 
     Returns:
         The assignment, with its relative energy.
@@ -98,6 +101,8 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
     pairs = pair_with_stats(sigmas, stats)
     ordered = [st for _, st in pairs]
     pred = predict(ordered, catalog, method) if prediction is None else prediction
+    if compensate:
+        pred = compensated(pred, ordered, catalog)
     if pred.std.shape != (len(ordered), len(catalog)):
         raise ValueError(f"match: prediction has shape {pred.std.shape}, expected "
                          f"({len(ordered)} layers, {len(catalog)} multipliers) in sigmas order")

@@ -118,6 +118,20 @@ class TrainConfig(Typed):
         accelerator: Lightning's accelerator of the training stages (``auto``: a GPU when there
             is one; ``cpu``, ``gpu``, ``cuda``, ``mps``). Approximate mode (retraining) runs on
             the CPU only.
+        compensate: error-mean compensation in the retrain stage (and per-candidate
+            retraining): each layer's expected accumulated error under its assigned multiplier,
+            measured on ``calib_batches`` training batches, is folded into its integer bias
+            (zero run-time cost; exported, so the firmware carries it).
+        round_operands: multiplier-aware operand rounding in the retrain stage (and
+            per-candidate retraining): circuits that ignore low operand bits get activations
+            offset so their truncation rounds, and weights on the values they keep.
+        calibration: range estimator of the activation observers during QAT calibration and
+            training: ``max`` (the batch maximum, EMA), ``percentile`` (``calib_percentile``
+            of the values) or ``mse`` (the clip with least quantization error).
+        calib_percentile: the percentile of ``calibration: percentile``.
+        retrain_distill: weight ``d`` in [0, 1] of distillation from the exact integer network's
+            logits during approximate retraining (retrain stage and candidate retraining):
+            loss ``(1 - d) CE + d T^2 KL``; 0 = plain cross-entropy.
     """
 
     model: str = "lenet5"
@@ -139,9 +153,20 @@ class TrainConfig(Typed):
     progress_bar: bool = True
     threads: int = 0
     accelerator: str = "auto"
+    compensate: bool = False
+    round_operands: bool = False
+    calibration: str = "max"
+    calib_percentile: float = 99.99
+    retrain_distill: float = 0.0
 
     def validate(self) -> None:
         check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
+        check(self.calibration in ("max", "percentile", "mse"), "calibration", self.calibration,
+              "'max', 'percentile' or 'mse'")
+        check(50 < self.calib_percentile <= 100, "calib_percentile", self.calib_percentile,
+              "a percentile in (50, 100]")
+        check(0 <= self.retrain_distill <= 1, "retrain_distill", self.retrain_distill,
+              "a weight in [0, 1]")
         for name in ("limit_train_batches", "limit_val_batches"):
             v = getattr(self, name)
             check(0 < v <= 1 if isinstance(v, float) else v >= 1, name, v,
@@ -189,11 +214,14 @@ class MatchConfig(Typed):
         n_fields: receptive fields sampled per layer for the error model.
         stats_samples: training images the operand statistics see.
         scales: tolerance factors of the extra seed assignments of the search.
+        compensate: match as if each channel's mean error were folded into its bias
+            (predicted mean 0, the across-channel spread of the channel means removed).
     """
 
     n_fields: int = 64
     stats_samples: int = 512
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
+    compensate: bool = False
 
     def validate(self) -> None:
         check(self.n_fields >= 1, "n_fields", self.n_fields, "a field count >= 1")
@@ -215,6 +243,9 @@ class SearchSettings(Typed):
         candidate_batches: training batches per such epoch (0 = the whole training split).
         max_loss: accuracy the chosen point may lose against the exact integer network.
         uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
+        compensate: score candidates with error-mean compensation (each layer's bias lowered by
+            its expected error under the candidate's multiplier); the retrain stage then
+            compensates too (``train.compensate`` is implied).
     """
 
     pop_size: int = 40
@@ -226,6 +257,7 @@ class SearchSettings(Typed):
     candidate_batches: int = 0
     max_loss: float = 0.01
     uniform_points: int = 16
+    compensate: bool = False
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
@@ -282,7 +314,8 @@ class PipelineConfig(Typed):
     def train_config(self, assignment: str | None = None, threads: int = 0) -> TrainConfig:
         """The training configuration of the four training stages, with the run-time settings
         (the retrain stage's assignment file, torch threads) that are not recorded."""
-        return dataclasses.replace(self.train, assignment=assignment, threads=threads)
+        return dataclasses.replace(self.train, assignment=assignment, threads=threads,
+                                   compensate=self.train.compensate or self.search.compensate)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON friendly) for ``pipeline.json``."""

@@ -21,7 +21,10 @@ CONFIG_VERSION = 2
 
 _V1_TRAIN = {"model", "data", "data_args", "seed", "float_stage", "qat", "noise_stage",
              "retrain", "noise", "calib_batches", "catalog", "assignment",
-             "limit_train_batches", "limit_val_batches", "progress_bar", "threads", "accelerator"}
+             "limit_train_batches", "limit_val_batches", "progress_bar", "threads", "accelerator",
+             # fields added since, which a flat TrainConfig.to_dict() also holds (issue 17)
+             "compensate", "round_operands", "calibration", "calib_percentile",
+             "retrain_distill"}
 _V1_NOISE = {"lam", "sigma_init", "sigma_max", "sigma_lr"}
 _V1_MATCH = {"n_fields", "stats_samples", "scales"}
 _V1_SEARCH = {"pop_size", "n_gen", "init", "baseline", "val_samples", "candidate_epochs",

@@ -65,6 +65,13 @@ class _Approximable:
         # One weight scale for all channels instead of one per channel: set on the classifier
         # producing logits, so its int32 logits rank exactly like the real-valued ones.
         self.per_channel = True
+        # Error-mean compensation (agn.layers.compensate_): int64 (C_out,) accumulator units
+        # subtracted from the bias in approximate mode and at export; None = off.
+        self.bias_correction: torch.Tensor | None = None
+        # Operand rounding (agn.layers.round_operands_): activation code offset added before the
+        # multiplier (its truncation of low bits then rounds) and the weight grid; 0 / 1 = off.
+        self.x_offset = 0
+        self.w_step = 1
 
     # ---- configuration -----------------------------------------------------------------
     @property
@@ -94,6 +101,9 @@ class _Approximable:
         ``table:sha256:<hex>`` (:mod:`hwlib.anonymous`), a spec that travels with the exported
         network, so the engine, export and firmware look up the same table."""
         m = hwlib.get(spec) if isinstance(spec, str) else hwlib.anonymous.adopt(spec)
+        if m.spec != self.spec:  # both were chosen for the previous multiplier
+            self.bias_correction = None
+            self.x_offset, self.w_step = 0, 1
         self.spec = m.spec
 
     @property
@@ -117,7 +127,47 @@ class _Approximable:
         return self._bound[0] if self._bound else self._modules["act_in"]
 
     def get_extra_state(self) -> dict:
-        return {"spec": self.spec, "per_channel": self.per_channel}
+        state: dict = {"spec": self.spec, "per_channel": self.per_channel}
+        if self.bias_correction is not None:
+            state["bias_correction"] = self.bias_correction.tolist()
+        if (self.x_offset, self.w_step) != (0, 1):
+            state["rounding"] = [self.x_offset, self.w_step]
+        return state
+
+    def set_operand_rounding(self, x_offset: int = 0, w_step: int = 1) -> None:
+        """Round operands onto the values the multiplier keeps (``0, 1``: off).
+
+        Args:
+            x_offset: added to the activation codes (clipped at the quantizer's top) before the
+                multiplier, whose truncation of ``log2(2 * x_offset)`` low bits then rounds; the
+                padding value becomes ``zp + x_offset`` and the zero-point correction stays
+                ``zp * sum(w)``. A power of two below 128, or 0.
+            w_step: weights are quantized onto multiples of ``w_step`` (a power of two <= 64).
+
+        Raises:
+            LayerError: a value that is not such a power of two.
+        """
+        if x_offset < 0 or x_offset >= 128 or (x_offset & (x_offset - 1)):
+            raise LayerError(f"x_offset: expected 0 or a power of two below 128, got {x_offset}")
+        if w_step < 1 or w_step > 64 or (w_step & (w_step - 1)):
+            raise LayerError(f"w_step: expected a power of two in 1..64, got {w_step}")
+        self.x_offset, self.w_step = int(x_offset), int(w_step)
+
+    def set_bias_correction(self, correction: Sequence[int] | torch.Tensor | None) -> None:
+        """Set (None: clear) the per-output-channel integer error-mean compensation subtracted
+        from the accumulator bias in approximate mode and at export.
+
+        Raises:
+            LayerError: not one integer per output channel.
+        """
+        if correction is None:
+            self.bias_correction = None
+            return
+        c = torch.as_tensor(correction)
+        if c.dim() != 1 or c.numel() != self.weight.shape[0] or c.is_floating_point():
+            raise LayerError(f"bias_correction: expected {self.weight.shape[0]} integers (one "
+                             f"per output channel), got {c.dtype} {tuple(c.shape)}")
+        self.bias_correction = c.to(torch.int64).clone()
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the multiplier and the weight-scale mode; a checkpoint written before
@@ -127,6 +177,8 @@ class _Approximable:
         if not isinstance(per_channel, bool):
             raise LayerError(f"saved per_channel: expected a bool, got {per_channel!r}")
         self.per_channel = per_channel
+        self.set_bias_correction(state.get("bias_correction"))
+        self.set_operand_rounding(*state.get("rounding", (0, 1)))
 
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:
@@ -136,10 +188,12 @@ class _Approximable:
     def _weight_ints(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(w_q int8, s_w)`` of the current weights, cached until the weights change (the
         engine caches its weight transforms per w_q tensor, so eval loops reuse them)."""
-        key = (self.weight._version, self.weight.data_ptr(), self.w_qmax, self.per_channel)
+        key = (self.weight._version, self.weight.data_ptr(), self.w_qmax, self.per_channel,
+               self.w_step)
         cached = getattr(self, "_wq_cache", None)
         if cached is None or cached[0] != key:
-            _, w_q, s_w = fake_quant_weight(self.weight.detach(), self.w_qmax, self.per_channel)
+            _, w_q, s_w = fake_quant_weight(self.weight.detach(), self.w_qmax, self.per_channel,
+                                            self.w_step)
             cached = (key, w_q.to(torch.int8), s_w)
             self._wq_cache = cached
         return cached[1], cached[2]
@@ -177,9 +231,13 @@ class _Approximable:
         if mode is Mode.NOISE and self.training:
             y = y + torch.randn_like(y) * self.sigma.abs() * y.detach().std()
         elif mode is Mode.APPROX:
-            x_q = self.input_quant.to_int(x.detach()).to(torch.uint8)
-            acc = self._approx_acc(x_q, w_q, int(zp))
+            x_q = self.input_quant.to_int(x.detach())
+            if self.x_offset:
+                x_q = torch.clamp(x_q + self.x_offset, max=self.input_quant.int_range()[1])
+            acc = self._approx_acc(x_q.to(torch.uint8), w_q, int(zp) + self.x_offset)
             corr = zp * w_q.flatten(1).sum(dim=1, dtype=y.dtype)
+            if self.bias_correction is not None:
+                corr = corr + self.bias_correction.to(y.dtype)
             shape = (1, -1) + (1,) * (y.dim() - 2) if y.dim() > 2 else (-1,)
             s = (s_x * s_w.flatten()).view(shape)
             approx = s * (acc.to(y.dtype) - corr.view(shape))

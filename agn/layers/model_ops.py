@@ -9,14 +9,14 @@ from torch import nn
 
 from agn.layers.approx import ApproxConv2d, ApproxLinear, is_approximable
 from agn.layers.mode import Mode
-from agn.quant import ActQuant
+from agn.quant import CALIBRATIONS, ActQuant
 from hwlib.assignment import AssignmentLike, as_assignment
 from hwlib.catalogs import Catalog, activation_range
 from hwlib.errors import AssignmentError
 
 __all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
-           "noise_penalty", "reset_sigmas", "restrict_activations_", "set_mode", "set_observe",
-           "sigma_table"]
+           "noise_penalty", "reset_sigmas", "restrict_activations_", "set_calibration", "set_mode",
+           "set_observe", "sigma_table"]
 
 
 def approx_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -43,6 +43,18 @@ def set_mode(model: nn.Module, mode: Mode | str) -> nn.Module:
         q.enabled.fill_(m is not Mode.FLOAT)
     for _, layer in approx_layers(model):
         layer.set_mode(m)
+    return model
+
+
+def set_calibration(model: nn.Module, method: str, percentile: float = 99.99) -> nn.Module:
+    """Choose every activation observer's range estimator (``max``, ``percentile``, ``mse``;
+    see :func:`agn.quant.clip_range`)."""
+    if method not in CALIBRATIONS:
+        raise ValueError(f"calibration {method!r}: expected one of {list(CALIBRATIONS)}")
+    if not 50.0 < percentile <= 100.0:
+        raise ValueError(f"calibration percentile {percentile}: expected a value in (50, 100]")
+    for q in _quantizers(model):
+        q.calibration, q.percentile = method, float(percentile)
     return model
 
 

@@ -53,13 +53,15 @@ def _match(ctx: Context) -> dict:
     catalog = em.ErrorCatalog.build(ctx.cfg.catalog)
     ordered = [st for _, st in em.pair_with_stats(sigmas, stats)]
     pred = em.predict(ordered, catalog)
-    asg = em.match(sigmas, stats, catalog, prediction=pred)
+    comp = ctx.cfg.match.compensate
+    asg = em.match(sigmas, stats, catalog, prediction=pred, compensate=comp)
     em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
     seeds = []
     for s in {str(s): s for s in ctx.cfg.match.scales}.values():  # one seed per distinct scale
         scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
-        seeds.append(dataclasses.replace(em.match(scaled, stats, catalog, prediction=pred),
-                                         details={"sigma_scale": s}))
+        seeds.append(dataclasses.replace(
+            em.match(scaled, stats, catalog, prediction=pred, compensate=comp),
+            details={"sigma_scale": s}))
     hwlib.write_assignments(ctx.run_dir / SEEDS_FILE, seeds)
     return {"energy": asg.energy, "power_source": asg.power_source, "assignment": asg.specs()}
 
@@ -176,6 +178,10 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
                                   cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
     x, y = ctx.search_split(cfg.search.val_samples)
+    if cfg.search.compensate:
+        comp = em.Compensation.from_stats(em.load_stats(ctx.run_dir / em.STATS_FILE))
+        return (IntegerScorer(net, x, y, compensation=comp),
+                f"{SearchConfig.scoring}, error-mean compensated")
     return IntegerScorer(net, x, y), SearchConfig.scoring
 
 

@@ -10,7 +10,7 @@ from agn.config import TrainConfig
 from agn.data.generic import DataModule
 from agn.export import export
 from agn.intsim import integer_split, predict
-from agn.layers import approximate_
+from agn.layers import approximate_, compensate_, input_pmfs, round_operands_
 from agn.run import datamodule, load_stage_model
 from agn.training import finetune
 
@@ -46,7 +46,9 @@ class RetrainingScorer:
     def label(self) -> str:
         """How candidates are scored (recorded with the search so resumes score alike)."""
         per = f", {self.batches} batches each" if self.batches else ""
-        return f"bit-exact after {self.epochs} retraining epoch(s){per}"
+        comp = ", error-mean compensated" if self.config.compensate else ""
+        comp += ", operands rounded" if self.config.round_operands else ""
+        return f"bit-exact after {self.epochs} retraining epoch(s){per}{comp}"
 
     def _datamodule(self) -> DataModule:
         if self._dm is None:
@@ -58,6 +60,11 @@ class RetrainingScorer:
         dm = self._datamodule()
         model = load_stage_model(self.stage, self.run_dir, self.config, dm)
         approximate_(model, {**self.fixed, **assignment})
+        if self.config.round_operands:
+            round_operands_(model)
+        if self.config.compensate:
+            batches = (x for x, _ in dm.train_dataloader())
+            compensate_(model, input_pmfs(model, batches, self.config.calib_batches))
         finetune(model, dm, self.config, self.epochs, self.batches)
         net = export(model, dm.input_shape, name="candidate")
         x, y = integer_split(model, dm, "val", self.val_samples)

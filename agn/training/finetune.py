@@ -19,7 +19,7 @@ from agn.config import TrainConfig
 from agn.data.generic import DataModule
 from agn.layers import set_mode, set_observe
 from agn.seeding import seeded
-from agn.training.module import AGNModule, Stage
+from agn.training.module import AGNModule, Stage, exact_teacher
 from agn.training.stages import SEED_OFFSET, accelerator, process_settings
 
 __all__ = ["finetune"]
@@ -38,9 +38,11 @@ def finetune(model: nn.Module, dm: DataModule, cfg: TrainConfig, epochs: int,
     if epochs < 1 or batches < 0:
         raise ValueError(f"finetune: expected epochs >= 1 and batches >= 0, got epochs={epochs}, "
                          f"batches={batches}")
+    teacher = exact_teacher(model) if cfg.retrain_distill > 0 else None
     set_mode(model, Stage.RETRAIN.mode)
     set_observe(model, False)
-    module = AGNModule(model, Stage.RETRAIN, cfg.stage("retrain"), cfg.noise)
+    module = AGNModule(model, Stage.RETRAIN, cfg.stage("retrain"), cfg.noise, teacher,
+                       cfg.retrain_distill)
     with (process_settings(cfg.threads), warnings.catch_warnings(),
           seeded(cfg.seed + SEED_OFFSET[Stage.RETRAIN], workers=False)):
         warnings.simplefilter("ignore")  # Lightning's per-fit advice (log interval, workers)

@@ -1,6 +1,7 @@
 """The one LightningModule of every stage: cross-entropy (minus the noise reward), accuracy, SGD."""
 from __future__ import annotations
 
+import copy
 import enum
 
 import pytorch_lightning as pl
@@ -9,9 +10,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from agn.config import NoiseConfig, StageConfig
-from agn.layers import Mode, approx_layers, noise_penalty
+from agn.layers import Mode, approx_layers, noise_penalty, set_mode
 
-__all__ = ["AGNModule", "Stage"]
+__all__ = ["DISTILL_TEMPERATURE", "AGNModule", "Stage", "exact_teacher"]
+
+#: Softmax temperature of the distillation term.
+DISTILL_TEMPERATURE = 2.0
+
+
+def exact_teacher(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` with every approximable layer exact (fake-quant, no rounding,
+    no compensation): the exact integer network whose logits a retraining distils from."""
+    teacher = copy.deepcopy(model)
+    for _, layer in approx_layers(teacher):
+        layer.set_multiplier("exact")
+    set_mode(teacher, Mode.QUANT)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
 
 
 class Stage(str, enum.Enum):
@@ -49,14 +65,24 @@ class AGNModule(pl.LightningModule):
         stage: the stage (decides the loss).
         optim: optimisation settings.
         noise: noise-stage hyperparameters.
+        teacher: a model whose logits the loss distils from (:func:`exact_teacher`); kept out of
+            the state dict and the optimizer.
+        distill: weight ``d`` of the distillation term: loss ``(1 - d) CE + d T^2 KL(teacher ||
+            model)`` at temperature ``T`` = :data:`DISTILL_TEMPERATURE` (0: plain CE).
     """
 
     def __init__(self, model: nn.Module, stage: Stage | str = Stage.FLOAT,
-                 optim: StageConfig = StageConfig(), noise: NoiseConfig = NoiseConfig()) -> None:
+                 optim: StageConfig = StageConfig(), noise: NoiseConfig = NoiseConfig(),
+                 teacher: nn.Module | None = None, distill: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.stage = Stage.parse(stage)
         self.optim, self.noise = optim, noise
+        if not 0.0 <= distill <= 1.0 or (distill > 0 and teacher is None):
+            raise ValueError(f"AGNModule: distill must be in [0, 1] and needs a teacher, got "
+                             f"{distill} with teacher {type(teacher).__name__}")
+        self._teacher = (teacher,) if distill > 0 else ()  # a tuple: not a registered submodule
+        self.distill = float(distill)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -66,6 +92,14 @@ class AGNModule(pl.LightningModule):
         logits = self.model(x)
         ce = F.cross_entropy(logits, y)
         loss = ce
+        if self._teacher:
+            with torch.no_grad():
+                target = self._teacher[0](x)
+            t = DISTILL_TEMPERATURE
+            kl = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(target / t, dim=1),
+                          reduction="batchmean", log_target=True) * t * t
+            loss = (1.0 - self.distill) * ce + self.distill * kl
+            self.log("train/distill_kl", kl, on_step=False, on_epoch=True)
         if self.stage is Stage.NOISE:
             reward = noise_penalty(self.model, self.noise.sigma_max)
             loss = ce - self.noise.lam * reward

@@ -31,8 +31,12 @@ from agn.layers import (
     AssignmentError,
     approximate_,
     calibrate,
+    compensate_,
+    input_pmfs,
     reset_sigmas,
     restrict_activations_,
+    round_operands_,
+    set_calibration,
     set_mode,
     set_observe,
     sigma_table,
@@ -57,7 +61,7 @@ from agn.run import (
 )
 from agn.seeding import seeded
 from agn.threads import torch_threads
-from agn.training.module import AGNModule, Stage
+from agn.training.module import AGNModule, Stage, exact_teacher
 from agn.training.resume import GlobalRngState, ResumableCSVLogger, lightning_interrupts
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
@@ -143,6 +147,11 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
             raise AssignmentError(f"stage 'retrain' needs an assignment file; {path} does not "
                                   f"exist (write it with the error model or set 'assignment')")
         approximate_(model, path)
+        if cfg.round_operands:
+            round_operands_(model)
+        if cfg.compensate:  # measured in the noise model's (exact, quantized) mode
+            batches = (x for x, _ in dm.train_dataloader())
+            compensate_(model, input_pmfs(model, batches, cfg.calib_batches))
     set_mode(model, stage.mode)
 
 
@@ -212,9 +221,16 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
         set_mode(model, st.mode)
     else:
         model = _load_previous(st, run, cfg, dm)
+        if st is Stage.QAT:  # the range estimator of calibration and QAT (a run setting)
+            set_calibration(model, cfg.calibration, cfg.calib_percentile)
         _prepare(st, model, run, cfg, dm)
+    if st is Stage.QAT:
+        set_calibration(model, cfg.calibration, cfg.calib_percentile)
     set_observe(model, st in (Stage.FLOAT, Stage.QAT))
-    module = AGNModule(model, st, cfg.stage(st.value), cfg.noise)
+    teacher = None
+    if st is Stage.RETRAIN and cfg.retrain_distill > 0:  # from the noise model, also on resume
+        teacher = exact_teacher(load_stage_model(Stage.NOISE, run, cfg, dm))
+    module = AGNModule(model, st, cfg.stage(st.value), cfg.noise, teacher, cfg.retrain_distill)
     opt = cfg.stage(st.value)
     trainer = pl.Trainer(
         max_epochs=opt.epochs, accelerator=accelerator(cfg, st), devices=1, deterministic=True,
