@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import deploy
 import hwlib
 from deploy.kernels import encode_sdotusp_b, im2col_bytes, simd_report
 from deploy.render import render_to
@@ -100,3 +101,42 @@ def test_host_emulation_matches_the_scalar_products(tmp_path) -> None:
                      for xr, wr, a, lv, en in zip(x, w, acc, level, enable)])
     np.testing.assert_array_equal(got, want)
     assert enable.sum() > 1000 and (want != acc + (x * w).sum(axis=1)).any()
+
+
+def _leftover_net(multiplier: str) -> deploy.Network:
+    """Every leftover of the 2 x 4 SIMD step: 5 = 4 + 1 output channels, k = 27 (one 8-byte and
+    one 4-byte step, 3 bytes one at a time), odd output widths, a padded 1x1 conv (patches read in
+    place and gathered), depthwise (k = 9, one channel per group), a 6-input linear of 6 = 4 + 2
+    neurons with int32 outputs."""
+    rng = np.random.default_rng(27)
+
+    def rq(n: int) -> deploy.Requant:
+        return deploy.Requant([1 << 12] * n, [16] * n)
+
+    def w(*shape: int) -> np.ndarray:
+        return rng.integers(-128, 128, shape).astype(np.int8)
+
+    x = deploy.Input(name="x", shape=(3, 9, 7), scale=1.0, zero_point=5, mean=None, std=None)
+    nodes = (
+        x,
+        deploy.Conv(name="c27", input="x", weight=w(5, 3, 3, 3), bias=rng.integers(-99, 99, 5),
+                    multiplier=multiplier, requant=rq(5), stride=(2, 1), padding=(1, 1, 0, 2)),
+        deploy.Conv(name="pw", input="c27", weight=w(6, 5, 1, 1), bias=[3] * 6,
+                    multiplier=multiplier, requant=rq(6), padding=(1, 0, 1, 1)),
+        deploy.Conv(name="dw", input="pw", weight=w(6, 1, 3, 3), bias=[0] * 6,
+                    multiplier=multiplier, requant=rq(6), padding=1, groups=6),
+        deploy.GlobalAvgPool(name="gap", input="dw", requant=rq(6)),
+        deploy.Flatten(name="f", input="gap"),
+        deploy.Linear(name="fc", input="f", weight=w(6, 6), bias=rng.integers(-99, 99, 6),
+                      multiplier=multiplier, requant=None),
+    )
+    return deploy.Network(nodes, name=f"leftovers_{multiplier.replace(':', '_')}")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
+def test_simd_leftovers_match_the_reference_sanitized(tmp_path) -> None:
+    nets = [_leftover_net(m) for m in ("marlin:77", "exact", "deploytest:1")]
+    xs = [np.random.default_rng(i).integers(0, 256, (2, 3, 9, 7), dtype=np.uint8)
+          for i in range(len(nets))]
+    for rep in deploy.validate_many(nets, xs, [tmp_path / n.name for n in nets], sanitize=True):
+        assert rep.ok, {l.name: l.first_mismatch for l in rep.layers if l.mismatches}
