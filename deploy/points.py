@@ -28,12 +28,12 @@ import numpy as np
 
 from deploy.emit_pulp import Firmware, emit
 from deploy.errors import BuildError, IRError
-from deploy.host import _to_hwc_bytes, build_host, parse_outputs
+from deploy.host import HostRun, _to_hwc_bytes, build_host, parse_checksums, parse_outputs
 from deploy.ir import Requant, _Layer
 from deploy.network import Network
 from deploy.reference import run
 from deploy.target import Target
-from deploy.validate import LayerReport, _compare
+from deploy.validate import LayerReport, compare_layers
 from hwlib.fileio import atomic_write_json
 from hwlib.scratch import scratch_dir
 
@@ -188,6 +188,11 @@ class PointRun:
     changed_firmware: int
     layers: tuple[LayerReport, ...]
 
+    @property
+    def checksum_mismatches(self) -> tuple[str, ...]:
+        """Nodes whose firmware checksum differs from the reference's, in execution order."""
+        return tuple(lay.name for lay in self.layers if not lay.checksum_ok)
+
 
 @dataclass(frozen=True)
 class PointsValidation:
@@ -214,16 +219,19 @@ class PointsValidation:
 
     @property
     def ok(self) -> bool:
-        """True when every point matched the reference bit for bit."""
-        return self.mismatches == 0
+        """True when every point matched the reference bit for bit, outputs and checksums."""
+        return self.mismatches == 0 and not any(r.checksum_mismatches for r in self.runs)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document."""
         doc = dataclasses.asdict(self)
         del doc["firmware"]
         for r in doc["runs"]:
-            r["layers"] = [{k: v for k, v in lay.items() if k != "checksums"}
+            r["layers"] = [{k: v for k, v in lay.items()
+                            if k not in ("checksums", "firmware_checksums")}
                            for lay in r["layers"] if lay["mismatches"] or lay is r["layers"][-1]]
+        for r, run_ in zip(doc["runs"], self.runs):
+            r["checksum_mismatches"] = list(run_.checksum_mismatches)
         doc.update(mismatches=self.mismatches, ok=self.ok,
                    memory_plan=self.firmware.plan.to_json())
         return doc
@@ -253,13 +261,14 @@ def validate_points(points: PointNetwork, inputs: np.ndarray, out_dir: str | os.
     last = points.network.output.name
     runs = []
     for k, (i, ref, g) in enumerate(zip(seq, refs, got)):
-        layers = _compare(fw, ref, g)
+        layers = compare_layers(fw, ref, g)
         prev_r = refs[k - 1][last] if k else ref[last]
-        prev_g = got[k - 1][last] if k else g[last]
+        prev_g = got[k - 1].outputs[last] if k else g.outputs[last]
         runs.append(PointRun(point=i, name=points.names[i],
                              mismatches=sum(lay.mismatches for lay in layers),
                              changed_reference=int((ref[last] != prev_r).sum()),
-                             changed_firmware=int((g[last] != prev_g).sum()), layers=layers))
+                             changed_firmware=int((g.outputs[last] != prev_g).sum()),
+                             layers=layers))
     rep = PointsValidation(network=points.network.name, firmware_dir=str(fw.directory),
                            inputs=len(x), sequence=seq, runs=tuple(runs),
                            memory=points.memory(), parameter_bytes=fw.parameter_bytes,
@@ -269,7 +278,7 @@ def validate_points(points: PointNetwork, inputs: np.ndarray, out_dir: str | os.
 
 
 def _run_points(exe: Path, fw: Firmware, x: np.ndarray, seq: Sequence[int], work: Path,
-                timeout: float = 600.0) -> list[dict[str, np.ndarray]]:
+                timeout: float = 600.0) -> list[HostRun]:
     (work / "in.bin").write_bytes(_to_hwc_bytes(x))
     args = [str(exe), str(work / "in.bin")]
     for k, i in enumerate(seq):
@@ -278,8 +287,9 @@ def _run_points(exe: Path, fw: Firmware, x: np.ndarray, seq: Sequence[int], work
     if proc.returncode or proc.stderr.strip():
         raise BuildError(f"host run of the operating points failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-4000:]}")
-    return [parse_outputs((work / f"out_{k}.bin").read_bytes(), fw, len(x))
-            for k in range(len(seq))]
+    sums = parse_checksums(proc.stdout, [fw] * len(seq), [len(x)] * len(seq))
+    return [HostRun(parse_outputs((work / f"out_{k}.bin").read_bytes(), fw, len(x)), s)
+            for k, s in enumerate(sums)]
 
 
 def layer_points(points: PointNetwork, name: str) -> list[LayerPoint] | None:
