@@ -12,7 +12,8 @@ what double buffering overlaps, plus its L3 cycles:
 - DMA ``D``: ``bytes / dma_bytes_per_cycle + transfers x dma_setup_cycles`` (one cluster DMA
   engine); with ``R = ceil(steps / cores)`` rounds of pipeline steps the transfers of every
   round but the first overlap the compute of the previous one, so the layer takes
-  ``C + D - min(C, D) x (R - 1) / R`` (``C + D`` for a single round);
+  ``C + D - min(C, D) x (R - 1) / R`` (``C + D`` for a single round or a single-buffered
+  layer);
 - L3: ``bytes x l3_cycles_per_byte + reads x l3_setup_cycles``, not overlapped (the reads
   block): a whole layer's parameters once before it runs, or its weights tile by tile;
 - CSR writes: every core writes the level once per MARLIN layer and its kernel call sets and
@@ -124,7 +125,7 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int, p: CostPar
         compute = -(-work // cores)
     transfers = t.n_steps * _LOADS.get(node.op, 1) + t.n_tiles if t.tiled else 0
     dma = -(-t.dma_bytes // p.dma_bytes_per_cycle) + transfers * p.dma_setup_cycles
-    steps = -(-t.n_steps // cores) if t.tiled else 1
+    steps = -(-t.n_steps // cores) if t.tiled and t.sets == 2 else 1
     overlapped = min(compute, dma) * (steps - 1) // steps
     l3_bytes, l3_cycles = _l3(node, t, plan, p)
     csr, energy = 0, None

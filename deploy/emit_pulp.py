@@ -149,9 +149,9 @@ def _node_context(net: Network, node: Node, cnames: dict[str, str], prefix: str,
             x, w, y = t.regions
             stage = (f"{prefix}_staging" if isinstance(node, _Layer)
                      and plan.placement(node.name) == "L3 tiles" else "0")
-            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels}, {t.chunk}, {x}, "
-                                     f"{w}, {y}, {stage} }}" if t.tiled
-                                     else "{ 0, 0, 0, 0, 0, 0, 0 }")
+            ctx["params"]["tile"] = (f"{{ {t.tile_rows}, {t.tile_channels}, {t.chunk}, "
+                                     f"{t.sets}, {x}, {w}, {y}, {stage} }}" if t.tiled
+                                     else "{ 0, 0, 0, 0, 0, 0, 0, 0 }")
         if "col" in ctx["params"] and t.tiled:       # tiled convs keep their im2col in L1
             ctx["params"]["col"], ctx["col_bytes"] = "0", 0
         ctx["rq_mult"], ctx["rq_shift"], ctx["l3"] = f"{fn}_mult", f"{fn}_shift", None

@@ -9,12 +9,13 @@ the input rows the tile needs (with the halo of the kernel window, clipped to th
 weights of its output channels and the output tile. The transfers are double buffered: the slice
 holds two sets of these regions (the DMA fills one while the core computes from the other) and,
 after both, the core's scratch (the im2col buffer of a convolution, the int32 partial sums of a
-linear). A linear layer also splits its input vector into chunks (one pipeline step each,
-partial sums accumulated in the scratch, requantised after the last chunk) when a tile of the
-whole fan-in does not fit. The solver enumerates every (rows, channels) pair that fits the slice
-and keeps the one with the shortest critical path (rounds of ``num_cores`` tiles x outputs per
-tile), then the fewest DMA bytes, then the fewest tiles. Flatten (an HWC -> CHW permutation) and
-stand-alone requantisation run from L2 untiled.
+linear); a layer none of whose tiles fits twice is single buffered (one set: the next tile's
+loads wait for the current tile's compute). A linear layer also splits its input vector into
+chunks (one pipeline step each, partial sums accumulated in the scratch, requantised after the
+last chunk) when a tile of the whole fan-in does not fit. The solver enumerates every (rows,
+channels) pair that fits the slice and keeps the one with the shortest critical path (rounds of
+``num_cores`` tiles x outputs per tile), then the fewest DMA bytes, then the fewest tiles.
+Flatten (an HWC -> CHW permutation) and stand-alone requantisation run from L2 untiled.
 """
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ class LayerTiling:
         cores: cores the tiles are spread over.
         chunk: input elements per pipeline step of a linear layer (its fan-in when the input is
             not split; 0 for other layers).
+        sets: L1 buffer sets (2: double buffered; 1 when no tile fits twice).
         note: why an untiled layer runs from L2 (empty for tiled layers).
     """
 
@@ -104,6 +106,7 @@ class LayerTiling:
     window: Window
     cores: int
     chunk: int = 0
+    sets: int = 2
     note: str = ""
 
     def tiles(self) -> Iterator[tuple[int, int, int, int]]:
@@ -138,7 +141,7 @@ class LayerTiling:
 
     @property
     def set_bytes(self) -> int:
-        """One buffer set (input, weights, output); the slice holds two."""
+        """One buffer set (input, weights, output); the slice holds ``sets`` of them."""
         return sum(self.regions)
 
     @property
@@ -167,10 +170,10 @@ class LayerTiling:
 
     @property
     def l1_bytes(self) -> int:
-        """One core's L1 use: two buffer sets and the scratch (0 when untiled)."""
+        """One core's L1 use: the buffer sets and the scratch (0 when untiled)."""
         if not self.tiled:
             return 0
-        return 2 * self.set_bytes + self.scratch_bytes
+        return self.sets * self.set_bytes + self.scratch_bytes
 
     @property
     def dma_bytes(self) -> int:
@@ -195,7 +198,8 @@ class LayerTiling:
         return {"name": self.name, "op": self.op, "tiled": self.tiled,
                 "tile": [self.tile_rows, self.tile_channels], "output": [self.rows, self.channels],
                 "tiles": self.n_tiles if self.tiled else 0, "chunk": self.chunk,
-                "steps": self.n_steps if self.tiled else 0, "regions": list(self.regions),
+                "steps": self.n_steps if self.tiled else 0, "sets": self.sets,
+                "regions": list(self.regions),
                 "l1_bytes": self.l1_bytes, "dma_bytes": self.dma_bytes, "note": self.note}
 
 
@@ -233,7 +237,8 @@ class TilingPlan:
         peak = max((t.l1_bytes for t in tiled), default=0)
         untiled = [t.name for t in self.layers if not t.tiled and "smallest tile" in t.note]
         return (f"tiling plan: {len(tiled)} tiled layers, {sum(t.n_tiles for t in tiled)} tiles "
-                f"({sum(t.n_steps for t in tiled)} double-buffered DMA steps), largest "
+                f"({sum(t.n_steps for t in tiled)} DMA steps, "
+                f"{sum(t.sets == 1 for t in tiled)} layers single buffered), largest "
                 f"{peak} B of the {self.core_l1_bytes} B L1 slice per core "
                 f"({self.cores} cores x {self.l1_bytes} B L1)"
                 + (f"; run from L2 (no tile fits): {', '.join(untiled)}" if untiled else ""))
@@ -317,16 +322,18 @@ def _solve_chunk(node: Node, shape: dict[str, Any], budget: int,
 
 
 def _solve(node: Node, shape: dict[str, Any], budget: int, cores: int) -> LayerTiling:
-    """The best tile of the largest input chunk (linear) with a tile that fits."""
-    for chunk in _chunks(shape["chunk"]) if shape.get("chunk") else (0,):
-        best = _solve_chunk(node, {**shape, "chunk": chunk}, budget, cores)
-        if best is not None:
-            return best
+    """The best tile of the largest input chunk (linear) with a tile that fits, double buffered
+    if any tile fits twice, else single buffered."""
+    for sets in (2, 1):
+        for chunk in _chunks(shape["chunk"]) if shape.get("chunk") else (0,):
+            best = _solve_chunk(node, {**shape, "chunk": chunk, "sets": sets}, budget, cores)
+            if best is not None:
+                return best
     step = shape["channel_step"]
     one = LayerTiling(name=node.name, op=node.op, tiled=True, tile_rows=1, tile_channels=step,
-                      cores=cores, **{**shape, "chunk": min(shape.get("chunk", 0), 4)})
+                      cores=cores, **{**shape, "chunk": min(shape.get("chunk", 0), 4), "sets": 1})
     raise PlanError(f"tiling: node {node.name!r} ({node.op}) needs {one.l1_bytes} B of L1 "
-                    f"for its smallest tile (1 row x {step} channel(s), double buffered), "
+                    f"for its smallest tile (1 row x {step} channel(s), single buffered), "
                     f"expected at most the {budget} B L1 slice per core")
 
 
@@ -374,6 +381,8 @@ def check_tiling(plan: TilingPlan, net: Network) -> None:
         if too_big:
             raise PlanError(f"tiling of {t.name!r}: tile {too_big[0]} exceeds the buffer set's "
                             f"regions {t.regions}")
+        if t.sets not in (1, 2):
+            raise PlanError(f"tiling of {t.name!r}: {t.sets} buffer sets, expected 1 or 2")
         if t.l1_bytes > plan.core_l1_bytes:
             raise PlanError(f"tiling of {t.name!r}: a tile needs {t.l1_bytes} B, expected at "
                             f"most the {plan.core_l1_bytes} B L1 slice per core")

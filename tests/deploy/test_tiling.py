@@ -28,7 +28,7 @@ def test_tiles_fit_l1_and_cover_every_output_once(l1) -> None:
             # every tile's regions fit one buffer set; two sets and the scratch fit the slice
             sizes = [t.regions_of(*tile) for tile in t.tiles()]
             assert tuple(max(r[i] for r in sizes) for i in range(3)) == t.regions
-            assert t.l1_bytes == 2 * sum(t.regions) + t.scratch_bytes <= plan.core_l1_bytes
+            assert t.l1_bytes == t.sets * sum(t.regions) + t.scratch_bytes <= plan.core_l1_bytes
             cover = np.zeros((t.rows, t.channels), int)
             for r0, r1, c0, c1 in t.tiles():
                 cover[r0:r1, c0:c1] += 1
@@ -58,18 +58,21 @@ def test_tiny_l1_gives_one_row_depthwise_tiles() -> None:
     # (-> 12) and 4 outputs, + two 9-byte im2col columns (-> 2 x 12) = 104 B; the next, 2 rows
     # or 2 channels, need 136 B and 168 B
     t = plan_tiling(net, _target(8 * 112)).layer("dw")
-    assert (t.tile_rows, t.tile_channels, t.n_tiles, t.l1_bytes) == (1, 1, 5 * 6, 104)
+    assert (t.tile_rows, t.tile_channels, t.n_tiles, t.l1_bytes, t.sets) == (1, 1, 5 * 6, 104, 2)
     assert (t.regions, t.scratch_bytes, t.n_steps) == ((24, 12, 4), 24, 30)
-    with pytest.raises(PlanError, match=r"node 'dw' \(conv\) needs 104 B of L1 for its smallest "
-                                        r"tile \(1 row x 1 channel\(s\), double buffered\), "
-                                        r"expected at most the 96 B"):
-        plan_tiling(net, _target(8 * 103), strict=True)     # slices are 8-byte aligned
-    assert "needs 104 B" in plan_tiling(net, _target(8 * 96)).layer("dw").note
+    # below 104 B single buffered: one set of 24 + 12 + 4 and the 24 B im2col = 64 B
+    t = plan_tiling(net, _target(8 * 64)).layer("dw")
+    assert (t.tile_rows, t.tile_channels, t.l1_bytes, t.sets) == (1, 1, 64, 1)
+    with pytest.raises(PlanError, match=r"node 'dw' \(conv\) needs 64 B of L1 for its smallest "
+                                        r"tile \(1 row x 1 channel\(s\), single buffered\), "
+                                        r"expected at most the 56 B"):
+        plan_tiling(net, _target(8 * 63), strict=True)     # slices are 8-byte aligned
+    assert "needs 64 B" in plan_tiling(net, _target(8 * 56)).layer("dw").note
 
 
 def test_grouped_conv_tiles_whole_groups() -> None:
     net = _dw_net(3)                                 # 2 input and 2 output channels per group
-    for l1 in (8 * 240, 8 * 600, 65536):
+    for l1 in (8 * 128, 8 * 240, 8 * 600, 65536):
         t = plan_tiling(net, _target(l1)).layer("dw")
         assert t.channel_step == 2 and t.tile_channels % 2 == 0
 
