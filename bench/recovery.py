@@ -139,6 +139,7 @@ def main() -> None:
         exact = prepared(base, catalog, exact_spec(catalog), False, None)
         rows.append({"variant": name, "spec": "exact", "energy": 1.0, "features": "none",
                      "retrained": False, "test_acc": test_accuracy(exact, dm)})
+        print(json.dumps(rows[-1]), flush=True)
         feats = [("none", False, False), ("compensate", False, True)]
         if name.startswith("evo"):
             feats += [("round", True, False), ("round+compensate", True, True)]

@@ -81,7 +81,8 @@ class AGNModule(pl.LightningModule):
         if not 0.0 <= distill <= 1.0 or (distill > 0 and teacher is None):
             raise ValueError(f"AGNModule: distill must be in [0, 1] and needs a teacher, got "
                              f"{distill} with teacher {type(teacher).__name__}")
-        self._teacher = (teacher,) if distill > 0 else ()  # a tuple: not a registered submodule
+        # a tuple: not a registered submodule (neither in the state dict nor in the optimizer)
+        self._teacher: tuple[nn.Module, ...] = (teacher,) if teacher is not None and distill else ()
         self.distill = float(distill)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from agn.layers import set_calibration
 from agn.quant import ActQuant, clip_range, fake_quant
 
 
-def _heavy(n=50_000, seed=0):
+def _heavy(n=20_000, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.relu(torch.randn(n, generator=g)) ** 3
 
