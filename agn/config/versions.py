@@ -19,8 +19,8 @@ __all__ = ["CONFIG_VERSION", "migrate"]
 
 CONFIG_VERSION = 2
 
-_V1_TRAIN = {"model", "data", "data_args", "seed", "float_stage", "qat", "noise_stage",
-             "retrain", "noise", "calib_batches", "catalog", "assignment",
+_V1_TRAIN = {"model", "data", "data_args", "datamodule", "datamodule_args", "seed", "float_stage",
+             "qat", "noise_stage", "retrain", "noise", "calib_batches", "catalog", "assignment",
              "limit_train_batches", "limit_val_batches", "progress_bar", "threads", "accelerator"}
 _V1_NOISE = {"lam", "sigma_init", "sigma_max", "sigma_lr"}
 _V1_MATCH = {"n_fields", "stats_samples", "scales"}
