@@ -17,8 +17,9 @@
 # A CNN, a LightningModule and a LightningDataModule written the usual way (no toolkit classes),
 # taken to validated firmware: train it in float, `agn.prepare` it, add the QAT and noise stages
 # to your own `Trainer` as callbacks, write a run directory with `agn.write_run`, match each
-# layer to a MARLIN level with the error model (`agn match`), search the energy/accuracy front,
-# and emit and validate the firmware of the chosen point (`agn deploy`).
+# layer to a MARLIN level with the error model (`agn match`), search the energy/accuracy front
+# (`agn search`), retrain the chosen point with a third callback, and emit and validate its
+# firmware (`agn deploy`).
 #
 # Set `AGN_RUN_DIR` to choose the run directory and `AGN_QUICK=0` for a longer run.
 
@@ -108,10 +109,10 @@ class Digits(pl.LightningDataModule):
         return DataLoader(self.test_set, batch_size=256)
 
 
-def trainer(epochs, callbacks=()):
+def trainer(epochs, callbacks=(), **options):
     return pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False,
-                      default_root_dir=str(RUN_DIR), callbacks=list(callbacks))
+                      default_root_dir=str(RUN_DIR), callbacks=list(callbacks), **options)
 
 
 pl.seed_everything(0, verbose=False)
@@ -139,47 +140,39 @@ for name, layer in agn.layers.approx_layers(model):
 
 # %% [markdown]
 # ## 3. The run directory, the error model and the search
-
-# %%
-import numpy as np
-
-import deploy
-import errormodels as em
-import hwlib
-from agn.cli import main
-from agn.intsim import IntegerScorer
-from agn.search import SearchConfig, SearchSpace, run_search
-
-run = agn.write_run(model, RUN_DIR, dm, samples=256, n_fields=32)
-assert main(["match", "--run-dir", str(run)]) == 0
-
-net_int = deploy.load(run)
-val = np.load(run / "integer_val.npz")
-scorer = IntegerScorer(net_int, val["x"], val["y"])
-layers = [layer.name for layer in net_int.layers]
-mults = [s.multiplications for s in em.read_sigmas(run)]
-space = SearchSpace.build(layers, mults, "marlin:*")
-matched = em.read_assignment(run / "assignment.json")
-result = run_search(space, scorer, SearchConfig(pop_size=8 if QUICK else 40,
-                                                n_gen=2 if QUICK else 20),
-                    run / "search", seeds=[space.encode(matched), space.uniform(space.exact_gene)],
-                    progress=False)
-front = result.front()
-exact_error = scorer(space.decode(space.uniform(space.exact_gene)))
-genome, energy, error = min((p for p in front if p[2] <= exact_error + 0.02),
-                            key=lambda p: p[1])
-chosen = space.assignment(genome, rule="nsga2: lowest energy within 2 points of exact")
-hwlib.write_assignment(run / "chosen_assignment.json", chosen)
-print(f"exact error {exact_error:.3f}; chosen point: energy {energy:.3f}, error {error:.3f}")
-
-# %% [markdown]
-# ## 4. Firmware of the chosen point, validated bit for bit on the host
+#
+# `agn.write_run` writes what the command line needs; `agn search` scores candidates bit-exactly
+# on the encoded validation split it holds.
 
 # %%
 import json
 
-np.save(run / "inputs.npy", np.load(run / "integer_test.npz")["x"][:8])
-assert main(["deploy", str(run), "--assignment", str(run / "chosen_assignment.json"),
-             "--inputs", str(run / "inputs.npy"), "--no-target-check"]) == 0
+import hwlib
+from agn.cli import main
+
+run = agn.write_run(model, RUN_DIR, dm, samples=256, n_fields=32)
+assert main(["match", "--run-dir", str(run)]) == 0
+assert main(["search", "--run-dir", str(run), "--pop", "8" if QUICK else "40",
+             "--gen", "2" if QUICK else "20", "--no-baseline", "--max-loss", "0.02"]) == 0
+chosen = hwlib.read_assignment(run / "chosen_assignment.json")
+print(f"chosen point: energy {chosen.energy:.3f}, accuracy {chosen.details['accuracy']:.3f} "
+      f"(exact {chosen.details['exact_accuracy']:.3f})")
+
+# %% [markdown]
+# ## 4. Approximate retraining of the chosen point, then its firmware validated bit for bit
+#
+# `ApproximateRetraining` puts the chosen multipliers on the layers and trains through the exact
+# approximate engine (CPU only); `agn deploy` validates the retrained network on its encoded
+# test images.
+
+# %%
+from agn.callbacks import ApproximateRetraining
+
+retrain = ApproximateRetraining(run / "chosen_assignment.json")
+trainer(1, [retrain], accelerator="cpu",
+        limit_train_batches=4 if QUICK else 1.0).fit(lit, datamodule=dm)
+final = agn.write_run(model, run / "retrained", dm, samples=64, n_fields=16, splits=("test",))
+assert main(["deploy", str(final), "--run-dir", str(run), "--n-inputs", "8",
+             "--no-target-check"]) == 0
 report = json.loads((run / "validation.json").read_text())
 print(f"firmware: {report['mismatches']} mismatches over {report['inputs']['count']} inputs")

@@ -19,8 +19,8 @@ __all__ = ["CONFIG_VERSION", "migrate"]
 
 CONFIG_VERSION = 2
 
-_V1_TRAIN = {"model", "data", "data_args", "seed", "float_stage", "qat", "noise_stage",
-             "retrain", "noise", "calib_batches", "catalog", "assignment",
+_V1_TRAIN = {"model", "data", "data_args", "datamodule", "datamodule_args", "seed", "float_stage",
+             "qat", "noise_stage", "retrain", "noise", "calib_batches", "catalog", "assignment",
              "limit_train_batches", "limit_val_batches", "progress_bar", "threads", "accelerator",
              # fields added since, which a flat TrainConfig.to_dict() also holds (issue 17)
              "compensate", "round_operands", "calibration", "calib_percentile",

@@ -85,7 +85,7 @@ class UserRunContext(Context):
     training stages, data module or model."""
 
     @property
-    def dm(self) -> DataModule:  # type: ignore[override]
+    def dm(self) -> DataModule:
         raise self._missing("data module")
 
     def model(self, stage: str) -> nn.Module:
