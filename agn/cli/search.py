@@ -38,6 +38,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    "protocol: 1; default 0 = score the noise-trained weights)")
     p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
                    help="training batches per such epoch (default 0 = all)")
+    p.add_argument("--cache-mb", type=float, metavar="MB",
+                   help="prefix activations each scorer keeps between candidates, in MiB "
+                   "(search.cache_bytes; default 1024, 0 = no cache; results do not change)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -51,17 +54,25 @@ OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "candidate_batches", "val_samples")}}
 
 
+def cache_data(args: argparse.Namespace) -> dict:
+    """``--cache-mb`` as configuration data (``search.cache_bytes``), or nothing."""
+    if args.cache_mb is None:
+        return {}
+    return {"search": {"cache_bytes": round(args.cache_mb * 2**20)}}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the search stage of a run directory with the given overrides."""
     from agn.cli.pipeline import option_data
-    from agn.config import document, load_pipeline_config
+    from agn.config import deep_merge, document, load_pipeline_config
     from agn.pipeline.context import Context
     from agn.pipeline.stages import search_stage
     from agn.run import pipeline_config
     from agn.threads import torch_threads
 
     recorded = pipeline_config(args.run_dir)
-    cfg = load_pipeline_config([document(recorded)], option_data(args, OPTION_FIELDS))
+    over = deep_merge(option_data(args, OPTION_FIELDS), cache_data(args))
+    cfg = load_pipeline_config([document(recorded)], over)
     with torch_threads(args.threads):
         summary = search_stage(Context(args.run_dir, cfg, True, args.workers, args.scheduler,
                                        args.threads))
