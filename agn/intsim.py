@@ -35,7 +35,8 @@ from deploy.ir import (
 from deploy.network import Network
 from errormodels.compensate import Compensation
 
-__all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer"]
+__all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer",
+           "take_cache_stats"]
 
 TORCH: Backend[torch.Tensor] = Backend("torch integer executor")
 """The torch backend: ``TORCH(node, ins, infos)`` is the node's output for the input tensors."""
@@ -290,6 +291,14 @@ class IntegerScorer:
     def reset_cache_stats(self) -> None:
         """Zero the reuse counters (the cached activations stay)."""
         self.cache.reset_stats()
+
+
+def take_cache_stats(scorer: IntegerScorer) -> CacheStats:
+    """``scorer``'s cache statistics, its counters then zeroed (what a Dask worker's copy
+    reports at the end of a search)."""
+    stats = scorer.cache_stats()
+    scorer.reset_cache_stats()
+    return stats
 
 
 def _upstream_layers(net: Network) -> dict[str, tuple[int, ...]]:

@@ -9,16 +9,18 @@ so results are bit-identical with and without the cache.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 
+from agn.config.schema import SEARCH_CACHE_BYTES
+
 __all__ = ["DEFAULT_BYTES", "ActivationCache", "CacheStats"]
 
-DEFAULT_BYTES = 1 << 30
+DEFAULT_BYTES = SEARCH_CACHE_BYTES
 """Default budget of an :class:`ActivationCache` (1 GiB: a generation of 70 candidates of the
-MARLIN MNIST network on 2,000 validation images holds about that)."""
+MARLIN MNIST network on 2,000 validation images holds about that; ``search.cache_bytes``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +50,11 @@ class CacheStats:
         return {"candidates": self.candidates, "layers_run": self.layers_run,
                 "layers_reused": self.layers_reused, "hit_rate": self.hit_rate,
                 "bytes_held": self.bytes_held, "capacity_bytes": self.capacity}
+
+    @classmethod
+    def total(cls, parts: Sequence[CacheStats]) -> CacheStats:
+        """The figures of several caches (e.g. one per Dask worker) added up."""
+        return cls(**{f.name: sum(getattr(p, f.name) for p in parts) for f in fields(cls)})
 
 
 class ActivationCache:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from agn.cli.operating_points import add_points_options, settings
-from agn.cli.search import add_search_options
+from agn.cli.search import add_search_options, cache_data
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from agn.config.schema import QUICK
     from agn.pipeline import run_pipeline
 
-    over = option_data(args, OPTION_FIELDS)
+    over = deep_merge(option_data(args, OPTION_FIELDS), cache_data(args))
     if args.epochs is not None:
         over = deep_merge(over, epochs_data(args.epochs))
     cfg = load_pipeline_config([args.config] if args.config else [], over,

@@ -42,6 +42,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    "protocol: 1; default 0 = score the noise-trained weights)")
     p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
                    help="training batches per such epoch (default 0 = all)")
+    p.add_argument("--cache-mb", type=float, metavar="MB",
+                   help="prefix activations each scorer keeps between candidates, in MiB "
+                   "(search.cache_bytes; default 1024, 0 = no cache; results do not change)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -53,6 +56,13 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
 OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
     "candidate_batches", "val_samples")}}
+
+
+def cache_data(args: argparse.Namespace) -> dict:
+    """``--cache-mb`` as configuration data (``search.cache_bytes``), or nothing."""
+    if args.cache_mb is None:
+        return {}
+    return {"search": {"cache_bytes": round(args.cache_mb * 2**20)}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +87,7 @@ def context(args: argparse.Namespace):
     from agn.userrun import SPLIT_FILES
 
     run_dir: Path = args.run_dir
-    over = option_data(args, OPTION_FIELDS)
+    over = deep_merge(option_data(args, OPTION_FIELDS), cache_data(args))
     if (run_dir / STATUS_FILE).exists() or not (run_dir / SPLIT_FILES["val"]).exists():
         if args.catalog is not None:
             raise ValueError(f"--catalog: a pipeline run searches its own catalog; "

@@ -229,6 +229,12 @@ class MatchConfig(Typed):
         check(all(s > 0 for s in self.scales), "scales", list(self.scales), "factors > 0")
 
 
+SEARCH_CACHE_BYTES = 1 << 30
+"""Default ``search.cache_bytes`` (1 GiB)."""
+RESULT_NEUTRAL = ("search.cache_bytes",)
+"""Settings results do not depend on (dotted paths): a resumed run may change them."""
+
+
 @dataclass(frozen=True)
 class SearchSettings(Typed):
     """NSGA-II search and the choice of the deployed point.
@@ -246,6 +252,9 @@ class SearchSettings(Typed):
         compensate: score candidates with error-mean compensation (each layer's bias lowered by
             its expected error under the candidate's multiplier); the retrain stage then
             compensates too (``train.compensate`` is implied).
+        cache_bytes: budget of the prefix activations each scorer (each Dask worker) keeps
+            between candidates (0 = no cache). Results do not depend on it, so a resumed run
+            may change it.
     """
 
     pop_size: int = 40
@@ -258,12 +267,14 @@ class SearchSettings(Typed):
     max_loss: float = 0.01
     uniform_points: int = 16
     compensate: bool = False
+    cache_bytes: int = SEARCH_CACHE_BYTES
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
         check(self.n_gen >= 1, "n_gen", self.n_gen, "a generation count >= 1")
         check(self.init in ("seeded", "random"), "init", self.init, "'seeded' or 'random'")
-        for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points"):
+        for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points",
+                     "cache_bytes"):
             check(getattr(self, name) >= 0, name, getattr(self, name), "a count >= 0")
         check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agn.config import PipelineConfig, check_pipeline, document, load_pipeline_config
+from agn.config.schema import RESULT_NEUTRAL
 from agn.pipeline.runner import RunStatus, Stage, run_stages
 from agn.run import STATUS_FILE
 from agn.threads import torch_threads
@@ -24,6 +25,23 @@ __all__ = [
 def normalize_recorded(recorded: dict) -> dict:
     """A configuration ``pipeline.json`` recorded (any version) as the current document."""
     return document(load_pipeline_config([recorded]))
+
+
+def with_neutral(recorded: dict, current: dict) -> dict:
+    """``recorded`` with the settings results do not depend on (``RESULT_NEUTRAL``, such as the
+    prefix cache budget) taken from ``current``, so that changing them does not refuse a run
+    directory."""
+    out = dict(recorded)
+    for path in RESULT_NEUTRAL:
+        *blocks, name = path.split(".")
+        src, dst = current, out
+        for b in blocks:
+            src = src.get(b, {})
+            dst[b] = dict(dst.get(b, {}))
+            dst = dst[b]
+        if name in src:
+            dst[name] = src[name]
+    return out
 
 
 def run_pipeline(run_dir: str | Path, cfg: PipelineConfig | None = None, progress: bool = True,
@@ -50,5 +68,7 @@ def run_pipeline(run_dir: str | Path, cfg: PipelineConfig | None = None, progres
     cfg = cfg or PipelineConfig()
     check_pipeline(cfg)
     ctx = Context(Path(run_dir), cfg, progress, workers, scheduler, threads)
+    current = document(cfg)
     with torch_threads(threads):
-        return run_stages(stages, run_dir, document(cfg), ctx, log, normalize_recorded)
+        return run_stages(stages, run_dir, current, ctx, log,
+                          lambda rec: with_neutral(normalize_recorded(rec), current))

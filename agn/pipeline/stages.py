@@ -12,9 +12,10 @@ import deploy
 import errormodels as em
 import hwlib
 from agn.export import export
-from agn.intsim import IntegerScorer, predict, run_integer
+from agn.intsim import IntegerScorer, predict, run_integer, take_cache_stats
 from agn.pipeline.context import Context
 from agn.pipeline.runner import Stage
+from agn.prefix_cache import CacheStats
 from agn.run import BASELINE_DIR, BEST_FILE, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
 from agn.search import (
     Point,
@@ -161,12 +162,16 @@ def search_stage(ctx: Context) -> dict:
 
 def _cache_figures(scorer: Callable[[dict], float], runner: object) -> dict | None:
     """The prefix cache's reuse over the search just run (then its counters restart), when the
-    scorer has one and scored in this process (Dask workers keep their own, not gathered)."""
-    if not isinstance(scorer, IntegerScorer) or runner is not None:
+    scorer has one: this process's, or every Dask worker's copy added up (``workers`` of them)."""
+    if not isinstance(scorer, IntegerScorer):
         return None
-    figures = scorer.cache_stats().as_dict()
-    scorer.reset_cache_stats()
-    return figures
+    if runner is None:
+        return take_cache_stats(scorer).as_dict()
+    each = getattr(runner, "each_worker", None)
+    if each is None:
+        return None
+    parts = each(scorer, take_cache_stats)
+    return {**CacheStats.total(parts).as_dict(), "workers": len(parts)}
 
 
 def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float], str]:
@@ -178,11 +183,12 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
                                   cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
     x, y = ctx.search_split(cfg.search.val_samples)
+    cache = cfg.search.cache_bytes
     if cfg.search.compensate:
         comp = em.Compensation.from_stats(em.load_stats(ctx.run_dir / em.STATS_FILE))
-        return (IntegerScorer(net, x, y, compensation=comp),
+        return (IntegerScorer(net, x, y, compensation=comp, cache_bytes=cache),
                 f"{SearchConfig.scoring}, error-mean compensated")
-    return IntegerScorer(net, x, y), SearchConfig.scoring
+    return IntegerScorer(net, x, y, cache_bytes=cache), SearchConfig.scoring
 
 
 def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict:

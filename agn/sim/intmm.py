@@ -3,7 +3,7 @@
 The engine sums the uint8 x int8 features of 1x1 layers (linear layers above all) with it
 instead of the oneDNN convolution, whose fixed cost per call dominates small layers (a
 144 x 840 x 84 product: about 20 us against 190 us). Activation features ``f`` in 0..255 enter
-as the int8 values ``f - 128`` (one XOR with 0x80), the caller adding back
+as the int8 values ``f - 128`` (an XOR with 0x80), the caller adding back
 ``128 * sum_taps g`` per output.
 """
 from __future__ import annotations
@@ -43,8 +43,12 @@ def row_major(t: torch.Tensor) -> torch.Tensor:
 
 
 def shift_features(feats: torch.Tensor) -> torch.Tensor:
-    """uint8 features ``f`` as the int8 values ``f - 128``, in place (one XOR with 0x80)."""
-    return feats.bitwise_xor_(0x80).view(torch.int8)
+    """uint8 features ``f`` as a new int8 tensor of the values ``f - 128`` (one XOR with 0x80).
+
+    Not in place: the features may sit in a workspace made under ``torch.inference_mode``,
+    which torch refuses to update in place outside it.
+    """
+    return torch.bitwise_xor(feats, 0x80).view(torch.int8)
 
 
 @lru_cache(maxsize=1)

@@ -181,6 +181,8 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     Runs over slices of the batch whose features fit FEATURE_CHUNK_BYTES, which bounds the
     feature memory; input-channel slices add up in ``out_dtype``.
     uint8 features of uint8 activations come from the compiled kernel where it is available.
+    Inputs of one pixel with a prepared :class:`Gemm` (linear layers) are summed by an int8
+    matrix product instead of the oneDNN convolution.
     """
     outer = (0, 0) if k.padding == padding else padding
     n, c, h, w = x.shape

@@ -82,3 +82,15 @@ def test_only_one_pixel_inputs_use_it(assert_exact):
     x1 = torch.randint(0, 256, (3, 6, 1, 1), generator=gen)
     assert_exact(approx_conv2d(x1, w, "marlin:40"), reference_conv2d(x1, w, "marlin:40"), "px")
     assert _last_kernel().gemm is not None
+
+
+def test_features_made_under_inference_mode_are_not_updated_in_place(assert_exact):
+    """Validation runs under inference mode, training outside it: the feature workspace made
+    in one is read in the other."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randint(0, 256, (4, 30), generator=gen, dtype=torch.uint8)
+    w = torch.randint(-128, 128, (5, 30), generator=gen)
+    ref = reference_linear(x, w, "marlin:9")
+    with torch.inference_mode():
+        assert_exact(approx_linear(x, w, "marlin:9"), ref, "inference mode")
+    assert_exact(approx_linear(x, w, "marlin:9"), ref, "after it")
