@@ -38,6 +38,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    "protocol: 1; default 0 = score the noise-trained weights)")
     p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
                    help="training batches per such epoch (default 0 = all)")
+    p.add_argument("--retrain-points", type=int, dest="retrain_points", metavar="N",
+                   help="after the search, retrain N front points and the error-model "
+                   "assignment briefly and deploy the cheapest within max_loss (default 0 = off)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -48,7 +51,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
 #: ``agn search`` options -> configuration fields (dotted paths).
 OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
-    "candidate_batches", "val_samples")}}
+    "candidate_batches", "val_samples", "retrain_points")}}
 
 
 def run(args: argparse.Namespace) -> int:
