@@ -13,7 +13,7 @@ trained. Prints ratios measured in this run; writes
 ``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py).
 
     python bench/errormodel_validation.py [--work-dir runs/errormodel_validation] [--quick]
-        [--mnist-dir data/mnist]
+        [--data-dir DATA]   # DATA/mnist holds the MNIST IDX files (default: $AGN_DATA_DIR)
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchdata import add_data_dir, dataset_dir
 from threadpoolctl import threadpool_limits
 
 import hwlib
@@ -54,7 +55,9 @@ def configs(quick: bool, mnist_root: Path) -> dict[str, TrainConfig]:
              "qat.epochs": 1, "noise_stage.epochs": 1 if quick else 2}
     digits = {"float_stage.epochs": 6, "float_stage.milestones": [], "qat.epochs": 2,
               "noise_stage.epochs": 2} if quick else {}
-    return {"lenet5_digits": build_config(["digits_lenet5"], {**digits, "progress_bar": False}),
+    # LeNet-5 trained for MARLIN's 0..255 activations (the default demo's catalog is signed)
+    return {"lenet5_digits": build_config(["digits_lenet5"], {**digits, "progress_bar": False,
+                                                              "catalog": "marlin:*"}),
             "marlin_mnist": build_config(["marlin_mnist"], {**mnist, "progress_bar": False})}
 
 
@@ -149,15 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-fields", type=int, default=64)
     ap.add_argument("--images", type=int, default=256, help="training images sampled (seeded)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mnist-dir", type=Path, default=Path("data/mnist"),
-                    help="directory of the MNIST IDX files (marlin_mnist)")
+    add_data_dir(ap)
+    ap.add_argument("--mnist-dir", type=Path, default=None,
+                    help="directory of the MNIST IDX files (default: DATA_DIR/mnist)")
     ap.add_argument("--quick", action="store_true", help="shorter trainings")
     ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not args.skip_timing:
         timing()
-    cfgs = configs(args.quick, args.mnist_dir)
+    mnist = args.mnist_dir or ("" if "marlin_mnist" not in args.models
+                                else Path(dataset_dir(args.data_dir, "mnist")))
+    cfgs = configs(args.quick, Path(mnist))
     evo = [s for s in hwlib.expand("evo:mul8s_*") if not hwlib.get(s).is_exact]
     all_rows: list[ValidationRow] = []
     for name in filter(None, args.models.split(",")):

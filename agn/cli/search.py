@@ -45,6 +45,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-mb", type=float, metavar="MB",
                    help="prefix activations each scorer keeps between candidates, in MiB "
                    "(search.cache_bytes; default 1024, 0 = no cache; results do not change)")
+    p.add_argument("--retrain-points", type=int, dest="retrain_points", metavar="N",
+                   help="after the search, retrain N front points and the error-model "
+                   "assignment briefly and deploy the cheapest within max_loss (default 0 = off)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -55,7 +58,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
 #: ``agn search`` options -> configuration fields (dotted paths).
 OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
-    "candidate_batches", "val_samples")}}
+    "candidate_batches", "val_samples", "retrain_points")}}
 
 
 def cache_data(args: argparse.Namespace) -> dict:

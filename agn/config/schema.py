@@ -140,13 +140,13 @@ class TrainConfig(Typed):
     datamodule: str | None = None
     datamodule_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    float_stage: StageConfig = StageConfig(epochs=30, lr=0.05, milestones=(20,))
+    float_stage: StageConfig = StageConfig(epochs=40, lr=0.05, milestones=(30,))
     qat: StageConfig = StageConfig(epochs=10, lr=0.005)
     noise_stage: StageConfig = StageConfig(epochs=10, lr=0.005)
     retrain: StageConfig = StageConfig(epochs=5, lr=0.001)
     noise: NoiseConfig = NoiseConfig()
     calib_batches: int = 10
-    catalog: str | None = "marlin:*"
+    catalog: str | None = "evo:mul8s_*"
     assignment: str | None = None
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0
@@ -255,6 +255,11 @@ class SearchSettings(Typed):
         cache_bytes: budget of the prefix activations each scorer (each Dask worker) keeps
             between candidates (0 = no cache). Results do not depend on it, so a resumed run
             may change it.
+        retrain_points: front points (spread over the front, below the exact energy) that are,
+            with the error-model assignment, each retrained ``retrain_point_epochs`` epochs
+            (``candidate_batches`` batches each) after the search; the deployed point is the
+            cheapest of them and the front's own choice within ``max_loss`` (0 = off).
+        retrain_point_epochs: epochs of each such retraining.
     """
 
     pop_size: int = 40
@@ -268,14 +273,18 @@ class SearchSettings(Typed):
     uniform_points: int = 16
     compensate: bool = False
     cache_bytes: int = SEARCH_CACHE_BYTES
+    retrain_points: int = 0
+    retrain_point_epochs: int = 1
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
         check(self.n_gen >= 1, "n_gen", self.n_gen, "a generation count >= 1")
         check(self.init in ("seeded", "random"), "init", self.init, "'seeded' or 'random'")
         for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points",
-                     "cache_bytes"):
+                     "cache_bytes", "retrain_points"):
             check(getattr(self, name) >= 0, name, getattr(self, name), "a count >= 0")
+        check(self.retrain_point_epochs >= 1, "retrain_point_epochs", self.retrain_point_epochs,
+              "an epoch count >= 1")
         check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
 
 
@@ -361,8 +370,11 @@ def _plain(obj: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(obj))
 
 
+# The quick budget keeps MARLIN's levels (its firmware path: a CSR write per layer) and its
+# float milestone of before the default's changed (so older quick runs still resume).
 QUICK: dict[str, Any] = deep_merge(epochs_data((12, 2, 3, 1)), {
-    "train": {"data_args": {"batch_size": 32}},
+    "train": {"data_args": {"batch_size": 32}, "catalog": "marlin:*",
+              "float_stage": {"milestones": [20]}},
     "match": {"n_fields": 16, "stats_samples": 128, "scales": [0.5, 2.0]},
     "search": {"pop_size": 10, "n_gen": 3, "baseline": False, "uniform_points": 6},
     "deploy_inputs": 2})

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 import errormodels as em
+from agn.pipeline.holdout import CHANCE_MARGIN, dominated_share
+from agn.pipeline.retrain_front import RETRAINED_FILE
 from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config, read_status
 from hwlib.fileio import atomic_path, atomic_write_text
 
@@ -64,6 +66,84 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
+def _splits_text(summary: dict, pareto: dict) -> list[str]:
+    """The split sizes and what one image weighs on the search split."""
+    sizes = summary.get("splits") or pareto.get("splits")
+    if not sizes:
+        return []
+    names = {"train": "training", "search": "search (validation, what candidates are scored on)",
+             "confirm": "confirmation (never seen by training or the search)",
+             "test": "test"}
+    parts = ", ".join(f"{names.get(k, k)} {n}" for k, n in sizes.items())
+    return [f"Images per split: {parts}. One image is "
+            f"{100 / max(1, sizes['search']):.2f} points of search accuracy."]
+
+
+def _plot_legend(pareto: dict) -> list[str]:
+    """What each plotted point is."""
+    return ["In the plot: grey dots are every candidate the seeded search scored (validation "
+            "accuracy); the blue steps its Pareto front on the validation split; the red steps "
+            "the random-init search's front (when run); green squares the uniform assignments "
+            "(every layer on one multiplier); stars the error-model assignment and the chosen "
+            "point (validation accuracy)"
+            + ("; open circles the seeded front's points re-scored on the test split, which "
+               "the search never saw." if "splits" in pareto else ".")]
+
+
+def _front_table(pareto: dict) -> list[str]:
+    """The front with its held-out accuracies; points near chance flagged."""
+    held = [k for k in ("confirm", "test") if pareto["front"]
+            and f"{k}_accuracy" in pareto["front"][0]]
+    head = ["energy", "validation accuracy", *(f"{k} accuracy" for k in held), "note"]
+    L = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    chance = pareto.get("chance_accuracy")
+    for p in pareto["front"]:
+        note = (f"near chance ({_pct(chance)})" if p.get("near_chance") else "")
+        L.append(f"| {p['energy']:.4f} | {_pct(p['accuracy'])} | "
+                 + "".join(f"{_pct(p[k + '_accuracy'])} | " for k in held) + f"{note} |")
+    flagged = sum(bool(p.get("near_chance")) for p in pareto["front"])
+    if flagged:
+        L += ["", f"{flagged} front point(s) score within {100 * CHANCE_MARGIN:.0f} points of "
+              f"chance ({_pct(chance)}): they are on the front only because nothing cheaper "
+              f"exists, not usable networks."]
+    return L
+
+
+def _uniform_text(run: Path, pareto: dict) -> list[str]:
+    """How the uniform assignments fare against the front on the test split."""
+    path = run / "search" / "points.json"
+    if "splits" not in pareto or not path.exists():
+        return []
+    uni = [p for p in json.loads(path.read_text()) if p["label"].startswith("uniform")
+           and p.get("test_error") is not None]
+    if not uni:
+        return []
+    front = [(p["energy"], p["test_accuracy"]) for p in pareto["front"]]
+    share = dominated_share(front, [(p["energy"], 1.0 - p["test_error"]) for p in uni])
+    return ["", f"On the test split the seeded front weakly dominates {100 * share:.0f} % of the "
+            f"{len(uni)} uniform assignments."]
+
+
+def _retrained_text(run: Path) -> list[str]:
+    """The briefly retrained front points (``search.retrain_points``), before and after."""
+    path = run / RETRAINED_FILE
+    doc = json.loads(path.read_text()) if path.exists() else {"points": []}
+    if not doc["points"]:
+        return []
+    splits = list(doc["points"][0]["after"])
+    L = ["", "## Front points retrained briefly", "",
+         f"{len(doc['points'])} points ({doc['epochs']} epoch(s) of approximate retraining "
+         f"each{', ' + str(doc['batches']) + ' batches per epoch' if doc['batches'] else ''}): "
+         f"accuracy before -> after retraining. The deployed point is the cheapest of these "
+         f"and the front's own choice within max_loss on the choice split.", "",
+         "| point | energy | " + " | ".join(f"{s} before -> after" for s in splits) + " |",
+         "|" + "---|" * (2 + len(splits))]
+    for p in doc["points"]:
+        L.append(f"| {p['label']} | {p['energy']:.4f} | " + " | ".join(
+            f"{_pct(p['before'][s])} -> {_pct(p['after'][s])}" for s in splits) + " |")
+    return L
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` (and ``sigmas.png``, ``tolerances.png``) from a run's artifacts."""
     run = Path(run_dir)
@@ -105,24 +185,38 @@ def write_report(run_dir: str | Path) -> Path:
           f"{a.predicted_mean:.2f} | {a.relative_power:.4f} |" for a in asg.layers]
     L += ["", f"Relative multiplication energy of the matched assignment: **{asg.energy:.4f}** "
           f"({asg.power_source}).", "",
-          "## NSGA-II: energy against accuracy", "", "![pareto](pareto.png)", "",
+          "## NSGA-II: energy against accuracy", "", *_splits_text(s, pareto), "",
+          "![pareto](pareto.png)", "", *_plot_legend(pareto), "",
           f"{s['evaluations']} candidates scored {s.get('scoring', 'bit-exact')} on the "
           f"validation split; "
           f"hypervolume {s['hypervolume']:.4f} (reference point energy 1, error 1)"
           + (f", random-init baseline {s['baseline_hypervolume']:.4f} with "
              f"{s['baseline_evaluations']} evaluations" if "baseline_hypervolume" in s else "")
-          + ".", "", "| energy | validation accuracy |", "|---|---|"]
-    L += [f"| {p['energy']:.4f} | {_pct(p['accuracy'])} |" for p in pareto["front"]]
+          + "." + (f" On the test split: seeded front {s['test_hypervolume']:.4f}"
+                   + (f", random-init front {s['baseline_test_hypervolume']:.4f}"
+                      if "baseline_test_hypervolume" in s else "") + "."
+                   if "test_hypervolume" in s else ""), ""]
+    L += _front_table(pareto)
     L += ["", f"Error-model seed point: energy {s['seed_energy']:.4f}, validation accuracy "
-          f"{_pct(s['seed_accuracy'])}; exact integer network {_pct(s['exact_accuracy'])}.", "",
+          f"{_pct(s['seed_accuracy'])}"
+          + (f", test accuracy {_pct(s['seed_test_accuracy'])}" if "seed_test_accuracy" in s
+             else "")
+          + f"; exact integer network {_pct(s['exact_accuracy'])} on validation"
+          + (f", {_pct(s['exact_test_accuracy'])} on test" if "exact_test_accuracy" in s else "")
+          + ".", *_uniform_text(run, pareto), "",
           "## The chosen point, retrained", "",
-          f"Lowest-energy front point within {100 * chosen.details['max_loss']:.1f} points of the "
-          f"exact accuracy: energy **{chosen.energy:.4f}**, validation accuracy "
-          f"{_pct(chosen.details['accuracy'])} before retraining; after retraining the integer "
-          f"network "
-          f"reaches {_pct(ex['integer_acc'])} on the test split.", "",
+          f"Rule: {pareto.get('rule', 'lowest-energy front point within max_loss of exact')} "
+          f"(max_loss {100 * chosen.details['max_loss']:.1f} points; metric: "
+          f"{pareto.get('metric', 'top-1 accuracy')}). Chosen: energy **{chosen.energy:.4f}**, "
+          f"before retraining {_pct(chosen.details['accuracy'])} on validation"
+          + "".join(f", {_pct(chosen.details[k + '_accuracy'])} on {k} (exact "
+                    f"{_pct(chosen.details['exact_' + k + '_accuracy'])})"
+                    for k in ("confirm", "test") if k + "_accuracy" in chosen.details)
+          + f"; after retraining the integer network reaches {_pct(ex['integer_acc'])} on the "
+          f"test split.", "",
           "| layer | multiplier |", "|---|---|"]
     L += [f"| {r.name} | `{r.multiplier}` |" for r in chosen.layers]
+    L += _retrained_text(run)
     L += ["", "## Firmware validation", "",
           f"Generated PULP firmware in `firmware/`, compiled for the host and run on "
           f"{dep['inputs']} test inputs: **{validation['mismatches']} mismatches** against the "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import hwlib
 from agn.export import export
 from agn.intsim import IntegerScorer, predict, run_integer, take_cache_stats
 from agn.pipeline.context import Context
+from agn.pipeline.holdout import HELDOUT, METRIC, Heldout, choose_point
+from agn.pipeline.retrain_front import RETRAINED_FILE, choose_retrained, retrain_points, spread
 from agn.pipeline.runner import Stage
 from agn.prefix_cache import CacheStats
 from agn.run import BASELINE_DIR, BEST_FILE, CHOSEN_FILE, SEARCH_DIR, SEEDS_FILE, write_run_stats
@@ -21,7 +24,10 @@ from agn.search import (
     Point,
     Scored,
     SearchConfig,
+    SearchResult,
     SearchSpace,
+    hypervolume,
+    pareto_indices,
     plot_front,
     run_search,
     uniform_genes,
@@ -122,11 +128,15 @@ def search_stage(ctx: Context) -> dict:
                                   runner=runner, progress=ctx.progress)
             base_cache = _cache_figures(scorer, runner)
             write_front(baseline, ctx.run_dir / BASELINE_DIR)
+    held = _heldout(ctx, net)
+
     def point(label: str, genome: np.ndarray) -> Point:
-        """A labelled genome with its error (from the search's store, else scored now)."""
+        """A labelled genome with its error (from the search's store, else scored now) and its
+        test error."""
         key = tuple(int(v) for v in genome)
         err = result.store[key].error if key in result.store else scorer(space.decode(genome))
-        return Point(label, key, space.energy(genome), err)
+        test = held.score(space.decode(genome), ("test",))["test"]
+        return Point(label, key, space.energy(genome), err, test)
 
     points = [point(f"uniform {space.candidates[g]}", space.uniform(g))
               for g in uniform_genes(space, cfg.search.uniform_points)]
@@ -134,30 +144,133 @@ def search_stage(ctx: Context) -> dict:
     exact_point = point("exact", exact)
     if exact_point.genome not in result.store:  # the exact network is always a candidate
         result.store.add(Scored(exact_point.genome, exact_point.energy, exact_point.error, 0))
-    records = write_front(result, ctx.run_dir)
-    plot_front(ctx.run_dir / "pareto.png", result, points, baseline,
+    meta = {"splits": dict(held.sizes), "metric": METRIC, "choice_split": held.choice_split,
+            "rule": held.rule(cfg.search.max_loss), "chance_accuracy": held.chance}
+    records = write_front(result, ctx.run_dir, columns=_columns(result, held), meta=meta)
+    exact_rec = {"genome": list(exact_point.genome), "energy": exact_point.energy,
+                 "error": exact_point.error, "accuracy": 1.0 - exact_point.error,
+                 **{k: v[0] for k, v in held.columns([space.decode(exact)]).items()}}
+    key = "error" if held.choice_split == "val" else f"{held.choice_split}_error"
+    # the exact network qualifies by definition, so a front that does not hold still yields one
+    chosen = choose_point([*records, exact_rec], exact_rec[key], cfg.search.max_loss, key)
+    retrained: list[dict] = []
+    if cfg.search.retrain_points:
+        matched_before = {"val": 1.0 - points[-1].error,
+                          **{k: 1.0 - v for k, v in
+                             held.score(space.decode(seeds[0]), held.splits).items()}}
+        retrained = _retrain_front(ctx, space, held, records, (seeds[0], matched_before))
+        pick = choose_retrained(retrained, chosen, exact_rec[key], cfg.search.max_loss,
+                                held.choice_split)
+        if pick["retrained"]:
+            chosen = _as_record(next(r for r in retrained if r["genome"] == pick["genome"]))
+    atomic_write_json(ctx.run_dir / RETRAINED_FILE, {
+        "epochs": cfg.search.retrain_point_epochs, "batches": cfg.search.candidate_batches,
+        "points": retrained})
+    if baseline is not None:
+        write_front(baseline, ctx.run_dir / BASELINE_DIR, columns=_columns(baseline, held),
+                    meta=meta)
+    chosen_point = Point("chosen point", tuple(chosen["genome"]), chosen["energy"],
+                         chosen["error"], chosen["test_error"])
+    plot_front(ctx.run_dir / "pareto.png", result, [*points, chosen_point], baseline,
                title=f"{cfg.train.model} on {cfg.train.dataset}: NSGA-II front "
-                     f"({len(result.store)} evaluations)")
-    chosen = choose_point(records, exact_point.error, cfg.search.max_loss)
+                     f"({len(result.store)} evaluations)",
+               heldout=[(r["energy"], r["test_accuracy"]) for r in records],
+               heldout_label="front re-scored on the test split")
+    details = {"accuracy": chosen["accuracy"], "genome": chosen["genome"],
+               "exact_accuracy": exact_rec["accuracy"], "max_loss": cfg.search.max_loss,
+               "choice_split": held.choice_split,
+               **({"retrained_accuracy": chosen["retrained_accuracy"]}
+                  if "retrained_accuracy" in chosen else {}),
+               **{f"{s}_accuracy": chosen[f"{s}_accuracy"] for s in held.splits},
+               **{f"exact_{s}_accuracy": exact_rec[f"{s}_accuracy"] for s in held.splits}}
     hwlib.write_assignment(ctx.run_dir / CHOSEN_FILE, space.assignment(
-        chosen["genome"], rule="nsga2: lowest energy within max_loss of exact", details={
-            "accuracy": chosen["accuracy"], "genome": chosen["genome"],
-            "exact_accuracy": 1.0 - exact_point.error, "max_loss": cfg.search.max_loss}))
+        chosen["genome"], rule=f"nsga2: {held.rule(cfg.search.max_loss)}", details=details))
     atomic_write_json(ctx.run_dir / SEARCH_DIR / "points.json",
                       [dataclasses.asdict(p) for p in points])
     summary = {"evaluations": len(result.store), "scoring": scoring,
                "front_size": len(records),
                "hypervolume": result.hypervolume[-1], "chosen_energy": chosen["energy"],
                "chosen_accuracy": chosen["accuracy"], "exact_accuracy": 1.0 - exact_point.error,
-               "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error}
+               "seed_energy": points[-1].energy, "seed_accuracy": 1.0 - points[-1].error,
+               "seed_test_accuracy": 1.0 - float(points[-1].test_error or 0.0),
+               "splits": dict(held.sizes), "choice_split": held.choice_split,
+               "near_chance_points": sum(r["near_chance"] for r in records),
+               "test_hypervolume": _hypervolume(records, "test_error"),
+               "retrained_points": len(retrained),
+               "chosen_retrained": "retrained_accuracy" in chosen,
+               **{f"chosen_{s}_accuracy": chosen[f"{s}_accuracy"] for s in held.splits},
+               **{f"exact_{s}_accuracy": exact_rec[f"{s}_accuracy"] for s in held.splits}}
     if cache is not None:
         summary["prefix_cache"] = cache
     if baseline is not None:
         summary["baseline_hypervolume"] = baseline.hypervolume[-1]
         summary["baseline_evaluations"] = len(baseline.store)
+        base_records = json.loads((ctx.run_dir / BASELINE_DIR / "pareto.json").read_text())
+        summary["baseline_test_hypervolume"] = _hypervolume(base_records["front"], "test_error")
         if base_cache is not None:
             summary["baseline_prefix_cache"] = base_cache
     return summary
+
+
+def _retrain_front(ctx: Context, space: SearchSpace, held: Heldout, records: list[dict],
+                   matched: tuple[np.ndarray, dict]) -> list[dict]:
+    """``search.retrain_points`` front points below the exact energy, spread over the front,
+    and the error-model assignment, each retrained ``search.retrain_point_epochs`` epochs."""
+    cfg = ctx.cfg.search
+    scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.retrain_point_epochs,
+                              cfg.candidate_batches)
+    picked = spread([r for r in records if r["energy"] < 1.0], cfg.retrain_points)
+    todo = [("front point", r["genome"], {"val": r["accuracy"],
+                                          **{s: r[f"{s}_accuracy"] for s in held.splits}})
+            for r in picked]
+    if all(list(matched[0]) != r["genome"] for r in picked):
+        todo.append(("error-model assignment", [int(g) for g in matched[0]], matched[1]))
+    return retrain_points(scorer, space, held, todo)
+
+
+def _as_record(r: dict) -> dict:
+    """A retrained point as a front record (accuracies before retraining, plus after)."""
+    acc = {"accuracy": r["before"]["val"], **{f"{s}_accuracy": v for s, v in r["before"].items()
+                                              if s != "val"}}
+    return {"genome": r["genome"], "energy": r["energy"], "error": 1.0 - acc["accuracy"],
+            **acc, **{f"{k.removesuffix('_accuracy')}_error": 1.0 - v for k, v in acc.items()
+                      if k != "accuracy"}, "retrained_accuracy": r["after"]}
+
+
+def _columns(result: SearchResult, held: Heldout) -> dict[str, list]:
+    """The held-out columns of a search's front, and whether each point is near chance on the
+    search split."""
+    front = result.front()
+    cols = held.columns([result.space.decode(g) for g, _, _ in front])
+    cols["near_chance"] = [held.near_chance(1.0 - err) for _, _, err in front]
+    return cols
+
+
+def _hypervolume(records: list[dict], key: str) -> float:
+    """Hypervolume of front records with their ``key`` error (their non-dominated subset)."""
+    F = np.array([[r["energy"], r[key]] for r in records]).reshape(-1, 2)
+    return hypervolume(F[pareto_indices(F)])
+
+
+def _heldout(ctx: Context, net: deploy.Network) -> Heldout:
+    """The held-out splits of the run (``confirm`` when the data holds one, ``test``) scored
+    like the search scores candidates: bit-exactly, after the same retraining when the search
+    retrains each candidate."""
+    cfg = ctx.cfg
+    splits = tuple(s for s in HELDOUT if len(ctx.dm.split(s)))
+    n_val = len(ctx.dm.split("val"))
+    sizes = {"train": len(ctx.dm.split("train")),
+             "search": min(n_val, cfg.search.val_samples or n_val),
+             **{s: len(ctx.dm.split(s)) for s in splits}}
+    if cfg.search.candidate_epochs:
+        retrainer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
+                                     cfg.search.candidate_batches)
+        return Heldout(splits=splits, score=retrainer.errors, sizes=sizes,
+                       classes=ctx.dm.num_classes)
+    model = ctx.model("noise")
+    scorers = {s: IntegerScorer(net, *ctx.integer_split(model, s)) for s in splits}
+    return Heldout(splits=splits, score=lambda a, which: {s: scorers[s](a) for s in which},
+                   sizes=sizes, classes=ctx.dm.num_classes)
 
 
 def _cache_figures(scorer: Callable[[dict], float], runner: object) -> dict | None:
@@ -189,15 +302,6 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
         return (IntegerScorer(net, x, y, compensation=comp, cache_bytes=cache),
                 f"{SearchConfig.scoring}, error-mean compensated")
     return IntegerScorer(net, x, y, cache_bytes=cache), SearchConfig.scoring
-
-
-def choose_point(front: list[dict], exact_error: float, max_loss: float) -> dict:
-    """The lowest-energy front point losing at most ``max_loss`` accuracy against exact."""
-    ok = [p for p in front if p["error"] <= exact_error + max_loss + 1e-12]
-    if not ok:
-        raise ValueError(f"no front point within {max_loss} of the exact accuracy "
-                         f"{1 - exact_error:.4f}; the front holds {len(front)} points")
-    return min(ok, key=lambda p: (p["energy"], p["error"]))
 
 
 def _export_final(ctx: Context) -> dict:
@@ -246,7 +350,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("match", ("assignment.json", SEEDS_FILE), _match),
     Stage("export_search", (f"{SEARCH_DIR}/network.json", f"{SEARCH_DIR}/network.npz"),
           _export_search),
-    Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE,
+    Stage("search", ("pareto.csv", "pareto.json", "pareto.png", CHOSEN_FILE, RETRAINED_FILE,
                      f"{SEARCH_DIR}/{STORE_FILE}", f"{SEARCH_DIR}/{STATE_FILE}"), search_stage),
     _training("retrain"),
     Stage("export", ("network.json", "network.npz"), _export_final),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +16,14 @@ from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 @dataclass(frozen=True)
 class Point:
-    """One scored assignment shown beside the front (seed point, uniform assignment...)."""
+    """One scored assignment shown beside the front (seed point, uniform assignment...);
+    ``test_error`` is its error on the test split when it was measured there."""
 
     label: str
     genome: tuple[int, ...]
     energy: float
     error: float
+    test_error: float | None = None
 
 
 def front_records(result: SearchResult) -> list[dict]:
@@ -31,30 +33,45 @@ def front_records(result: SearchResult) -> list[dict]:
              "accuracy": 1.0 - err} for g, e, err in result.front()]
 
 
-def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto") -> list[dict]:
+def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto",
+                columns: Mapping[str, Sequence] | None = None,
+                meta: Mapping[str, object] | None = None) -> list[dict]:
     """Write ``<name>.csv`` and ``<name>.json`` (front) and ``hypervolume.csv``; return records.
 
-    Only results go here (a resumed search writes the same bytes); how the scoring ran (the prefix
-    cache's reuse) belongs in the stage summary.
+    ``columns`` adds one value per front point (in front order) to each record and CSV row (e.g.
+    the accuracy on held-out splits); ``meta`` adds top-level fields to the JSON. Only results go
+    here (a resumed search writes the same bytes); how the scoring ran (the prefix cache's reuse)
+    belongs in the stage summary.
     """
     run_dir = Path(run_dir)
     recs = front_records(result)
+    extra = dict(columns or {})
+    for k, v in extra.items():
+        if len(v) != len(recs):
+            raise ValueError(f"write_front: column {k!r} holds {len(v)} values for a front of "
+                             f"{len(recs)} points")
+    recs = [{**r, **{k: v[i] for k, v in extra.items()}} for i, r in enumerate(recs)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["energy", "accuracy", "error", "genome", *result.space.layers])
+    w.writerow(["energy", "accuracy", "error", *extra, "genome", *result.space.layers])
     for r in recs:
         w.writerow([f"{r['energy']:.6f}", f"{r['accuracy']:.6f}", f"{r['error']:.6f}",
-                    " ".join(map(str, r["genome"])), *r["assignment"].values()])
+                    *(_cell(r[k]) for k in extra), " ".join(map(str, r["genome"])),
+                    *r["assignment"].values()])
     atomic_write_text(run_dir / f"{name}.csv", buf.getvalue())
     atomic_write_json(run_dir / f"{name}.json", {
         "layers": list(result.space.layers), "multiplications": list(result.space.multiplications),
         "catalog": list(result.space.candidates), "encoding": result.space.encoding.value,
         "power_source": result.space.power_source, "evaluations": len(result.store),
-        "hypervolume": result.hypervolume, "front": recs})
+        "hypervolume": result.hypervolume, **dict(meta or {}), "front": recs})
     hv = "generation,hypervolume\n" + "".join(f"{i + 1},{v:.8f}\n"
                                               for i, v in enumerate(result.hypervolume))
     atomic_write_text(run_dir / f"{name.replace('pareto', 'hypervolume')}.csv", hv)
     return recs
+
+
+def _cell(v: object) -> str:
+    return f"{v:.6f}" if isinstance(v, float) else str(v)
 
 
 def uniform_genes(space: SearchSpace, count: int) -> list[int]:
@@ -64,8 +81,12 @@ def uniform_genes(space: SearchSpace, count: int) -> list[int]:
 
 
 def plot_front(path: str | Path, result: SearchResult, points: Sequence[Point] = (),
-               baseline: SearchResult | None = None, title: str = "") -> Path:
-    """Draw the front (energy vs accuracy), the baseline front and labelled points to a PNG."""
+               baseline: SearchResult | None = None, title: str = "",
+               heldout: Sequence[tuple[float, float]] = (), heldout_label: str = "",
+               split: str = "validation") -> Path:
+    """Draw the front (energy vs accuracy on the search's ``split``), the baseline front, labelled
+    points and the front re-scored on a held-out split (``heldout``: (energy, accuracy) pairs,
+    drawn as open circles labelled ``heldout_label``) to a PNG."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
@@ -87,8 +108,12 @@ def plot_front(path: str | Path, result: SearchResult, points: Sequence[Point] =
         if not p.label.startswith("uniform"):
             ax.scatter([p.energy], [100 * (1 - p.error)], marker="*", s=120, zorder=5,
                        label=p.label)
+    if len(heldout):
+        h = np.asarray(heldout, dtype=float).reshape(-1, 2)
+        ax.scatter(h[:, 0], 100 * h[:, 1], s=30, facecolors="none", edgecolors="k", zorder=4,
+                   label=heldout_label or "front on a held-out split")
     ax.set_xlabel(f"relative multiplication energy ({result.space.power_source})")
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(f"accuracy (%), {split} split unless labelled")
     ax.set_title(title or "NSGA-II: energy against accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -1,7 +1,7 @@
 """Score candidates after a short retraining (MARLIN's one-epoch protocol), bit-exactly."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,11 @@ class RetrainingScorer:
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
         """Error of the retrained integer network with ``assignment`` on the validation images."""
+        return self.errors(assignment, ("val",))["val"]
+
+    def errors(self, assignment: Mapping[str, str], splits: Sequence[str]) -> dict[str, float]:
+        """{split: error} of one retraining of ``assignment`` on each data split of ``splits``
+        (``val`` limited to ``val_samples`` images, the others whole)."""
         dm = self._datamodule()
         model = load_stage_model(self.stage, self.run_dir, self.config, dm)
         approximate_(model, {**self.fixed, **assignment})
@@ -67,5 +72,8 @@ class RetrainingScorer:
             compensate_(model, input_pmfs(model, batches, self.config.calib_batches))
         finetune(model, dm, self.config, self.epochs, self.batches)
         net = export(model, dm.input_shape, name="candidate")
-        x, y = integer_split(model, dm, "val", self.val_samples)
-        return float(np.mean(predict(net, x) != y))
+        out = {}
+        for split in splits:
+            x, y = integer_split(model, dm, split, self.val_samples if split == "val" else 0)
+            out[split] = float(np.mean(predict(net, x) != y))
+        return out

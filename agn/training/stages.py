@@ -257,15 +257,16 @@ def _run(st: Stage, run: Path, cfg: TrainConfig, callbacks: Sequence[pl.Callback
 def _checkpoints(st: Stage, sdir: Path) -> list[ModelCheckpoint]:
     """``last.ckpt`` after every epoch (what a killed fit resumes from); the float stage also
     keeps its best validation accuracy in ``best.ckpt`` (the earliest epoch on ties), so a last
-    epoch that overshoots is not what QAT starts from. The best one comes first, so the state
-    ``last.ckpt`` records for it is the epoch's own (a resumed fit keeps the same best)."""
+    epoch that overshoots is not what QAT starts from. Both save at the end of the training
+    epoch, after its metrics are written (a kill between them loses no logged row), and the best
+    one first, so the state ``last.ckpt`` records for it is the epoch's own."""
     last = ModelCheckpoint(dirpath=sdir, filename=CHECKPOINT_FILE.removesuffix(".ckpt"),
                            save_top_k=1, enable_version_counter=False)
     if st is not Stage.FLOAT:
         return [last]
     best = ModelCheckpoint(dirpath=sdir, filename=BEST_FILE.removesuffix(".ckpt"),
                            monitor="val/acc", mode="max", save_top_k=1,
-                           enable_version_counter=False)
+                           enable_version_counter=False, save_on_train_epoch_end=True)
     return [best, last]
 
 

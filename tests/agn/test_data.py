@@ -44,18 +44,35 @@ def fake_mnist(root, n_train=60, n_test=20, compress=True):
 
 
 def test_digits_splits_are_disjoint_seeded_and_normalised():
-    dm = DigitsDataModule(seed=3, val_fraction=0.1)
+    dm = DigitsDataModule(seed=3, val_fraction=0.1, test_fraction=0.2, confirm_fraction=0.0)
     dm.setup()
-    n = {k: len(dm.split(k)) for k in ("train", "val", "test")}
-    assert n == {"train": 1294, "val": 144, "test": 359}
+    n = {k: len(dm.split(k)) for k in ("train", "val", "confirm", "test")}
+    assert n == {"train": 1294, "val": 144, "confirm": 0, "test": 359}
     x, _ = next(iter(dm.val_dataloader()))
     assert x.shape[1:] == (1, 8, 8)
     xtr = dm.normalize(dm.split("train").tensors[0])
     assert abs(float(xtr.mean())) < 1e-4 and abs(float(xtr.std()) - 1) < 0.05
-    other = DigitsDataModule(seed=4)
+    other = DigitsDataModule(seed=4, test_fraction=0.2)
     other.setup()
     assert not torch.equal(dm.split("val").tensors[1], other.split("val").tensors[1])
     assert torch.equal(dm.split("test").tensors[1], other.split("test").tensors[1])  # fixed test
+
+
+def test_digits_default_splits_hold_out_a_confirmation_split_nothing_else_sees():
+    dm = DigitsDataModule(seed=3)
+    dm.setup()
+    n = {k: len(dm.split(k)) for k in ("train", "val", "confirm", "test")}
+    assert n == {"train": 674, "val": 337, "confirm": 337, "test": 449}
+    rows = {k: {tuple(x.flatten().tolist()) for x in dm.split(k).tensors[0]}
+            for k in ("train", "val", "confirm")}
+    assert not rows["confirm"] & rows["val"] and not rows["confirm"] & rows["train"]
+    # without a confirmation split the other splits are what they were before it existed
+    plain = DigitsDataModule(seed=3, confirm_fraction=0.0)
+    plain.setup()
+    assert torch.equal(plain.split("val").tensors[0], dm.split("val").tensors[0])
+    assert len(plain.split("train")) == 674 + 337 and len(plain.split("confirm")) == 0
+    with pytest.raises(ValueError, match=r"confirm_fraction must be in \[0, 1 - val_fraction\)"):
+        DigitsDataModule(val_fraction=0.5, confirm_fraction=0.5)
 
 
 def test_training_batches_reshuffle_every_epoch_and_augment_only_training():

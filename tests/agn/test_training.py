@@ -26,8 +26,10 @@ from agn.training import (
 
 torch.set_num_threads(1)
 
-BASE = TrainConfig(
-    model="lenet5", data="digits", data_args={"batch_size": 64}, seed=0, progress_bar=False,
+BASE = TrainConfig(  # the digits splits of before the default's confirmation split
+    model="lenet5", data="digits", data_args={"batch_size": 64, "test_fraction": 0.2,
+                                              "val_fraction": 0.1, "confirm_fraction": 0.0},
+    seed=0, progress_bar=False,
     threads=1, float_stage=StageConfig(epochs=15, lr=0.05, milestones=(10,)),
     qat=StageConfig(epochs=3, lr=0.005), noise_stage=StageConfig(epochs=6, lr=0.005),
     noise=NoiseConfig(lam=0.2, sigma_init=0.1, sigma_max=1.0, sigma_lr=0.05))
