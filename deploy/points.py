@@ -119,7 +119,8 @@ class PointNetwork:
                         raise IRError(f"operating point {k}: node {a.name!r} field {f.name!r} "
                                       f"differs from point 0 (points share everything but the "
                                       f"layers' {', '.join(_PER_POINT)})")
-                if isinstance(a, _Layer) and (a.requant is None) != (b.requant is None):
+                if isinstance(a, _Layer) and isinstance(b, _Layer) \
+                        and (a.requant is None) != (b.requant is None):
                     raise IRError(f"operating point {k}: layer {a.name!r} requantises at one "
                                   f"point and outputs int32 at another")
         points = tuple({n.name: LayerPoint(multiplier=n.multiplier, bias=n.bias,

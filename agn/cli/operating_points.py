@@ -31,7 +31,7 @@ def settings(args: argparse.Namespace):
     from agn.operating_points.stage import PointsSettings
 
     return PointsSettings(points=args.points, max_circuits=args.max_circuits,
-                          factors=tuple(args.factors) if args.factors else None,
+                          factors=tuple(args.factors or ()),
                           catalog=args.points_catalog, epochs=args.points_epochs,
                           batches=args.points_batches)
 

@@ -25,6 +25,8 @@ class PointAffine(nn.Module):
     ``n_points`` points; ``active`` (a buffer) selects the point. ``scale=False`` keeps gamma at 1
     (a layer whose int32 outputs are the logits has no requantisation to carry it)."""
 
+    active: torch.Tensor
+
     def __init__(self, n_points: int, channels: int, scale: bool = True) -> None:
         super().__init__()
         if n_points < 1 or channels < 1:
@@ -56,8 +58,17 @@ class PointAffine(nn.Module):
         return y * gamma.view(shape) + beta.view(shape)
 
 
+def affine_of(layer: nn.Module) -> PointAffine:
+    """The layer's PointAffine (ValueError when it has none)."""
+    a = layer._modules.get(AFFINE)
+    if not isinstance(a, PointAffine):
+        raise ValueError(f"layer {type(layer).__name__} has no operating points; call "
+                         f"attach_points first")
+    return a
+
+
 def _apply(layer: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-    return layer._modules[AFFINE](output)
+    return affine_of(layer)(output)
 
 
 def attach_points(model: nn.Module, n_points: int) -> nn.Module:
@@ -68,8 +79,8 @@ def attach_points(model: nn.Module, n_points: int) -> nn.Module:
     for i, (_, layer) in enumerate(layers):
         if AFFINE in layer._modules:
             raise ValueError(f"attach_points: the model already has operating points "
-                             f"({layer._modules[AFFINE].n_points})")
-        channels = layer.weight.shape[0]
+                             f"({affine_of(layer).n_points})")
+        channels = int(layer.weight.shape[0])  # type: ignore[index]
         layer.add_module(AFFINE, PointAffine(n_points, channels, scale=i < len(layers) - 1))
         layer.register_forward_hook(_apply)
     return model
@@ -77,7 +88,7 @@ def attach_points(model: nn.Module, n_points: int) -> nn.Module:
 
 def point_affines(model: nn.Module) -> dict[str, PointAffine]:
     """``{layer name: PointAffine}`` of a model with points attached (empty otherwise)."""
-    return {n: layer._modules[AFFINE] for n, layer in approx_layers(model)
+    return {n: affine_of(layer) for n, layer in approx_layers(model)
             if AFFINE in layer._modules}
 
 
@@ -89,8 +100,8 @@ def select_point(model: nn.Module, point: int, assignment: Mapping[str, str]) ->
     if missing:
         raise ValueError(f"operating point {point}: no multiplier for layers {missing}")
     for name, layer in layers.items():
-        layer.set_multiplier(assignment[name])
-        layer._modules[AFFINE].select(point)
+        layer.set_multiplier(assignment[name])  # type: ignore[operator]
+        affine_of(layer).select(point)
     return model
 
 

@@ -162,7 +162,10 @@ class OperatingPointSet:
             points.append(OperatingPoint(
                 assignment=Assignment.from_json({"version": 1, **r["assignment"]},
                                                 f"{where}: points[{i}].assignment"), **fields))
-        out = cls(points=tuple(points), catalog=obj.get("catalog"),
+        if not isinstance(obj.get("catalog"), str):
+            raise PointsFileError(f"{where}: 'catalog' expected a spec string, got "
+                                  f"{obj.get('catalog')!r}")
+        out = cls(points=tuple(points), catalog=obj["catalog"],
                   max_circuits=obj.get("max_circuits"), factors=tuple(obj.get("factors", ())),
                   exact=obj.get("exact", {}), details=obj.get("details", {}))
         if obj.get("circuits") is not None and list(out.circuits) != obj["circuits"]:

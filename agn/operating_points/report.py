@@ -23,7 +23,8 @@ def plot_points(path: Path, points: OperatingPointSet, front: list[dict] | None)
                 label="single-point front (search scorer)")
         ax.scatter([e for e, _ in pts], [a for _, a in pts], s=10, c="0.5")
     for p in points.points:
-        ax.scatter([p.energy], [p.val_accuracy], marker="*", s=140, zorder=5,
+        ax.scatter([p.energy], [float("nan") if p.val_accuracy is None else p.val_accuracy],
+                   marker="*", s=140, zorder=5,
                    label=f"{p.name} (factor {p.factor})")
     exact = points.exact.get("val_accuracy")
     if exact is not None:

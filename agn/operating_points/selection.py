@@ -131,6 +131,7 @@ def select_points(sigmas: Sequence[em.LayerSigma], stats: Sequence[em.OperandSta
     ratios = np.where(np.isnan(ratios) | ~np.tile(pred.feasible, (len(factors), 1)), np.inf,
                       ratios)
     ratios = np.minimum(ratios, RATIO_CAP)
+    assert max_circuits is not None  # direct matching otherwise
     labels = kmeans(ratios, max_circuits, seed)
     choice = cluster_choice(ratios, labels, catalog.relative_power)[labels]
     out = []

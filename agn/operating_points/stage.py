@@ -47,7 +47,7 @@ class PointsSettings:
     Attributes:
         points: number of operating points.
         max_circuits: distinct circuits allowed over all points (ignored for MARLIN).
-        factors: tolerance factors (default: :func:`default_factors` of ``points``).
+        factors: tolerance factors (empty: :func:`default_factors` of ``points``).
         catalog: the catalog (default: the run's); the key of the settings includes it.
         epochs: epochs of joint retraining (0: none).
         batches: batches per epoch (0: all).
@@ -57,7 +57,7 @@ class PointsSettings:
 
     points: int = 3
     max_circuits: int | None = 4
-    factors: tuple[float, ...] | None = None
+    factors: tuple[float, ...] = ()
     catalog: str | None = None
     epochs: int = 1
     batches: int = 0
@@ -165,7 +165,7 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
                            f"{rep.mismatches} mismatching values (see {out / 'validation.json'})")
     extra, base = extra_parameters(model), base_parameters(model)
     points = tuple(OperatingPoint(
-        name=pts.names[p], assignment=a, factor=f, energy=float(a.energy),
+        name=pts.names[p], assignment=a, factor=f, energy=float(a.energy or 0.0),
         val_accuracy=float(np.mean(predict(pts.network_at(p), xv) == yv)),
         test_accuracy=float(np.mean(predict(pts.network_at(p), xt) == yt)),
         extra_parameters=extra if p else 0, parameter_overhead=extra / base if p else 0.0)

@@ -117,7 +117,6 @@ def retrain_points(out_dir: Path, run_dir: Path, cfg: TrainConfig, dm: ImageData
             callbacks=[pl.callbacks.ModelCheckpoint(dirpath=out_dir, filename="last",
                                                     save_top_k=1, enable_version_counter=False),
                        GlobalRngState()])
-        trainer.fit(module, train_dataloaders=dm.train_dataloader(),
-                    ckpt_path=str(ckpt) if ckpt.exists() else None)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt.exists() else None)
     select_point(model, 0, assignments[0])
     return JointResult(model.eval(), epochs)

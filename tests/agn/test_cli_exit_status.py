@@ -6,6 +6,7 @@ from agn.cli import BAD_INPUT, SUBCOMMANDS, main
 BAD = {
     "deploy": lambda tmp: ["deploy", str(tmp / "no_network"), "--no-target-check"],
     "match": lambda tmp: ["match", "--run-dir", str(tmp)],
+    "operating-points": lambda tmp: ["operating-points", "--run-dir", str(tmp / "none")],
     "multipliers": lambda tmp: ["multipliers", "--catalog", "marlin:300"],
     "pipeline": lambda tmp: ["pipeline", "--run-dir", str(tmp / "r"), "--pop", "-5"],
     "search": lambda tmp: ["search", "--run-dir", str(tmp)],

@@ -56,3 +56,28 @@ def test_operating_points_stage_on_a_fixed_catalog_respects_k_circuits(run_copy,
     pts = _check_points(run_copy)
     assert pts.max_circuits == 3 and len(pts.circuits) <= 3
     assert "circuits:" in capsys.readouterr().out
+
+
+def test_joint_retraining_resumes_exactly_and_a_finished_one_only_loads(run_copy):
+    from agn.operating_points.training import retrain_points
+    from agn.run import datamodule, pipeline_config
+
+    cfg = pipeline_config(run_copy).train_config()
+    dm = datamodule(cfg, setup=True)
+    names = [s["name"] for s in json.loads((run_copy / "sigmas.json").read_text())["layers"]]
+    specs = [{n: f"marlin:{lv}" for n in names} for lv in (0, 100)]
+
+    def state(d):
+        return read_checkpoint(d / "last.ckpt")
+
+    straight, cut = run_copy / "straight", run_copy / "cut"
+    retrain_points(straight, run_copy, cfg, dm, specs, epochs=2, batches=1)
+    retrain_points(cut, run_copy, cfg, dm, specs, epochs=1, batches=1)   # killed after epoch 1
+    assert state(cut)["epoch"] == 0
+    retrain_points(cut, run_copy, cfg, dm, specs, epochs=2, batches=1)   # resumed
+    a, b = state(straight)["state_dict"], state(cut)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+    mtime = (cut / "last.ckpt").stat().st_mtime_ns
+    res = retrain_points(cut, run_copy, cfg, dm, specs, epochs=2, batches=1)
+    assert (cut / "last.ckpt").stat().st_mtime_ns == mtime and res.epochs == 2
