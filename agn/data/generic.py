@@ -175,6 +175,8 @@ class UserDataModule(pl.LightningDataModule):
     def split(self, name: str) -> TensorDataset:
         """The split ``name`` gathered from its loader (once; the training loader under a
         forked random state, so gathering it changes no random stream)."""
+        if name not in LOADERS:  # a split the toolkit's modules may hold (confirm): none here
+            return TensorDataset(torch.empty(0), torch.empty(0, dtype=torch.long))
         if name not in self._splits:
             with torch.random.fork_rng(devices=[]):
                 xs, ys = zip(*((x.cpu(), y.cpu()) for x, y in self._batches(name)))

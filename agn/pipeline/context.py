@@ -65,6 +65,22 @@ class Context:
         noise-trained model's input quantizer codes it, its first ``limit`` images (0 = all)."""
         return self.integer_split(self.model("noise"), "val", limit)
 
+    def heldout_splits(self, names: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(encoded inputs, labels) of each of ``names`` the data holds (non-empty), as the
+        noise-trained model's input quantizer codes them."""
+        held = [s for s in names if len(self.dm.split(s))]
+        model = self.model("noise") if held else None
+        return {s: self.integer_split(model, s) for s in held}
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images of the training and validation splits."""
+        return {"train": len(self.dm.split("train")), "val": len(self.dm.split("val"))}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the data."""
+        return int(self.dm.num_classes)
+
     def runner(self):
         """Context manager giving the candidate runner: Dask when asked, else None (serial)."""
         if self.workers or self.scheduler:
@@ -99,6 +115,24 @@ class UserRunContext(Context):
         return deploy.load(self.run_dir)
 
     def search_split(self, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        with np.load(self.run_dir / SPLIT_FILES["val"], allow_pickle=False) as f:
-            x, y = f["x"], f["y"]
+        x, y = self._encoded("val")
         return (x, y) if not limit else (x[:limit], y[:limit])
+
+    def _encoded(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.run_dir / SPLIT_FILES[split], allow_pickle=False) as f:
+            return f["x"], f["y"]
+
+    def heldout_splits(self, names: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The encoded splits :func:`agn.write_run` wrote among ``names`` (its test split)."""
+        return {s: self._encoded(s) for s in names
+                if s in SPLIT_FILES and (self.run_dir / SPLIT_FILES[s]).exists()}
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images of the encoded validation split (the training split is not in the run)."""
+        return {"val": len(self._encoded("val")[1])}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: the integer network's output features."""
+        net = self.search_network()
+        return int(net.infos[net.output.name].shape[-1])

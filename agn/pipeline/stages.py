@@ -257,20 +257,20 @@ def _heldout(ctx: Context, net: deploy.Network) -> Heldout:
     like the search scores candidates: bit-exactly, after the same retraining when the search
     retrains each candidate."""
     cfg = ctx.cfg
-    splits = tuple(s for s in HELDOUT if len(ctx.dm.split(s)))
-    n_val = len(ctx.dm.split("val"))
-    sizes = {"train": len(ctx.dm.split("train")),
-             "search": min(n_val, cfg.search.val_samples or n_val),
-             **{s: len(ctx.dm.split(s)) for s in splits}}
+    data = ctx.heldout_splits(HELDOUT)
+    splits = tuple(data)
+    counts = ctx.split_sizes()
+    n_val = counts.pop("val")
+    sizes = {**counts, "search": min(n_val, cfg.search.val_samples or n_val),
+             **{s: len(y) for s, (_, y) in data.items()}}
     if cfg.search.candidate_epochs:
         retrainer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
                                      cfg.search.candidate_batches)
         return Heldout(splits=splits, score=retrainer.errors, sizes=sizes,
-                       classes=ctx.dm.num_classes)
-    model = ctx.model("noise")
-    scorers = {s: IntegerScorer(net, *ctx.integer_split(model, s)) for s in splits}
+                       classes=ctx.num_classes)
+    scorers = {s: IntegerScorer(net, x, y) for s, (x, y) in data.items()}
     return Heldout(splits=splits, score=lambda a, which: {s: scorers[s](a) for s in which},
-                   sizes=sizes, classes=ctx.dm.num_classes)
+                   sizes=sizes, classes=ctx.num_classes)
 
 
 def _cache_figures(scorer: Callable[[dict], float], runner: object) -> dict | None:
