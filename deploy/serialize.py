@@ -14,6 +14,7 @@ import numpy as np
 from deploy.errors import IRError
 from deploy.ir import NODE_TYPES, Node, Requant
 from deploy.network import SCHEMA_VERSION, Network
+from hwlib.blocks import Block
 from hwlib.fileio import atomic_write_bytes, atomic_write_json
 
 JSON_NAME, NPZ_NAME = "network.json", "network.npz"
@@ -26,9 +27,18 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, Requant):
         return {f.name: _encode(getattr(value, f.name), f"{key}.{f.name}", arrays)
                 for f in dataclasses.fields(value)}
+    if isinstance(value, Block):
+        return value.to_json()
     if isinstance(value, tuple):
-        return list(value)
+        return [_encode(v, key, arrays) for v in value]
     return value
+
+
+def _written_version(net: Network) -> int:
+    """The oldest schema holding ``net``: 2 unless a layer has block-wise multipliers, so
+    layer-wise networks are saved exactly as before schema 3."""
+    blocks = any(isinstance(getattr(n, "multiplier", ""), tuple) for n in net.nodes)
+    return SCHEMA_VERSION if blocks else 2
 
 
 def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -40,7 +50,7 @@ def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarr
         for f in dataclasses.fields(node):
             doc[f.name] = _encode(getattr(node, f.name), f"n{i}.{f.name}", arrays)
         nodes.append(doc)
-    return {"schema_version": net.schema_version, "name": net.name, "nodes": nodes}, arrays
+    return {"schema_version": _written_version(net), "name": net.name, "nodes": nodes}, arrays
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray], owner: str) -> Any:
@@ -60,7 +70,12 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "nodes": nodes, "schema_version": 2}
 
 
-_MIGRATIONS = {1: _v1_to_v2}
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 lets a layer's multiplier be a list of blocks: a schema-2 document is one."""
+    return {**doc, "schema_version": 3}
+
+
+_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 """``{version: function}`` turning a document of that version into the next version's."""
 
 

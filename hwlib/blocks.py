@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hwlib.errors import AssignmentError
+from hwlib.multiplier import Multiplier
 
 _BLOCK_KEYS = ("out", "in", "multiplier")
 
@@ -158,10 +159,18 @@ def filters_per_multiplier(spec: LayerSpec, out_channels: int,
     return {s: float((index == k).sum()) / index.shape[1] for k, s in enumerate(specs)}
 
 
-def uniform(spec: LayerSpec) -> str | None:
-    """The layer's one spec when every block shares it (None when they differ)."""
-    found = layer_specs(spec)
-    return found[0] if len(found) == 1 else None
+def zero_weight_column(mul: Multiplier) -> np.ndarray:
+    """``mul(x, 0)`` for every x of ``mul.x_domain`` (int64): what a weight masked to 0 leaves
+    in a block-wise layer run once per multiplier (not 0 for every circuit).
+
+    Raises:
+        AssignmentError: 0 outside the multiplier's weight domain (it cannot be masked).
+    """
+    wd = mul.w_domain
+    if not wd.lo <= 0 <= wd.hi:
+        raise AssignmentError(f"multiplier {mul.spec!r}: block-wise layers mask weights with 0, "
+                              f"outside its weight domain {wd.name} [{wd.lo}, {wd.hi}]")
+    return np.asarray(mul.table()[:, -wd.lo], np.int64)
 
 
 def from_channel_specs(specs: Sequence[str], group: int = 1) -> Blocks:

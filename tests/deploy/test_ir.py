@@ -94,8 +94,8 @@ def test_network_checks() -> None:
         deploy.Network((x, _conv("c", "x", w, [0]), _conv("d", "c", w, [0])))
     with pytest.raises(IRError, match="expected an int32 input"):
         deploy.Network((x, deploy.Requantize(name="r", input="x", requant=Requant([1], [1]))))
-    with pytest.raises(IRError, match="schema_version 3 is not supported"):
-        deploy.Network((x,), schema_version=3)
+    with pytest.raises(IRError, match="schema_version 4 is not supported"):
+        deploy.Network((x,), schema_version=4)
     with pytest.raises(IRError, match="'marlin:256' is not usable"):
         _tiny("marlin:256")
 
