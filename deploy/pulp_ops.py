@@ -14,6 +14,7 @@ import numpy as np
 
 import hwlib
 from deploy.backend import Backend
+from deploy.errors import IRError
 from deploy.infer import TensorInfo
 from deploy.ir import (
     Add,
@@ -25,7 +26,9 @@ from deploy.ir import (
     MaxPool,
     Requant,
     Requantize,
+    _Layer,
 )
+from hwlib.blocks import block_index, filters_per_multiplier
 
 PULP: Backend[dict[str, Any]] = Backend("PULP C emitter")
 
@@ -78,33 +81,55 @@ def _multiplier(spec: str, prefix: str, luts: dict[str, dict[str, Any]]) -> dict
             "header": lut["header"]}
 
 
+def _layer_mul(node: _Layer, ctx: EmitContext) -> dict[str, Any]:
+    """The layer's multiplier context: one spec's, or for output-channel groups a ``kind``
+    ``"blocks"`` record with one entry per output channel (``per_channel``), whose MARLIN levels
+    the kernel writes to the CSR where the level changes between channels."""
+    spec = node.multiplier
+    if isinstance(spec, str):
+        return _multiplier(spec, ctx.prefix, ctx.luts)
+    if spec[0].inp is not None:
+        raise IRError(f"{node.owner}: (output, input) kernel blocks are not emitted as C yet; "
+                      f"the firmware switches multipliers between output channels only (give "
+                      f"the layer output-channel groups)")
+    specs, index = block_index(spec, node.out_channels, 1)
+    muls = [_multiplier(s, ctx.prefix, ctx.luts) for s in specs]
+    counts = filters_per_multiplier(spec, node.out_channels)
+    return {"kind": "blocks", "enum": "NN_MUL_EXACT", "fn": "0",
+            "spec": ", ".join(f"{s} x {int(n)}" for s, n in counts.items()),
+            "per_channel": [muls[k] for k in index[:, 0]],
+            "headers": sorted({m["header"] for m in muls if m["kind"] == "function"})}
+
+
 @PULP.register(Conv)
 def _conv(node: Conv, ctx: EmitContext) -> dict[str, Any]:
     src, fn = ctx.ins[0], ctx.fn
     cout, cin_g, kh, kw = node.weight.shape
     (c, h, w), (_, ho, wo) = src.shape, ctx.out.shape
+    mul = _layer_mul(node, ctx)
     params = dict(h=h, w=w, cin=c, ho=ho, wo=wo, cout=cout, kh=kh, kw=kw,
                   sy=node.stride[0], sx=node.stride[1], pt=node.padding[0],
                   pl=node.padding[2], groups=node.groups, zp=src.zero_point,
-                  weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col")
+                  weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col",
+                  **({"mul_of": f"{fn}_mul_of"} if mul["kind"] == "blocks" else {}))
     return dict(kernel="nn_conv", kernel_args=f"{_U8_IN}, a->out", params_type="nn_conv_t",
                 params=params, k=cin_g * kh * kw,
                 weight=node.weight.transpose(0, 2, 3, 1).ravel(), bias=node.bias,
-                mul=_multiplier(node.multiplier, ctx.prefix, ctx.luts),
-                requant=_rq(node.requant),
+                mul=mul, requant=_rq(node.requant),
                 summary=f"{src.shape} -> {ctx.out.shape}, {kh}x{kw} stride {node.stride} "
-                        f"padding {node.padding} groups {node.groups}, {node.multiplier}")
+                        f"padding {node.padding} groups {node.groups}, {mul['spec']}")
 
 
 @PULP.register(Linear)
 def _linear(node: Linear, ctx: EmitContext) -> dict[str, Any]:
+    mul = _layer_mul(node, ctx)
     params = dict(fan_in=node.fan_in, cout=node.out_channels, weight=f"{ctx.fn}_weight",
-                  bias=f"{ctx.fn}_bias")
+                  bias=f"{ctx.fn}_bias",
+                  **({"mul_of": f"{ctx.fn}_mul_of"} if mul["kind"] == "blocks" else {}))
     return dict(kernel="nn_linear", kernel_args=f"{_U8_IN}, a->out",
                 params_type="nn_linear_t", params=params, weight=node.weight.ravel(),
-                bias=node.bias, mul=_multiplier(node.multiplier, ctx.prefix, ctx.luts),
-                requant=_rq(node.requant),
-                summary=f"{node.fan_in} -> {node.out_channels}, {node.multiplier}"
+                bias=node.bias, mul=mul, requant=_rq(node.requant),
+                summary=f"{node.fan_in} -> {node.out_channels}, {mul['spec']}"
                         + ("" if node.requant else ", int32 outputs"))
 
 
