@@ -28,7 +28,7 @@ from deploy.ir import (
     Requantize,
     _Layer,
 )
-from hwlib.blocks import block_index, filters_per_multiplier
+from hwlib.blocks import block_index, describe
 
 PULP: Backend[dict[str, Any]] = Backend("PULP C emitter")
 
@@ -94,9 +94,7 @@ def _layer_mul(node: _Layer, ctx: EmitContext) -> dict[str, Any]:
                       f"the layer output-channel groups)")
     specs, index = block_index(spec, node.out_channels, 1)
     muls = [_multiplier(s, ctx.prefix, ctx.luts) for s in specs]
-    counts = filters_per_multiplier(spec, node.out_channels)
-    return {"kind": "blocks", "enum": "NN_MUL_EXACT", "fn": "0",
-            "spec": ", ".join(f"{s} x {int(n)}" for s, n in counts.items()),
+    return {"kind": "blocks", "enum": "NN_MUL_EXACT", "fn": "0", "spec": describe(spec),
             "per_channel": [muls[k] for k in index[:, 0]],
             "headers": sorted({m["header"] for m in muls if m["kind"] == "function"})}
 

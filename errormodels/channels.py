@@ -101,3 +101,20 @@ def match_filters(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
                       energy=catalog.catalog.energy(specs, [st.multiplications for _, st in pairs]),
                       power_source=catalog.catalog.power_source_of(specs), layers=tuple(layers),
                       details={"granularity": "filter", "group": group})
+
+
+def sensitivity_order(stats: OperandStats, catalog: ErrorCatalog,
+                      group: int = 1) -> tuple[int, ...]:
+    """The layer's output-channel groups, least sensitive first: by the mean over the catalog's
+    feasible approximate multipliers of each group's worst predicted error std relative to the
+    layer's mean (ties by group index)."""
+    pred = predict_channels(stats, catalog)
+    channels = pred.std.shape[0]
+    if group < 1 or channels % group:
+        raise StatsError(f"sensitivity_order: group size {group} does not divide the "
+                         f"{channels} output channels of layer {stats.name!r}")
+    worst = pred.std.reshape(channels // group, group, -1).max(axis=1)
+    scale = worst.mean(axis=0)
+    cols = pred.feasible & np.isfinite(scale) & (scale > 0)
+    score = (worst[:, cols] / scale[cols]).mean(axis=1) if cols.any() else np.zeros(len(worst))
+    return tuple(int(i) for i in np.lexsort((np.arange(len(score)), score)))

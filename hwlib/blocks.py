@@ -159,6 +159,16 @@ def filters_per_multiplier(spec: LayerSpec, out_channels: int,
     return {s: float((index == k).sum()) / index.shape[1] for k, s in enumerate(specs)}
 
 
+def describe(spec: LayerSpec) -> str:
+    """A layer's spec as text: the spec, or ``"marlin:3 x 8, marlin:40 x 8"`` (filters per
+    multiplier, fractional where kernel blocks split a filter)."""
+    if isinstance(spec, str):
+        return spec
+    out = max(b.out[1] for b in spec)
+    inp = max(b.inp[1] for b in spec) if spec[0].inp is not None else 1
+    return ", ".join(f"{s} x {n:g}" for s, n in filters_per_multiplier(spec, out, inp).items())
+
+
 def zero_weight_column(mul: Multiplier) -> np.ndarray:
     """``mul(x, 0)`` for every x of ``mul.x_domain`` (int64): what a weight masked to 0 leaves
     in a block-wise layer run once per multiplier (not 0 for every circuit).

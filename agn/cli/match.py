@@ -20,7 +20,7 @@ from errormodels import (
     write_assignment,
 )
 from errormodels.channels import match_filters
-from hwlib.blocks import filters_per_multiplier
+from hwlib.blocks import describe
 from hwlib.errors import SpecError
 
 DEFAULT_CATALOG = "marlin:*"
@@ -74,16 +74,10 @@ def format_table(a: Assignment) -> str:
         rows.append(f"{x.name:<20} {x.sigma:>8.4f} {x.tolerance:>11.4g} {spec:<16} "
                     f"{x.predicted_std:>11.4g} {x.predicted_mean:>11.4g} {x.relative_power:>9.4f}")
         if x.groups is not None:
-            rows.append(f"{'':<20} filters per multiplier: {filter_counts(x.groups)}")
+            rows.append(f"{'':<20} filters per multiplier: {describe(x.groups)}")
     rows.append(f"relative multiplication energy {a.energy:.4f} (rule {a.rule}, metric "
                 f"{a.metric}; power: {a.power_source})")
     return "\n".join(rows)
-
-
-def filter_counts(blocks) -> str:
-    """``"marlin:3 x 8, marlin:40 x 8"``: how many output channels run at each multiplier."""
-    channels = max(b.out[1] for b in blocks)
-    return ", ".join(f"{s} x {n:g}" for s, n in filters_per_multiplier(blocks, channels).items())
 
 
 def run_catalog(run_dir: Path) -> str | None:

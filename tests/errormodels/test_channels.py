@@ -60,3 +60,14 @@ def test_filter_matching_picks_per_group_the_cheapest_multiplier_its_worst_chann
     assert flat.layers[0].tolerance == layer.tolerance
     with pytest.raises(StatsError, match="group size 3 does not divide the 8 output channels"):
         match_filters(sig, [st], cat, group=3)
+
+
+def test_sensitivity_order_puts_filters_of_zero_weights_first():
+    from errormodels.channels import sensitivity_order
+
+    weights, fields = _operands(2, channels=8)
+    weights[[5, 6]] = 0  # these two groups' products are exact whatever the multiplier
+    st = _stats(weights, fields)
+    order = sensitivity_order(st, ErrorCatalog.build(CAT), group=1)
+    assert sorted(order) == list(range(8)) and set(order[:2]) == {5, 6}
+    assert len(sensitivity_order(st, ErrorCatalog.build(CAT), group=4)) == 2
