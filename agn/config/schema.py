@@ -200,6 +200,10 @@ class SearchSettings(Typed):
         candidate_batches: training batches per such epoch (0 = the whole training split).
         max_loss: accuracy the chosen point may lose against the exact integer network.
         uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
+        granularity: ``layer`` (one gene per layer) or ``filter`` (one multiplier per group of
+            ``group`` output channels: three genes per layer over the channel groups ranked by
+            the error model, :class:`agn.search.groups.GroupedSpace`).
+        group: output channels per group at filter granularity.
     """
 
     pop_size: int = 40
@@ -211,6 +215,8 @@ class SearchSettings(Typed):
     candidate_batches: int = 0
     max_loss: float = 0.01
     uniform_points: int = 16
+    granularity: str = "layer"
+    group: int = 1
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
@@ -219,6 +225,9 @@ class SearchSettings(Typed):
         for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points"):
             check(getattr(self, name) >= 0, name, getattr(self, name), "a count >= 0")
         check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
+        check(self.granularity in ("layer", "filter"), "granularity", self.granularity,
+              "'layer' or 'filter' ('kernel' blocks are not searched yet)")
+        check(self.group >= 1, "group", self.group, "a group size >= 1")
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,10 @@ class GroupedSpace(SearchSpace):
         return cls(tuple(layers), tuple(int(c) for c in multiplications), _resolve(catalog),
                    Encoding.SORTED, tuple(tuple(int(i) for i in o) for o in order), int(group))
 
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "group": self.group,
+                "order": [list(o) for o in self.order]}
+
     @property
     def gene_layout(self) -> str:
         return "sensitive, tolerant and share genes per layer"

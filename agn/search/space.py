@@ -110,6 +110,11 @@ class SearchSpace:
         """Genome length."""
         return len(self.layers)
 
+    def identity(self) -> dict[str, Any]:
+        """What a search checkpoint records of its space (a resume must match it)."""
+        return {"layers": list(self.layers), "candidates": list(self.candidates),
+                "encoding": self.encoding.value}
+
     @property
     def gene_layout(self) -> str:
         """How the genome's genes map to layers (for error messages)."""
