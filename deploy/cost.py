@@ -119,7 +119,9 @@ def _block_costs(node: _Layer, m: int, out: int, cores: int,
                  p: CostParams) -> tuple[int, int, float | None]:
     """(CSR level writes, enable writes, multiplication energy) of a layer with one multiplier
     per output channel group (kernel blocks are charged per channel pair)."""
-    specs, index = block_index(node.multiplier, node.weight.shape[0], node.weight.shape[1])
+    blocks = node.multiplier
+    assert not isinstance(blocks, str)
+    specs, index = block_index(blocks, node.weight.shape[0], node.weight.shape[1])
     muls = [hwlib.get(s) for s in specs]
     share = np.bincount(index.ravel(), minlength=len(specs)) / index.size
     mw = [mul.power.mw for mul in muls]

@@ -250,7 +250,8 @@ class Assignment:
             if isinstance(value, Multiplier):
                 value = value.spec
             if isinstance(value, (tuple, list)):
-                layers.append(LayerAssignment(name=name, groups=value))
+                layers.append(LayerAssignment(name=name,
+                                              groups=as_blocks(value, f"layer {name!r} groups")))
                 continue
             if not isinstance(value, str):
                 raise AssignmentError(f"multiplier for layer {name!r}: expected a spec string "

@@ -165,7 +165,7 @@ def describe(spec: LayerSpec) -> str:
     if isinstance(spec, str):
         return spec
     out = max(b.out[1] for b in spec)
-    inp = max(b.inp[1] for b in spec) if spec[0].inp is not None else 1
+    inp = max((b.inp[1] for b in spec if b.inp is not None), default=1)
     return ", ".join(f"{s} x {n:g}" for s, n in filters_per_multiplier(spec, out, inp).items())
 
 

@@ -173,7 +173,7 @@ class Catalog:
         """The power label of the whole catalog (see :func:`power_label`)."""
         return power_label(self.members)
 
-    def power_source_of(self, specs: Iterable[SpecLike]) -> str:
+    def power_source_of(self, specs: Iterable[SpecLike | tuple[Block, ...]]) -> str:
         """The power label of the members ``specs`` name (e.g. an assignment's multipliers)."""
         return power_label(self.member(m) for s in specs
                            for m in (layer_specs(s) if isinstance(s, tuple) else (s,)))

@@ -103,6 +103,7 @@ def search_stage(ctx: Context) -> dict:
     mults = [sig[n].multiplications for n in layers]
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     extra = hwlib.read_assignments(ctx.run_dir / SEEDS_FILE)
+    space: SearchSpace
     if cfg.search.granularity == "filter":
         space, filter_seed = grouped_space(ctx, layers, mults)
         extra = [filter_seed, *extra]
