@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--pop", type=int, default=40)
     ap.add_argument("--gen", type=int, default=15)
     ap.add_argument("--group", type=int, default=2,
-                    help="output channels per group (must divide every layer's, 10 for the classifier)")
+                    help="output channels per group (dividing every layer's; 10 classes)")
     ap.add_argument("--val", type=int, default=2000, help="validation images per candidate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
