@@ -63,3 +63,31 @@ def test_approximate_gives_grouped_layers_their_blocks_after_checking_all():
                                Block(out=(3, 6), multiplier="roup:r1p1")], "2": "marlin:9"})
     assert model[0].input_quant.int_range() == (0, 127)  # narrowed for the signed ROUP block
     assert model[0].w_qmax == 127 and model[2].spec == "marlin:9"
+
+
+def test_a_model_with_grouped_layers_exports_them_and_predicts_like_the_integer_network():
+    from agn.export import export
+    from agn.intsim import predict
+    from agn.layers import approx_layers, calibrate, fold_bn
+    from agn.models import build_model
+    from hwlib.blocks import from_channel_specs
+
+    torch.manual_seed(0)
+    m = build_model("lenet5", 1, 8)
+    fold_bn(m)
+    x = torch.randn(64, 1, 8, 8)
+    calibrate(m, [x], 1)
+    rng = np.random.default_rng(0)
+    asg = {}
+    for name, layer in approx_layers(m):
+        specs = [f"marlin:{rng.integers(256)}" for _ in range(layer.weight.shape[0])]
+        asg[name] = from_channel_specs(specs)
+    approximate_(m, asg)
+    set_mode(m, "approx")
+    m.eval()
+    net = export(m, (1, 8, 8))
+    assert net.multipliers() == {n: tuple(b) for n, b in asg.items()}
+    xq = m.quant_in.to_int(x).to(torch.uint8).numpy()
+    with torch.no_grad():
+        approx_pred = m(x).argmax(1).numpy()
+    assert np.mean(predict(net, xq) == approx_pred) >= 0.95
