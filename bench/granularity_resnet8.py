@@ -18,6 +18,7 @@ on CIFAR-10 with ROUP at layer, filter and kernel granularity.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import deploy
@@ -68,7 +69,7 @@ def main() -> None:
     for catalog in args.catalogs:
         over: dict = {"train": {"seed": args.seed, "catalog": catalog,
                                 "data_args": {"root": args.data_dir}},
-                      "search": {"group": args.group, "val_samples": args.val}}
+                      "search": {"val_samples": args.val}}
         if args.train_batches:
             over["train"]["limit_train_batches"] = args.train_batches
         if args.epochs:
@@ -78,7 +79,9 @@ def main() -> None:
         cfg = load_pipeline_config([CONFIG], over)
         run = Path(args.run_dir) / catalog.split(":")[0]
         run_pipeline(run, cfg, threads=args.threads, until="export_search")
-        ctx = Context(run, cfg, progress=True, threads=args.threads)
+        grouped_cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search,
+                                                                          group=args.group))
+        ctx = Context(run, grouped_cfg, progress=True, threads=args.threads)
         net = deploy.load(run / "search")
         xv, yv = ctx.integer_split(ctx.model("noise"), "val", args.val)
         scorer = IntegerScorer(net, xv, yv)

@@ -92,6 +92,7 @@ def test_rv32_kernels_write_the_level_from_the_channel_table(tmp_path) -> None:
     fw = emit(net, tmp_path / "fw")
     report = check_target(net, fw, tmp_path / "build")
     assert report.qemu_mismatches == (0 if shutil.which("qemu-riscv32") else None)
+    assert all(c.ok and c.expected is None for c in report.layers)  # no write at layer entry
     objdump = shutil.which("riscv64-unknown-elf-objdump")
     assert objdump is not None
     dis = subprocess.run([objdump, "-d", "--no-show-raw-insn",
