@@ -94,7 +94,7 @@ class LayerAssignment:
                                   f"{self.name!r}")
         if (self.multiplier is None) == (self.groups is None):
             raise AssignmentError(f"layer {self.name!r}: expected either 'multiplier' or "
-                                  f"'groups', got {'both' if self.groups else 'neither'}")
+                                  f"'groups', got {'both' if self.multiplier is not None else 'neither'}")
         if self.groups is not None:
             object.__setattr__(self, "groups", as_blocks(self.groups,
                                                          f"layer {self.name!r} groups"))
