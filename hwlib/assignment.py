@@ -93,8 +93,9 @@ class LayerAssignment:
             raise AssignmentError(f"layer assignment: expected a non-empty layer name, got "
                                   f"{self.name!r}")
         if (self.multiplier is None) == (self.groups is None):
+            given = "both" if self.multiplier is not None else "neither"
             raise AssignmentError(f"layer {self.name!r}: expected either 'multiplier' or "
-                                  f"'groups', got {'both' if self.multiplier is not None else 'neither'}")
+                                  f"'groups', got {given}")
         if self.groups is not None:
             object.__setattr__(self, "groups", as_blocks(self.groups,
                                                          f"layer {self.name!r} groups"))
