@@ -57,6 +57,7 @@ OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "tr
                  "n_gen": "search.n_gen", "init": "search.init", "baseline": "search.baseline",
                  "candidate_epochs": "search.candidate_epochs",
                  "candidate_batches": "search.candidate_batches",
+                 "granularity": "search.granularity", "group": "search.group",
                  "data_dir": "train.data_args.root", "accelerator": "train.accelerator",
                  "datamodule": "train.datamodule"}
 

@@ -42,6 +42,12 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    "protocol: 1; default 0 = score the noise-trained weights)")
     p.add_argument("--retrain-batches", type=int, dest="candidate_batches", metavar="N",
                    help="training batches per such epoch (default 0 = all)")
+    p.add_argument("--granularity", choices=["layer", "filter"],
+                   help="one multiplier per layer (default), or per group of --group output "
+                   "channels: three genes per layer over the channel groups ranked by the error "
+                   "model's predicted sensitivity")
+    p.add_argument("--group", type=int, help="output channels per group at filter "
+                   "granularity (default 1)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -52,7 +58,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
 #: ``agn search`` options -> configuration fields (dotted paths).
 OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
-    "candidate_batches", "val_samples")}}
+    "candidate_batches", "val_samples", "granularity", "group")}}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -246,6 +246,10 @@ class SearchSettings(Typed):
         compensate: score candidates with error-mean compensation (each layer's bias lowered by
             its expected error under the candidate's multiplier); the retrain stage then
             compensates too (``train.compensate`` is implied).
+        granularity: ``layer`` (one gene per layer) or ``filter`` (one multiplier per group of
+            ``group`` output channels: three genes per layer over the channel groups ranked by
+            the error model, :class:`agn.search.groups.GroupedSpace`).
+        group: output channels per group at filter granularity.
     """
 
     pop_size: int = 40
@@ -258,6 +262,8 @@ class SearchSettings(Typed):
     max_loss: float = 0.01
     uniform_points: int = 16
     compensate: bool = False
+    granularity: str = "layer"
+    group: int = 1
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
@@ -266,6 +272,9 @@ class SearchSettings(Typed):
         for name in ("val_samples", "candidate_epochs", "candidate_batches", "uniform_points"):
             check(getattr(self, name) >= 0, name, getattr(self, name), "a count >= 0")
         check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
+        check(self.granularity in ("layer", "filter"), "granularity", self.granularity,
+              "'layer' or 'filter' ('kernel' blocks are not searched yet)")
+        check(self.group >= 1, "group", self.group, "a group size >= 1")
 
 
 @dataclass(frozen=True)
