@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from agn import sim
 from agn.data.generic import DataModule
 from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
+from agn.sim.blocks import blocked_conv2d, blocked_linear
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
@@ -116,14 +117,21 @@ def _conv(node: Conv, ins: Tensors, infos: Infos) -> torch.Tensor:
     if (top, left) != (bottom, right):
         # asymmetric: pad here (with the zero point), the engine pads none
         x, pad = F.pad(x, (left, right, top, bottom), value=zp), (0, 0)
-    acc = sim.approx_conv2d(x, _weights(node), node.multiplier, stride=node.stride,
-                            padding=pad, groups=node.groups, zero_point=zp)
+    w = _weights(node)
+    if isinstance(node.multiplier, str):
+        acc = sim.approx_conv2d(x, w, node.multiplier, stride=node.stride, padding=pad,
+                                groups=node.groups, zero_point=zp)
+    else:
+        acc = blocked_conv2d(x, w, node.multiplier, stride=node.stride, padding=pad,
+                             groups=node.groups, zero_point=zp)
     return _requant(acc, node.requant, node.bias)
 
 
 @TORCH.register(Linear)
 def _linear(node: Linear, ins: Tensors, infos: Infos) -> torch.Tensor:
-    acc = sim.approx_linear(ins[0], _weights(node), node.multiplier)
+    w = _weights(node)
+    acc = (sim.approx_linear(ins[0], w, node.multiplier) if isinstance(node.multiplier, str)
+           else blocked_linear(ins[0], w, node.multiplier))
     return _requant(acc, node.requant, node.bias)
 
 

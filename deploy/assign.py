@@ -17,12 +17,13 @@ def with_multipliers(net: Network,
 
     Args:
         net: the network.
-        assignment: an :class:`hwlib.Assignment` or ``{layer name: spec or Multiplier}`` naming
-            every approximable layer exactly once, or a sequence of specs in layer order
-            (``len == len(net.layers)``).
+        assignment: an :class:`hwlib.Assignment` or ``{layer name: spec, Multiplier or
+            blocks}`` naming every approximable layer exactly once, or a sequence of those in
+            layer order (``len == len(net.layers)``).
 
     Raises:
-        AssignmentError: unknown or missing layer names, a wrong count, a bad spec.
+        AssignmentError: unknown or missing layer names, a wrong count, a bad spec, groups
+            that do not fit the layer's channels.
         IRError: the new multipliers break the IR (operand domain, int32 accumulator bound).
     """
     names = [n.name for n in net.layers]
@@ -38,7 +39,10 @@ def with_multipliers(net: Network,
         raise AssignmentError(f"assignment: expected an Assignment, a mapping or a sequence of "
                               f"spec strings, got {type(assignment).__name__}")
     asg.check_names(names, f"assignment for network {net.name!r}")
-    specs = {k: m.spec for k, m in asg.multipliers().items()}
+    specs = asg.canonical_specs()
+    for la in asg.layers:
+        w = net.node(la.name).weight  # type: ignore[attr-defined]
+        la.check_shape(w.shape[0], w.shape[1])
     nodes = tuple(dataclasses.replace(n, multiplier=specs[n.name])
                   if isinstance(n, _Layer) and n.name in specs else n for n in net.nodes)
     return Network(nodes, name=net.name, schema_version=net.schema_version)

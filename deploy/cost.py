@@ -17,7 +17,11 @@ what double buffering overlaps, plus its L3 cycles:
 - L3: ``bytes x l3_cycles_per_byte + reads x l3_setup_cycles``, not overlapped (the reads
   block): a whole layer's parameters once before it runs, or its weights tile by tile;
 - CSR writes: every core writes the level once per MARLIN layer and its kernel call sets and
-  clears the SIMD route once (three writes per core).
+  clears the SIMD route once (three writes per core). A layer with one multiplier per
+  output-channel group sets and clears the route once per core (when a channel uses MARLIN)
+  and writes the CSR word before a block of 4 channels sharing a multiplier (else before each
+  of its channels) wherever it changes from the previous one (cyclically, once per pair of
+  output pixels), each write ``csr_write_cycles`` more compute cycles.
 
 Multiplication energy is ``MACs x P / f`` with ``P`` the multiplier's power in the power table
 (``hwlib``'s figures, measured at ``power_clock_hz``) where one is known.
@@ -28,11 +32,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 import hwlib
 from deploy.ir import Conv, Linear, Node, _Layer
 from deploy.memplan import MemoryPlan
 from deploy.network import Network
 from deploy.tiling import LayerTiling, TilingPlan
+from hwlib.blocks import block_index
 
 _LOADS = {"conv": 2, "linear": 2, "add": 2}           # input transfers per step; pooling 1
 
@@ -48,6 +55,7 @@ class CostParams:
         l3_cycles_per_byte: L3 (HyperRAM) read time per byte, in cluster cycles.
         l3_setup_cycles: cycles to issue and wait for one L3 read.
         power_clock_hz: clock of the power table's figures (500 MHz for MARLIN's).
+        csr_write_cycles: cycles of one CSR level write inside a block-wise layer's loop.
     """
 
     macs_per_cycle: int = 4
@@ -56,6 +64,7 @@ class CostParams:
     l3_cycles_per_byte: float = 2.5
     l3_setup_cycles: int = 100
     power_clock_hz: float = 500e6
+    csr_write_cycles: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,17 +138,50 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int, p: CostPar
     overlapped = min(compute, dma) * (steps - 1) // steps
     l3_bytes, l3_cycles = _l3(node, t, plan, p)
     csr, energy = 0, None
-    if isinstance(node, _Layer):
+    if isinstance(node, _Layer) and isinstance(node.multiplier, str):
         mul = hwlib.get(node.multiplier)
         if isinstance(mul, hwlib.marlin.Marlin):
             csr = 3 * cores
         if mul.power.mw is not None:
             energy = m * mul.power.mw * 1e-3 / p.power_clock_hz * 1e6
+    elif isinstance(node, _Layer):
+        level, enables, energy = _block_costs(node, m, out, cores, p)
+        csr = level + enables
+        compute += level * p.csr_write_cycles
     return LayerCost(name=node.name, op=node.op, macs=m, compute_cycles=compute,
                      dma_bytes=t.dma_bytes, dma_transfers=transfers, dma_cycles=dma,
                      l3_bytes=l3_bytes, l3_cycles=l3_cycles,
                      cycles=compute + dma - overlapped + l3_cycles, csr_writes=csr,
                      mult_energy_uj=energy)
+
+
+def _block_costs(node: _Layer, m: int, out: int, cores: int,
+                 p: CostParams) -> tuple[int, int, float | None]:
+    """(CSR level writes, enable writes, multiplication energy) of a layer with one multiplier
+    per output channel group (kernel blocks are charged per channel pair), following the
+    kernels' blocks of 4 channels per group and 2 output pixels per step."""
+    blocks = node.multiplier
+    assert not isinstance(blocks, str)
+    specs, index = block_index(blocks, node.weight.shape[0], node.weight.shape[1])
+    muls = [hwlib.get(s) for s in specs]
+    share = np.bincount(index.ravel(), minlength=len(specs)) / index.size
+    mw = [mul.power.mw for mul in muls]
+    energy = None if any(v is None for v in mw) else \
+        float(sum(f * v for f, v in zip(share, mw))) * m * 1e-3 / p.power_clock_hz * 1e6
+    if not any(isinstance(mul, hwlib.marlin.Marlin) for mul in muls):
+        return 0, 0, energy
+    words = [hwlib.marlin.csr_word(mul.level) if isinstance(mul, hwlib.marlin.Marlin) else 0
+             for mul in muls]
+    channel = index[:, 0]
+    cout_g = node.out_channels // getattr(node, "groups", 1)
+    seq: list[int] = []                      # the CSR word of each block call of one step
+    for j0 in (g + j for g in range(0, node.out_channels, cout_g) for j in range(0, cout_g, 4)):
+        block = channel[j0:min(j0 + 4, (j0 // cout_g + 1) * cout_g)]
+        same = bool((block == block[0]).all())
+        seq += [words[block[0]]] if same else [words[k] for k in block]
+    steps = -(-(out // node.out_channels) // 2)
+    changes = sum(w != seq[i - 1] for i, w in enumerate(seq))
+    return cores + steps * changes, 2 * cores, energy
 
 
 def estimate(net: Network, tiling: TilingPlan, params: CostParams | None = None,

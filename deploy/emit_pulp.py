@@ -40,7 +40,8 @@ class EmittedLayer:
         fn: the C layer function (empty for the input).
         dtype: ``"uint8"`` or ``"int32"``.
         shape: the IR shape (``(C, H, W)`` or ``(F,)``); the buffer holds it in HWC order.
-        multiplier: the layer's spec (approximable layers only).
+        multiplier: the layer's spec (approximable layers only); for output-channel groups,
+            each spec with its filter count (``"marlin:3 x 8, marlin:40 x 8"``).
         csr_word: the CSR 0x7D0 word written at the start of the layer (MARLIN layers only).
         source: the layer's C file (empty for the input).
     """
@@ -206,6 +207,8 @@ def _parameter_bytes(layers: list[dict[str, Any]], luts: dict[str, dict[str, Any
         if c["requant"]:
             total += 5 * c["requant"]["mult"].size
         total += cores * c.get("col_bytes", 0)  # an untiled conv's im2col buffers per core
+        if c["mul"] and c["mul"]["kind"] == "blocks":
+            total += 28 * len(c["mul"]["per_channel"])  # the nn_mul_t per output channel
     return total + sum(t["table"].size * (2 if t["ctype"] == "int16_t" else 4)
                        for t in luts.values())
 

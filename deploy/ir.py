@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.errors import IRError
+from deploy.errors import AssignmentError, IRError
 from deploy.infer import (
     INT32_MAX,
     TensorInfo,
@@ -30,6 +30,7 @@ from deploy.infer import (
     out_size,
     requantized,
 )
+from hwlib.blocks import LayerSpec, as_blocks, check_blocks, layer_specs
 
 
 def _where(owner: str, fld: str) -> str:
@@ -217,6 +218,10 @@ class _Layer(Node):
     """A conv or linear layer: int8 weights, int32 bias, a multiplier spec, optional requant
     (None: int32 accumulator outputs).
 
+    ``multiplier`` is one spec string, or (schema 3) the layer's blocks
+    (:class:`hwlib.blocks.Block`: output-channel groups, or (output, input) blocks over the
+    weight's axes 0 and 1), each with its spec, tiling the weight exactly once.
+
     ``approximable=False`` marks a layer whose multiplier is fixed (e.g. an exact shortcut
     convolution): it is not part of the multiplier assignment.
     """
@@ -224,7 +229,7 @@ class _Layer(Node):
     input: str
     weight: np.ndarray
     bias: np.ndarray
-    multiplier: str
+    multiplier: LayerSpec
     requant: Requant | None
     approximable: bool = True
     weight_ndim: ClassVar[int] = 2
@@ -236,9 +241,16 @@ class _Layer(Node):
         if w.shape[0] < 1 or b.shape != (w.shape[0],):
             raise IRError(f"field 'bias' expected shape ({w.shape[0]},) (one per output "
                           f"channel, at least one), got {b.shape}")
-        if not isinstance(self.multiplier, str) or not self.multiplier:
-            raise IRError(f"field 'multiplier' expected a spec string such as 'marlin:17', got "
-                          f"{self.multiplier!r}")
+        if isinstance(self.multiplier, (tuple, list)):
+            try:
+                blocks = as_blocks(self.multiplier, "field 'multiplier'")
+                check_blocks(blocks, w.shape[0], w.shape[1], "field 'multiplier'")
+            except AssignmentError as e:
+                raise IRError(str(e)) from None
+            _set(self, multiplier=blocks)
+        elif not isinstance(self.multiplier, str) or not self.multiplier:
+            raise IRError(f"field 'multiplier' expected a spec string such as 'marlin:17' (or "
+                          f"a list of blocks), got {self.multiplier!r}")
         if not isinstance(self.approximable, (bool, np.bool_)):
             raise IRError(f"field 'approximable' expected a bool, got {self.approximable!r}")
         if self.requant is not None:
@@ -263,8 +275,16 @@ class _Layer(Node):
         """Products summed into each accumulator."""
         return int(np.prod(self.weight.shape[1:]))
 
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """The distinct multiplier specs of the layer (one unless it holds blocks)."""
+        return layer_specs(self.multiplier)
+
     def _output(self, x: TensorInfo, shape: tuple[int, ...], padded: bool) -> TensorInfo:
-        check_products(self.owner, self.multiplier, self.weight, self.bias, x, padded)
+        # each spec checked with every weight: per tap the product is bounded by the largest
+        # of the specs' bounds, so the mixed accumulator passes when each single one does
+        for spec in self.specs:
+            check_products(self.owner, spec, self.weight, self.bias, x, padded)
         if self.requant is None:
             return accumulators(shape)
         return self.requant.info(shape, self.owner)

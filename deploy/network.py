@@ -14,11 +14,13 @@ import numpy as np
 from deploy.errors import IRError
 from deploy.infer import TensorInfo
 from deploy.ir import Input, Node, _Layer
+from hwlib.blocks import LayerSpec
 
 __all__ = ["SCHEMA_VERSION", "Network", "TensorInfo"]
 
-SCHEMA_VERSION = 2
-"""Version of the IR schema; 2 added the input's float normalisation (``Input.mean/std``)."""
+SCHEMA_VERSION = 3
+"""Version of the IR schema; 2 added the input's float normalisation (``Input.mean/std``), 3 a
+layer's block-wise multipliers (``multiplier`` as a list of blocks)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +84,8 @@ class Network:
         raise KeyError(f"network {self.name!r} has no node {name!r}; nodes: "
                        f"{[n.name for n in self.nodes]}")
 
-    def multipliers(self) -> dict[str, str]:
-        """``{layer name: multiplier spec}`` for every approximable layer."""
+    def multipliers(self) -> dict[str, LayerSpec]:
+        """``{layer name: multiplier spec (or blocks)}`` for every approximable layer."""
         return {n.name: n.multiplier for n in self.layers}
 
     def __eq__(self, other: object) -> bool:

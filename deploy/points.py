@@ -61,6 +61,15 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _layer_point(node: _Layer, k: int) -> LayerPoint:
+    """Layer ``node``'s parameters at operating point ``k`` (layer-wise multipliers only)."""
+    if not isinstance(node.multiplier, str):
+        raise IRError(f"operating point {k}: layer {node.name!r} has block-wise multipliers "
+                      f"({len(node.multiplier)} blocks); operating points switch one multiplier "
+                      f"per layer")
+    return LayerPoint(multiplier=node.multiplier, bias=node.bias, requant=node.requant)
+
+
 @dataclass(frozen=True, eq=False)
 class PointNetwork:
     """An integer network with several operating points.
@@ -123,9 +132,8 @@ class PointNetwork:
                         and (a.requant is None) != (b.requant is None):
                     raise IRError(f"operating point {k}: layer {a.name!r} requantises at one "
                                   f"point and outputs int32 at another")
-        points = tuple({n.name: LayerPoint(multiplier=n.multiplier, bias=n.bias,
-                                           requant=n.requant)
-                        for n in net.nodes if isinstance(n, _Layer)} for net in nets)
+        points = tuple({n.name: _layer_point(n, k) for n in net.nodes if isinstance(n, _Layer)}
+                       for k, net in enumerate(nets))
         return cls(base, points, tuple(names))
 
     @property
@@ -160,7 +168,7 @@ class PointNetwork:
 
     def multipliers(self, i: int) -> dict[str, str]:
         """``{approximable layer: spec}`` at point ``i``."""
-        return self.network_at(i).multipliers()
+        return {name: p.multiplier for name, p in self.points[i].items()}
 
     def memory(self) -> dict[str, Any]:
         """Bytes of the per-point tables: per varying layer and point, its bias (4 B a channel),

@@ -14,6 +14,7 @@ import numpy as np
 
 import hwlib
 from deploy.backend import Backend
+from deploy.errors import IRError
 from deploy.infer import TensorInfo
 from deploy.ir import (
     Add,
@@ -25,8 +26,10 @@ from deploy.ir import (
     MaxPool,
     Requant,
     Requantize,
+    _Layer,
 )
 from deploy.kernels import im2col_bytes
+from hwlib.blocks import block_index, describe
 
 PULP: Backend[dict[str, Any]] = Backend("PULP C emitter")
 
@@ -82,33 +85,65 @@ def _multiplier(spec: str, prefix: str, luts: dict[str, dict[str, Any]]) -> dict
                     f"{lut['cols']} }}"}
 
 
+def _channel_init(m: dict[str, Any]) -> str:
+    """The ``nn_mul_t`` initialiser of a per-channel table entry: the multiplier's, with its CSR
+    level word last (MARLIN; else 0)."""
+    word = f"{m['word']:#010x}u" if m["kind"] == "marlin" else "0u"
+    return m["init"].removesuffix(" }") + f", {word} }}"
+
+
+def _layer_mul(node: _Layer, ctx: EmitContext) -> dict[str, Any]:
+    """The layer's multiplier context: one spec's, or for output-channel groups a ``kind``
+    ``"blocks"`` record with one ``nn_mul_t`` entry per output channel (``per_channel``), whose
+    MARLIN levels the kernel writes to the CSR where the level changes between channel blocks;
+    the layer's own ``init`` is MARLIN's when a channel uses MARLIN (the kernel call enables the
+    SIMD route once), else exact's."""
+    spec = node.multiplier
+    if isinstance(spec, str):
+        return _multiplier(spec, ctx.prefix, ctx.luts)
+    if spec[0].inp is not None:
+        raise IRError(f"{node.owner}: (output, input) kernel blocks are not emitted as C yet; "
+                      f"the firmware switches multipliers between output channels only (give "
+                      f"the layer output-channel groups)")
+    specs, index = block_index(spec, node.out_channels, 1)
+    muls = [_multiplier(s, ctx.prefix, ctx.luts) for s in specs]
+    routed = any(m["kind"] == "marlin" for m in muls)
+    return {"kind": "blocks", "spec": describe(spec),
+            "init": f"{{ {'NN_MUL_MARLIN' if routed else 'NN_MUL_EXACT'}, 0, 0, 0, 0, 0 }}",
+            "per_channel": [{"spec": muls[k]["spec"], "init": _channel_init(muls[k])}
+                            for k in index[:, 0]],
+            "headers": sorted({m["header"] for m in muls if m["kind"] == "table"})}
+
+
 @PULP.register(Conv)
 def _conv(node: Conv, ctx: EmitContext) -> dict[str, Any]:
     src, fn = ctx.ins[0], ctx.fn
     cout, cin_g, kh, kw = node.weight.shape
     (c, h, w), (_, ho, wo) = src.shape, ctx.out.shape
+    mul = _layer_mul(node, ctx)
     params = dict(h=h, w=w, cin=c, ho=ho, wo=wo, cout=cout, kh=kh, kw=kw,
                   sy=node.stride[0], sx=node.stride[1], pt=node.padding[0],
                   pl=node.padding[2], groups=node.groups, zp=src.zero_point,
-                  weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col")
+                  weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col",
+                  **({"mul_of": f"{fn}_mul_of"} if mul["kind"] == "blocks" else {}))
     return dict(kernel="nn_conv", kernel_args=f"{_U8_IN}, a->out", params_type="nn_conv_t",
                 params=params, col_bytes=im2col_bytes(cin_g * kh * kw),
                 weight=node.weight.transpose(0, 2, 3, 1).ravel(), bias=node.bias,
-                mul=_multiplier(node.multiplier, ctx.prefix, ctx.luts),
-                requant=_rq(node.requant),
+                mul=mul, requant=_rq(node.requant),
                 summary=f"{src.shape} -> {ctx.out.shape}, {kh}x{kw} stride {node.stride} "
-                        f"padding {node.padding} groups {node.groups}, {node.multiplier}")
+                        f"padding {node.padding} groups {node.groups}, {mul['spec']}")
 
 
 @PULP.register(Linear)
 def _linear(node: Linear, ctx: EmitContext) -> dict[str, Any]:
+    mul = _layer_mul(node, ctx)
     params = dict(fan_in=node.fan_in, cout=node.out_channels, weight=f"{ctx.fn}_weight",
-                  bias=f"{ctx.fn}_bias")
+                  bias=f"{ctx.fn}_bias",
+                  **({"mul_of": f"{ctx.fn}_mul_of"} if mul["kind"] == "blocks" else {}))
     return dict(kernel="nn_linear", kernel_args=f"{_U8_IN}, a->out",
                 params_type="nn_linear_t", params=params, weight=node.weight.ravel(),
-                bias=node.bias, mul=_multiplier(node.multiplier, ctx.prefix, ctx.luts),
-                requant=_rq(node.requant),
-                summary=f"{node.fan_in} -> {node.out_channels}, {node.multiplier}"
+                bias=node.bias, mul=mul, requant=_rq(node.requant),
+                summary=f"{node.fan_in} -> {node.out_channels}, {mul['spec']}"
                         + ("" if node.requant else ", int32 outputs"))
 
 

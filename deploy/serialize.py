@@ -15,6 +15,7 @@ from deploy.errors import IRError
 from deploy.ir import NODE_TYPES, Node, Requant
 from deploy.network import SCHEMA_VERSION, Network
 from hwlib import anonymous
+from hwlib.blocks import Block
 from hwlib.errors import TableError
 from hwlib.fileio import atomic_write_bytes, atomic_write_json
 
@@ -28,9 +29,18 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, Requant):
         return {f.name: _encode(getattr(value, f.name), f"{key}.{f.name}", arrays)
                 for f in dataclasses.fields(value)}
+    if isinstance(value, Block):
+        return value.to_json()
     if isinstance(value, tuple):
-        return list(value)
+        return [_encode(v, key, arrays) for v in value]
     return value
+
+
+def _written_version(net: Network) -> int:
+    """The oldest schema holding ``net``: 2 unless a layer has block-wise multipliers, so
+    layer-wise networks are saved exactly as before schema 3."""
+    blocks = any(isinstance(getattr(n, "multiplier", ""), tuple) for n in net.nodes)
+    return SCHEMA_VERSION if blocks else 2
 
 
 def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -43,9 +53,12 @@ def to_json_and_arrays(net: Network) -> tuple[dict[str, Any], dict[str, np.ndarr
         for f in dataclasses.fields(node):
             doc[f.name] = _encode(getattr(node, f.name), f"n{i}.{f.name}", arrays)
         nodes.append(doc)
-    arrays.update(anonymous.table_arrays(
-        m for m in (getattr(n, "multiplier", None) for n in net.nodes) if isinstance(m, str)))
-    return {"schema_version": net.schema_version, "name": net.name, "nodes": nodes}, arrays
+    specs = set()
+    for node in net.nodes:
+        m = getattr(node, "multiplier", None)
+        specs.update([m] if isinstance(m, str) else [b.multiplier for b in m or ()])
+    arrays.update(anonymous.table_arrays(sorted(specs)))
+    return {"schema_version": _written_version(net), "name": net.name, "nodes": nodes}, arrays
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray], owner: str) -> Any:
@@ -65,7 +78,12 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "nodes": nodes, "schema_version": 2}
 
 
-_MIGRATIONS = {1: _v1_to_v2}
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 lets a layer's multiplier be a list of blocks: a schema-2 document is one."""
+    return {**doc, "schema_version": 3}
+
+
+_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 """``{version: function}`` turning a document of that version into the next version's."""
 
 

@@ -116,7 +116,7 @@ def match(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats], catalog: 
         predicted_std=float(pred.std[i, j]), predicted_mean=float(pred.mean[i, j]),
         relative_power=float(catalog.relative_power[j]), multiplications=st.multiplications)
         for i, ((sg, st), j) in enumerate(zip(pairs, choice)))
-    specs = [layer.multiplier for layer in layers]
+    specs = [catalog.specs[j] for j in choice]
     return Assignment(catalog=catalog.family, rule=rule.value, metric=metric.value,
                       energy=catalog.catalog.energy(specs, [st.multiplications for st in ordered]),
                       power_source=catalog.catalog.power_source_of(specs), layers=layers)

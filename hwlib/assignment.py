@@ -1,6 +1,6 @@
 """The per-layer multiplier assignment and its versioned JSON file (one reader, one writer).
 
-An assignment file (``assignment.json``, ``chosen_assignment.json``), version 1::
+An assignment file (``assignment.json``, ``chosen_assignment.json``), version 1 (layer-wise)::
 
     {"version": 1, "catalog": "marlin:*", "rule": "cheapest", "metric": "std",
      "energy": 0.6926, "power_source": "MARLIN UMC 65 nm post-synthesis, 500 MHz",
@@ -21,10 +21,12 @@ one file, ``search/seeds.json``::
 
     {"version": 1, "assignments": [{"catalog": ..., "layers": [...]}, ...]}
 
-Planned, refused by version 1 with a message saying so: a layer entry holding one multiplier per
-output-channel group instead of ``multiplier``,
-``{"name": "conv1", "groups": [{"out": [0, 16], "multiplier": "marlin:3"}, ...]}`` (and an
-``"in": [lo, hi]`` range for (output group, input group) blocks).
+Version 2 lets a layer entry hold ``groups`` instead of ``multiplier``: one multiplier per
+output-channel group, ``{"name": "conv1", "groups": [{"out": [0, 16], "multiplier": "marlin:3"},
+...]}``, or with an ``"in": [lo, hi]`` range per (output group, input group) block (kernel
+granularity; see :mod:`hwlib.blocks`). The writer writes version 1 when no layer has groups, so
+layer-wise files stay what they were and older readers keep reading them; version 1 files are
+read as they are (a v1 entry holding ``groups`` is refused).
 
 Files written before the format had a version are migrated on reading: ``assignment.json``
 (``family`` became ``catalog``), ``chosen_assignment.json`` (``accuracy``, ``genome``,
@@ -38,32 +40,37 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hwlib.anonymous import adopt
+from hwlib.blocks import Blocks, LayerSpec, as_blocks, check_blocks
 from hwlib.errors import AssignmentError
 from hwlib.fileio import atomic_write_json
 from hwlib.multiplier import Multiplier
 from hwlib.registry import get
 
 ASSIGNMENT_FILE = "assignment.json"
-VERSION = 1
+VERSION = 2
+"""The newest assignment format; 2 added a layer's ``groups``."""
 
 _DETAIL_FLOATS = ("sigma", "tolerance", "predicted_std", "predicted_mean", "relative_power")
-_ENTRY_KEYS = ("name", "multiplier", *_DETAIL_FLOATS, "multiplications")
+_ENTRY_KEYS = ("name", "multiplier", "groups", *_DETAIL_FLOATS, "multiplications")
 _FILE_STRINGS = ("catalog", "rule", "metric", "power_source")
 _FILE_KEYS = ("version", *_FILE_STRINGS, "energy", "details", "layers")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LayerAssignment:
-    """One layer's multiplier, with the facts its producer recorded (None when not recorded).
+    """One layer's multiplier (or block multipliers), with the facts its producer recorded
+    (None when not recorded).
 
     Attributes:
         name: the approximable layer's name (module name in torch, node name in the IR).
-        multiplier: hwlib spec string of its multiplier.
+        multiplier: hwlib spec string of its multiplier; None when ``groups`` holds them.
+        groups: its output-channel groups or (output, input) blocks, each with a multiplier
+            (:class:`hwlib.blocks.Block`), in canonical order; None for one multiplier.
         sigma: the layer's learned noise sigma.
         tolerance: ``|sigma| * std(y)``, the error the layer tolerates.
         predicted_std: predicted output error std under ``multiplier``.
@@ -73,7 +80,8 @@ class LayerAssignment:
     """
 
     name: str
-    multiplier: str
+    multiplier: str | None = None
+    groups: Blocks | None = None
     sigma: float | None = None
     tolerance: float | None = None
     predicted_std: float | None = None
@@ -85,13 +93,34 @@ class LayerAssignment:
         if not isinstance(self.name, str) or not self.name:
             raise AssignmentError(f"layer assignment: expected a non-empty layer name, got "
                                   f"{self.name!r}")
-        if not isinstance(self.multiplier, str) or not self.multiplier:
+        if (self.multiplier is None) == (self.groups is None):
+            given = "both" if self.multiplier is not None else "neither"
+            raise AssignmentError(f"layer {self.name!r}: expected either 'multiplier' or "
+                                  f"'groups', got {given}")
+        if self.groups is not None:
+            object.__setattr__(self, "groups", as_blocks(self.groups,
+                                                         f"layer {self.name!r} groups"))
+        elif not isinstance(self.multiplier, str) or not self.multiplier:
             raise AssignmentError(f"multiplier for layer {self.name!r}: expected a spec string "
                                   f"such as 'marlin:17', got {self.multiplier!r}")
 
+    @property
+    def spec(self) -> LayerSpec:
+        """The layer's multiplier spec, or its blocks."""
+        return self.groups if self.groups is not None else self.multiplier  # type: ignore
+
+    def check_shape(self, out_channels: int, in_channels: int) -> None:
+        """Raise unless the groups fit a layer of that many channels (see
+        :func:`hwlib.blocks.check_blocks`); a single multiplier always fits."""
+        if self.groups is not None:
+            check_blocks(self.groups, out_channels, in_channels, f"layer {self.name!r} groups")
+
     def to_json(self) -> dict[str, Any]:
         """The layer's JSON entry (fields left None are omitted)."""
-        return {k: getattr(self, k) for k in _ENTRY_KEYS if getattr(self, k) is not None}
+        out = {k: getattr(self, k) for k in _ENTRY_KEYS if getattr(self, k) is not None}
+        if self.groups is not None:
+            out["groups"] = [b.to_json() for b in self.groups]
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,22 +173,43 @@ class Assignment:
         """Layer names, in order."""
         return tuple(x.name for x in self.layers)
 
-    def specs(self) -> dict[str, str]:
-        """Layer name -> multiplier spec."""
-        return {x.name: x.multiplier for x in self.layers}
+    @property
+    def grouped(self) -> bool:
+        """True when some layer holds groups (the file then needs version 2)."""
+        return any(x.groups is not None for x in self.layers)
+
+    def specs(self) -> dict[str, LayerSpec]:
+        """Layer name -> multiplier spec (or the layer's blocks)."""
+        return {x.name: x.spec for x in self.layers}
 
     def multipliers(self) -> dict[str, Multiplier]:
-        """Layer name -> hwlib multiplier (every spec resolved).
+        """Layer name -> hwlib multiplier (every spec resolved), for a layer-wise assignment.
+
+        Raises:
+            AssignmentError: a spec hwlib does not know, naming the layer; a layer holding
+                groups (use :meth:`canonical_specs`).
+        """
+        out = {}
+        for x in self.layers:
+            if x.multiplier is None:
+                raise AssignmentError(f"layer {x.name!r} holds groups (one multiplier per "
+                                      f"channel group), not one multiplier; use canonical_specs")
+            out[x.name] = _resolve(x.multiplier, x.name)
+        return out
+
+    def canonical_specs(self) -> dict[str, LayerSpec]:
+        """Layer name -> every spec resolved and written as hwlib spells it (blocks kept).
 
         Raises:
             AssignmentError: a spec hwlib does not know, naming the layer.
         """
-        out = {}
+        out: dict[str, LayerSpec] = {}
         for x in self.layers:
-            try:
-                out[x.name] = get(x.multiplier)
-            except (ValueError, OSError) as exc:
-                raise AssignmentError(f"multiplier for layer {x.name!r}: {exc}") from None
+            if x.groups is None:
+                out[x.name] = _resolve(x.spec, x.name).spec  # type: ignore[arg-type]
+            else:
+                out[x.name] = tuple(replace(b, multiplier=_resolve(b.multiplier, x.name).spec)
+                                    for b in x.groups)
         return out
 
     def check_names(self, expected: Sequence[str], what: str = "assignment") -> None:
@@ -168,7 +218,7 @@ class Assignment:
 
     def to_json(self, version: bool = True) -> dict[str, Any]:
         """The JSON object of an assignment file (``version`` False inside a set)."""
-        out: dict[str, Any] = {"version": VERSION} if version else {}
+        out: dict[str, Any] = {"version": VERSION if self.grouped else 1} if version else {}
         for k in ("catalog", "rule", "metric", "energy", "power_source"):
             v = getattr(self, k)
             if v is not None:
@@ -195,13 +245,17 @@ class Assignment:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], **fields: Any) -> Assignment:
-        """An assignment from ``{layer name: spec or hwlib Multiplier}`` (plus file fields); a
-        Multiplier hwlib cannot name is adopted by content (``table:sha256:<hex>``, see
-        :mod:`hwlib.anonymous`)."""
+        """An assignment from ``{layer name: spec, hwlib Multiplier or blocks}`` (plus file
+        fields); a Multiplier hwlib cannot name is adopted by content (``table:sha256:<hex>``,
+        see :mod:`hwlib.anonymous`)."""
         layers = []
         for name, value in mapping.items():
             if isinstance(value, Multiplier):
                 value = adopt(value).spec
+            if isinstance(value, (tuple, list)):
+                layers.append(LayerAssignment(name=name,
+                                              groups=as_blocks(value, f"layer {name!r} groups")))
+                continue
             if not isinstance(value, str):
                 raise AssignmentError(f"multiplier for layer {name!r}: expected a spec string "
                                       f"such as 'marlin:17' (or a hwlib Multiplier), got "
@@ -268,7 +322,8 @@ def write_assignments(path: str | os.PathLike[str], assignments: Sequence[Assign
     if not assignments or not all(isinstance(a, Assignment) for a in assignments):
         raise AssignmentError(f"write_assignments: expected at least one Assignment, got "
                               f"{list(assignments)!r:.200}")
-    return atomic_write_json(path, {"version": VERSION,
+    version = VERSION if any(a.grouped for a in assignments) else 1
+    return atomic_write_json(path, {"version": version,
                                     "assignments": [a.to_json(version=False)
                                                     for a in assignments]})
 
@@ -302,20 +357,20 @@ def _parse(obj: Any, where: str) -> Assignment | list[Assignment]:
             if extra or not isinstance(items, list) or not items:
                 raise AssignmentError(f"{where}: an assignment set holds 'version' and a "
                                       f"non-empty list 'assignments', got keys {sorted(obj)}")
-            return [_from_v1(a, f"{where}: assignments[{i}]", inner=True)
+            return [_versioned(a, f"{where}: assignments[{i}]", True, v)
                     for i, a in enumerate(items)]
-        return _from_v1(obj, where, inner=False)
+        return _versioned(obj, where, False, v)
     return _legacy(obj, where)
 
 
-def _from_v1(obj: Any, where: str, inner: bool) -> Assignment:
+def _versioned(obj: Any, where: str, inner: bool, version: int) -> Assignment:
     if not isinstance(obj, dict):
         raise AssignmentError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     allowed = _FILE_KEYS[1:] if inner else _FILE_KEYS
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
         raise AssignmentError(f"{where}: unknown keys {unknown}; expected {list(allowed)}")
-    return _assignment(obj, obj.get("details", {}), where)
+    return _assignment(obj, obj.get("details", {}), where, version)
 
 
 def _legacy(obj: dict[str, Any], where: str) -> Assignment | list[Assignment]:
@@ -347,14 +402,15 @@ def _legacy(obj: dict[str, Any], where: str) -> Assignment | list[Assignment]:
                           f"spec, got {json.dumps(obj)[:120]!r}")
 
 
-def _assignment(obj: Mapping[str, Any], details: Any, where: str) -> Assignment:
+def _assignment(obj: Mapping[str, Any], details: Any, where: str,
+                version: int = 1) -> Assignment:
     rows = obj.get("layers")
     if not isinstance(rows, list) or not rows:
         raise AssignmentError(f"{where}: 'layers' must be a non-empty list of {{\"name\": ..., "
                               f"\"multiplier\": ...}} objects, got {rows!r:.120}")
     if not isinstance(details, dict):
         raise AssignmentError(f"{where}: details expected a JSON object, got {details!r:.120}")
-    layers = tuple(_entry(r, i, where) for i, r in enumerate(rows))
+    layers = tuple(_entry(r, i, where, version) for i, r in enumerate(rows))
     try:
         return Assignment(layers=layers, details=details,
                           **{k: obj.get(k) for k in (*_FILE_STRINGS, "energy")})
@@ -362,16 +418,16 @@ def _assignment(obj: Mapping[str, Any], details: Any, where: str) -> Assignment:
         raise AssignmentError(f"{where}: {exc}") from None
 
 
-def _entry(r: Any, i: int, where: str) -> LayerAssignment:
-    if isinstance(r, dict) and "groups" in r:
+def _entry(r: Any, i: int, where: str, version: int) -> LayerAssignment:
+    if isinstance(r, dict) and "groups" in r and version < 2:
         raise AssignmentError(
             f"{where}: layers[{i}] ({r.get('name')!r}) holds 'groups' (one multiplier per "
-            f"output-channel group), which a later format version will add; version {VERSION} "
-            f"takes one 'multiplier' per layer")
-    if not isinstance(r, dict) or not isinstance(r.get("name"), str) \
-            or not isinstance(r.get("multiplier"), str):
-        raise AssignmentError(f"{where}: layers[{i}] expected 'name' and 'multiplier' (spec "
-                              f"strings), got {r!r:.200}")
+            f"channel group), which format version 2 added; this file says version {version}")
+    one = isinstance(r, dict) and isinstance(r.get("multiplier"), str) and "groups" not in r
+    many = isinstance(r, dict) and isinstance(r.get("groups"), list) and "multiplier" not in r
+    if not isinstance(r, dict) or not isinstance(r.get("name"), str) or not (one or many):
+        raise AssignmentError(f"{where}: layers[{i}] expected 'name' and either 'multiplier' "
+                              f"(a spec string) or 'groups' (a list of blocks), got {r!r:.200}")
     unknown = sorted(set(r) - set(_ENTRY_KEYS))
     if unknown:
         raise AssignmentError(f"{where}: layer {r['name']!r} has unknown keys {unknown}; "
@@ -384,7 +440,18 @@ def _entry(r: Any, i: int, where: str) -> LayerAssignment:
     if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 0):
         raise AssignmentError(f"{where}: layer {r['name']!r} multiplications={c!r}, expected an "
                               f"integer >= 0")
-    return LayerAssignment(name=r["name"], multiplier=r["multiplier"],
-                           **{k: None if r.get(k) is None else float(r[k])
-                              for k in _DETAIL_FLOATS},
-                           multiplications=c)
+    try:
+        return LayerAssignment(name=r["name"], multiplier=r.get("multiplier"),
+                               groups=r.get("groups"),
+                               **{k: None if r.get(k) is None else float(r[k])
+                                  for k in _DETAIL_FLOATS},
+                               multiplications=c)
+    except AssignmentError as exc:
+        raise AssignmentError(f"{where}: {exc}") from None
+
+
+def _resolve(spec: str, layer: str) -> Multiplier:
+    try:
+        return get(spec)
+    except (ValueError, OSError) as exc:
+        raise AssignmentError(f"multiplier for layer {layer!r}: {exc}") from None

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from hwlib.blocks import Block, layer_specs
 from hwlib.errors import AssignmentError, SpecError
 from hwlib.marlin import N_LEVELS, Marlin
 from hwlib.multiplier import Multiplier
@@ -171,9 +173,10 @@ class Catalog:
         """The power label of the whole catalog (see :func:`power_label`)."""
         return power_label(self.members)
 
-    def power_source_of(self, specs: Iterable[SpecLike]) -> str:
+    def power_source_of(self, specs: Iterable[SpecLike | tuple[Block, ...]]) -> str:
         """The power label of the members ``specs`` name (e.g. an assignment's multipliers)."""
-        return power_label(self.member(s) for s in specs)
+        return power_label(self.member(m) for s in specs
+                           for m in (layer_specs(s) if isinstance(s, tuple) else (s,)))
 
     def energy(self, assignment_or_specs: object,
                multiplications: Sequence[int] | None = None) -> float:
@@ -195,8 +198,18 @@ class Catalog:
         """
         specs, counts = _specs_and_counts(assignment_or_specs, multiplications)
         c = np.asarray(counts, np.float64)
-        power = np.array([self.relative_power[self.index(s)] for s in specs], np.float64)
+        power = np.array([self._power_of(s) for s in specs], np.float64)
         return float((c * power).sum() / c.sum())
+
+    def _power_of(self, spec: Any) -> float:
+        """Relative power of a layer's spec; for blocks, their mean weighted by block area
+        (the share of the layer's multiplications each block holds)."""
+        if not isinstance(spec, tuple) or not all(isinstance(b, Block) for b in spec):
+            return self.relative_power[self.index(spec)]
+        area = np.array([(b.out[1] - b.out[0]) * (b.inp[1] - b.inp[0] if b.inp else 1)
+                         for b in spec], np.float64)
+        power = np.array([self.relative_power[self.index(b.multiplier)] for b in spec])
+        return float((area * power).sum() / area.sum())
 
 
 def activation_range(mults: Iterable[Multiplier]) -> tuple[int, int]:
@@ -228,7 +241,7 @@ def _specs_and_counts(obj: object, multiplications: Sequence[int] | None
     layers = getattr(obj, "layers", None)
     counts: list[int] | list[int | None]
     if layers is not None and not isinstance(obj, Mapping):
-        specs: list[SpecLike] = [layer.multiplier for layer in layers]
+        specs: list[SpecLike] = [layer.spec for layer in layers]
         counts = ([layer.multiplications for layer in layers] if multiplications is None
                   else list(multiplications))
         if any(c is None for c in counts):

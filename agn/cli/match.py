@@ -1,4 +1,5 @@
-"""``agn match``: sigmas.json + operand_stats.npz -> assignment.json (one multiplier per layer)."""
+"""``agn match``: sigmas.json + operand_stats.npz -> assignment.json (one multiplier per layer, or
+with ``--granularity filter`` one per group of output channels)."""
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,12 @@ from errormodels import (
     read_sigmas,
     write_assignment,
 )
+from errormodels.channels import match_filters
+from hwlib.blocks import describe
 from hwlib.errors import SpecError
 
 DEFAULT_CATALOG = "marlin:*"
+GRANULARITIES = ("layer", "filter", "kernel")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +47,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="predicted error compared with the tolerance (default: %(default)s)")
     p.add_argument("--method", choices=[m.value for m in Method], default=Method.CHANNEL.value,
                    help="error-model formula (default: %(default)s)")
+    p.add_argument("--granularity", choices=GRANULARITIES, default="layer",
+                   help="one multiplier per layer, or per group of --group output channels "
+                   "(filter; the per-channel error model); 'kernel' (per (output, input) "
+                   "block) is not matched by the error model yet (default: %(default)s)")
+    p.add_argument("--group", type=int, default=1,
+                   help="output channels per group at filter granularity (default: "
+                   "%(default)s)")
     p.add_argument("--samples", type=int, default=512,
                    help="training images the operand statistics see, when they are collected "
                    "(default: %(default)s)")
@@ -59,8 +70,11 @@ def format_table(a: Assignment) -> str:
             f"{'pred mean':>11} {'rel power':>9}")
     rows = [head, "-" * len(head)]
     for x in a.layers:
-        rows.append(f"{x.name:<20} {x.sigma:>8.4f} {x.tolerance:>11.4g} {x.multiplier:<16} "
+        spec = x.multiplier or f"{len(x.groups or ())} groups"
+        rows.append(f"{x.name:<20} {x.sigma:>8.4f} {x.tolerance:>11.4g} {spec:<16} "
                     f"{x.predicted_std:>11.4g} {x.predicted_mean:>11.4g} {x.relative_power:>9.4f}")
+        if x.groups is not None:
+            rows.append(f"{'':<20} filters per multiplier: {describe(x.groups)}")
     rows.append(f"relative multiplication energy {a.energy:.4f} (rule {a.rule}, metric "
                 f"{a.metric}; power: {a.power_source})")
     return "\n".join(rows)
@@ -111,14 +125,23 @@ def run(args: argparse.Namespace) -> int:
             path = write_run_stats(args.run_dir, samples=args.samples, n_fields=args.fields)
             print(f"collected operand statistics of the noise stage ({args.samples} training "
                   f"images, {args.fields} fields per layer): {path}")
+        if args.granularity == "kernel":
+            raise ValueError("--granularity kernel: the error model predicts per output channel, "
+                             "not per (output, input) block yet; use 'filter' or 'layer'")
         stats = load_stats(args.run_dir)
         catalog = ErrorCatalog.build(spec)
-        a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric, method=args.method)
+        if args.granularity == "filter":
+            a = match_filters(sigmas, stats, catalog, rule=args.rule, metric=args.metric,
+                              group=args.group)
+        else:
+            a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric,
+                      method=args.method)
         path = write_assignment(output, a)
     except (ValueError, SpecError) as exc:
         print(f"agn match: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(a))
-    print(f"error model: {args.method} formula over {len(catalog)} multipliers of "
+    formula = "per-channel fixed_field" if args.granularity == "filter" else args.method
+    print(f"error model: {formula} formula over {len(catalog)} multipliers of "
           f"{spec!r}; wrote {path}")
     return 0

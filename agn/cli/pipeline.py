@@ -58,6 +58,7 @@ OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "tr
                  "candidate_epochs": "search.candidate_epochs",
                  "candidate_batches": "search.candidate_batches",
                  "retrain_points": "search.retrain_points",
+                 "granularity": "search.granularity", "group": "search.group",
                  "data_dir": "train.data_args.root", "accelerator": "train.accelerator",
                  "datamodule": "train.datamodule"}
 

@@ -5,7 +5,9 @@ state-dict keys (``weight``, ``bias``) and add:
 
 - ``sigma`` (parameter): the learned relative noise level of the noise stage (its sign is ignored).
 - ``mode_id`` (buffer): the :class:`~agn.layers.mode.Mode`; ``spec`` (the hwlib multiplier spec
-  string) travels in the module's extra state, so checkpoints carry mode, spec and sigma.
+  string, or the layer's blocks: one multiplier per output-channel group or (output, input)
+  block, :mod:`hwlib.blocks`) travels in the module's extra state, so checkpoints carry mode,
+  spec and sigma.
 - ``input_quant``: the :class:`~agn.quant.ActQuant` that defines the layer's integer input
   (scale, zero point). A standalone layer owns one (submodule ``act_in``, applied in forward);
   models :meth:`bind_input_quant` each layer to the explicit quantization point in front of it,
@@ -27,6 +29,7 @@ point inside the engine (``agn.sim``), so padded taps go through the multiplier,
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Sequence
 
@@ -37,6 +40,7 @@ from torch import nn
 import hwlib
 from agn.layers.mode import Mode
 from agn.quant import ActQuant, fake_quant_bias, fake_quant_weight
+from hwlib.blocks import LayerSpec, as_blocks, check_blocks, layer_specs
 
 __all__ = ["ApproxConv2d", "ApproxLinear", "LayerError", "is_approximable"]
 
@@ -47,6 +51,10 @@ class LayerError(ValueError):
 
 def _engine():  # imported on use: the engine is heavy and optional until approx mode runs
     return importlib.import_module("agn.sim")
+
+
+def _blocks():
+    return importlib.import_module("agn.sim.blocks")
 
 
 class _Approximable:
@@ -60,7 +68,7 @@ class _Approximable:
         self.sigma = nn.Parameter(torch.tensor(float(sigma_init)))
         self.act_in = ActQuant(unsigned=False)
         self._bound: tuple[ActQuant, ...] = ()
-        self.spec = "exact"
+        self.spec: LayerSpec = "exact"
         self.last_macs: int | None = None
         # One weight scale for all channels instead of one per channel: set on the classifier
         # producing logits, so its int32 logits rank exactly like the real-valued ones.
@@ -92,25 +100,47 @@ class _Approximable:
 
     @property
     def multiplier(self) -> hwlib.Multiplier:
-        """The hwlib multiplier of the approx mode."""
+        """The hwlib multiplier of the approx mode (LayerError when the layer holds blocks)."""
+        if not isinstance(self.spec, str):
+            raise LayerError(f"{type(self).__name__}: the layer holds {len(self.spec)} blocks "
+                             f"with their own multipliers; read .multipliers")
         return hwlib.get(self.spec)
 
-    def set_multiplier(self, spec: str | hwlib.Multiplier) -> None:
+    @property
+    def multipliers(self) -> tuple[hwlib.Multiplier, ...]:
+        """The distinct hwlib multipliers of the approx mode (one unless the layer holds
+        blocks)."""
+        return tuple(hwlib.get(s) for s in layer_specs(self.spec))
+
+    def set_multiplier(self, spec: str | hwlib.Multiplier | LayerSpec) -> None:
         """Set the multiplier: a spec string (resolved by hwlib) or a Multiplier object; an
         object hwlib cannot name (an anonymous table) is adopted by content as
         ``table:sha256:<hex>`` (:mod:`hwlib.anonymous`), a spec that travels with the exported
-        network, so the engine, export and firmware look up the same table."""
-        m = hwlib.get(spec) if isinstance(spec, str) else hwlib.anonymous.adopt(spec)
-        if m.spec != self.spec:  # both were chosen for the previous multiplier
+        network, so the engine, export and firmware look up the same table. Or blocks
+        (:class:`hwlib.blocks.Block` or their JSON objects) tiling the weight's output and
+        input channels, each spec resolved likewise. A changed multiplier clears the bias
+        correction and the operand rounding (both were chosen for the previous one).
+
+        Raises:
+            AssignmentError: blocks that do not tile the weight's channels.
+        """
+        if isinstance(spec, (tuple, list)):
+            blocks = as_blocks(spec, f"{type(self).__name__} blocks")
+            check_blocks(blocks, self.weight.shape[0], self.weight.shape[1],
+                         f"{type(self).__name__} blocks")
+            new: str | tuple = tuple(
+                dataclasses.replace(b, multiplier=hwlib.get(b.multiplier).spec) for b in blocks)
+        else:
+            new = (hwlib.get(spec) if isinstance(spec, str) else hwlib.anonymous.adopt(spec)).spec
+        if new != self.spec:
             self.bias_correction = None
             self.x_offset, self.w_step = 0, 1
-        self.spec = m.spec
+        self.spec = new
 
     @property
     def w_qmax(self) -> int:
         """Largest weight magnitude: 127, or less if the multiplier's weight domain is narrower."""
-        d = self.multiplier.w_domain
-        return int(min(127, d.hi, -d.lo))
+        return int(min(min(127, m.w_domain.hi, -m.w_domain.lo) for m in self.multipliers))
 
     def bind_input_quant(self, quant: ActQuant) -> None:
         """Read the input's (scale, zero point) from ``quant``, which the model applies itself."""
@@ -127,7 +157,8 @@ class _Approximable:
         return self._bound[0] if self._bound else self._modules["act_in"]
 
     def get_extra_state(self) -> dict:
-        state: dict = {"spec": self.spec, "per_channel": self.per_channel}
+        spec = self.spec if isinstance(self.spec, str) else [b.to_json() for b in self.spec]
+        state: dict = {"spec": spec, "per_channel": self.per_channel}
         if self.bias_correction is not None:
             state["bias_correction"] = self.bias_correction.tolist()
         if (self.x_offset, self.w_step) != (0, 1):
@@ -250,10 +281,14 @@ class _Approximable:
         base = super().extra_repr()
         sigma = float(self.sigma.detach().abs())
         path = "torch" if self.mode is not Mode.APPROX else f"agn.sim[{self._engine_path()}]"
-        return (f"{base}, spec={self.spec}, sigma={sigma:.4g}, mode={self.mode.name.lower()}, "
+        spec = self.spec if isinstance(self.spec, str) else \
+            f"{len(self.spec)} blocks of {'/'.join(layer_specs(self.spec))}"
+        return (f"{base}, spec={spec}, sigma={sigma:.4g}, mode={self.mode.name.lower()}, "
                 f"engine={path}")
 
     def _engine_path(self) -> str:
+        if not isinstance(self.spec, str):
+            return "blocks"
         w_q = self._weight_ints()[0]
         w4 = w_q if w_q.dim() == 4 else w_q[:, :, None, None]
         return str(_engine().describe(self.multiplier, w4, getattr(self, "stride", 1),
@@ -323,6 +358,9 @@ class ApproxConv2d(_Approximable, nn.Conv2d):
                              f"{self.padding_mode!r}, padding={self.padding!r}")
 
     def _approx_acc(self, x_q, w_q, zp):
+        if not isinstance(self.spec, str):
+            return _blocks().blocked_conv2d(x_q, w_q, self.spec, self.stride, self.padding,
+                                            self.groups, zp)
         return _engine().approx_conv2d(x_q, w_q, self.multiplier, self.stride, self.padding,
                                        self.groups, zp)
 
@@ -374,6 +412,8 @@ class ApproxLinear(_Approximable, nn.Linear):
         if x_q.dim() != 2:
             raise LayerError(f"ApproxLinear: approx mode expects (N, in_features) inputs, got "
                              f"shape {tuple(x_q.shape)}")
+        if not isinstance(self.spec, str):
+            return _blocks().blocked_linear(x_q, w_q, self.spec)
         return _engine().approx_linear(x_q, w_q, self.multiplier)
 
 

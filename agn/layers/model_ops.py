@@ -99,16 +99,22 @@ def approximate_(model: nn.Module, assignment: AssignmentLike) -> nn.Module:
     must resolve in hwlib. Input quantizers are narrowed to the activation domain all their
     consumers accept (0..127 for signed catalog circuits).
 
+    A layer entry holding groups gives the layer those blocks (see
+    :meth:`ApproxConv2d.set_multiplier`).
+
     Raises:
-        AssignmentError: missing or unknown layer names, or a spec hwlib rejects.
+        AssignmentError: missing or unknown layer names, a spec hwlib rejects, groups that do
+            not fit a layer's channels.
     """
     asg = as_assignment(assignment)
     layers = dict(approx_layers(model))
     asg.check_names(list(layers), "assignment for the model")
-    resolved = asg.multipliers()
+    resolved = asg.canonical_specs()
+    for x in asg.layers:
+        x.check_shape(layers[x.name].weight.shape[0], layers[x.name].weight.shape[1])
     for name, layer in layers.items():
-        layer.set_multiplier(resolved[name].spec)
-    _narrow_inputs([(layer, activation_range([resolved[name]])) for name, layer in layers.items()])
+        layer.set_multiplier(resolved[name])
+    _narrow_inputs([(layer, activation_range(layer.multipliers)) for layer in layers.values()])
     return model
 
 

@@ -10,6 +10,7 @@ import errormodels as em
 from agn.pipeline.holdout import CHANCE_MARGIN, dominated_share
 from agn.pipeline.retrain_front import RETRAINED_FILE
 from agn.run import CHOSEN_FILE, STATUS_FILE, pipeline_config, read_status
+from hwlib.blocks import describe
 from hwlib.fileio import atomic_path, atomic_write_text
 
 
@@ -181,7 +182,7 @@ def write_report(run_dir: str | Path) -> Path:
           "![tolerances](tolerances.png)", "",
           "| layer | matched multiplier | tolerance | predicted std | predicted mean | "
           "relative power |", "|---|---|---|---|---|---|"]
-    L += [f"| {a.name} | `{a.multiplier}` | {a.tolerance:.2f} | {a.predicted_std:.2f} | "
+    L += [f"| {a.name} | `{describe(a.spec)}` | {a.tolerance:.2f} | {a.predicted_std:.2f} | "
           f"{a.predicted_mean:.2f} | {a.relative_power:.4f} |" for a in asg.layers]
     L += ["", f"Relative multiplication energy of the matched assignment: **{asg.energy:.4f}** "
           f"({asg.power_source}).", "",
@@ -214,8 +215,8 @@ def write_report(run_dir: str | Path) -> Path:
                     for k in ("confirm", "test") if k + "_accuracy" in chosen.details)
           + f"; after retraining the integer network reaches {_pct(ex['integer_acc'])} on the "
           f"test split.", "",
-          "| layer | multiplier |", "|---|---|"]
-    L += [f"| {r.name} | `{r.multiplier}` |" for r in chosen.layers]
+          "| layer | multiplier (filters per multiplier) |", "|---|---|"]
+    L += [f"| {r.name} | `{describe(r.spec)}` |" for r in chosen.layers]
     L += _retrained_text(run)
     L += ["", "## Firmware validation", "",
           f"Generated PULP firmware in `firmware/`, compiled for the host and run on "

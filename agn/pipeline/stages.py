@@ -33,9 +33,11 @@ from agn.search import (
     uniform_genes,
     write_front,
 )
+from agn.search.groups import GroupedSpace
 from agn.search.nsga import STATE_FILE, STORE_FILE
 from agn.search.retraining import RetrainingScorer
 from agn.training import run_stage
+from errormodels.channels import match_filters, sensitivity_order
 from hwlib.fileio import atomic_write_json
 
 
@@ -108,10 +110,15 @@ def search_stage(ctx: Context) -> dict:
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
     mults = [sig[n].multiplications for n in layers]
-    space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.search.init)
     matched = em.read_assignment(ctx.run_dir / em.ASSIGNMENT_FILE)
     seeds_file = ctx.run_dir / SEEDS_FILE  # the pipeline's match stage writes it, agn match not
     extra = hwlib.read_assignments(seeds_file) if seeds_file.exists() else []
+    space: SearchSpace
+    if cfg.search.granularity == "filter":
+        space, filter_seed = grouped_space(ctx, layers, mults)
+        extra = [filter_seed, *extra]
+    else:
+        space = SearchSpace.for_init(layers, mults, cfg.catalog, cfg.search.init)
     exact = space.uniform(space.exact_gene)
     seeds = [space.encode(matched)] + [space.encode(a) for a in extra] + [exact]
     search_cfg = SearchConfig(pop_size=cfg.search.pop_size, n_gen=cfg.search.n_gen, seed=cfg.seed,
@@ -123,7 +130,8 @@ def search_stage(ctx: Context) -> dict:
         baseline = base_cache = None
         if cfg.search.baseline:
             base_cfg = dataclasses.replace(search_cfg, init="random")
-            base_space = SearchSpace.for_init(layers, mults, cfg.catalog, "random")
+            base_space = space if isinstance(space, GroupedSpace) else \
+                SearchSpace.for_init(layers, mults, cfg.catalog, "random")
             baseline = run_search(base_space, scorer, base_cfg, ctx.run_dir / BASELINE_DIR,
                                   runner=runner, progress=ctx.progress)
             base_cache = _cache_figures(scorer, runner)
@@ -302,6 +310,20 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
         return (IntegerScorer(net, x, y, compensation=comp, cache_bytes=cache),
                 f"{SearchConfig.scoring}, error-mean compensated")
     return IntegerScorer(net, x, y, cache_bytes=cache), SearchConfig.scoring
+
+
+def grouped_space(ctx: Context, layers: list[str],
+                   mults: list[int]) -> tuple[GroupedSpace, hwlib.Assignment]:
+    """The filter-granularity space (groups ranked by the error model's per-channel
+    sensitivity) and the error model's filter-matched seed."""
+    group = ctx.cfg.search.group
+    sigmas = em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)
+    stats = {st.name: st for st in em.load_stats(ctx.run_dir / em.STATS_FILE)}
+    catalog = em.ErrorCatalog.build(ctx.cfg.catalog)
+    order = [sensitivity_order(stats[n], catalog, group) for n in layers]
+    space = GroupedSpace.build_grouped(layers, mults, ctx.cfg.catalog, order, group)
+    return space, match_filters(sigmas, list(stats.values()), catalog, group=group)
+
 
 
 def _export_final(ctx: Context) -> dict:

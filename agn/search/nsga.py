@@ -101,8 +101,7 @@ def _identity(space: SearchSpace, cfg: SearchConfig) -> dict:
     """What a checkpoint must share with the requested search to resume it (``n_gen`` is not
     part of it: a search may be extended to more generations)."""
     config = {k: v for k, v in asdict(cfg).items() if k != "n_gen"}
-    return {"config": config, "layers": list(space.layers),
-            "candidates": list(space.candidates), "encoding": space.encoding.value}
+    return {"config": config, **space.identity()}
 
 
 def _save_state(path: Path, algo: NSGA2, ident: dict, hv: list[float], gen: int,

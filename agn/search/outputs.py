@@ -11,6 +11,7 @@ import numpy as np
 
 from agn.search.nsga import SearchResult
 from agn.search.space import SearchSpace
+from hwlib.blocks import as_blocks, describe
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -29,8 +30,13 @@ class Point:
 def front_records(result: SearchResult) -> list[dict]:
     """Pareto points as records: genome, assignment, energy, error, accuracy."""
     space = result.space
-    return [{"genome": list(g), "assignment": space.decode(g), "energy": e, "error": err,
-             "accuracy": 1.0 - err} for g, e, err in result.front()]
+    return [{"genome": list(g), "assignment": _jsonable(space.decode(g)), "energy": e,
+             "error": err, "accuracy": 1.0 - err} for g, e, err in result.front()]
+
+
+def _jsonable(specs: dict) -> dict:
+    """Layer -> spec, or its groups as JSON objects (filter granularity)."""
+    return {n: s if isinstance(s, str) else [b.to_json() for b in s] for n, s in specs.items()}
 
 
 def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto",
@@ -57,7 +63,8 @@ def write_front(result: SearchResult, run_dir: str | Path, name: str = "pareto",
     for r in recs:
         w.writerow([f"{r['energy']:.6f}", f"{r['accuracy']:.6f}", f"{r['error']:.6f}",
                     *(_cell(r[k]) for k in extra), " ".join(map(str, r["genome"])),
-                    *r["assignment"].values()])
+                    *(describe(as_blocks(s)) if isinstance(s, list) else s
+                      for s in r["assignment"].values())])
     atomic_write_text(run_dir / f"{name}.csv", buf.getvalue())
     atomic_write_json(run_dir / f"{name}.json", {
         "layers": list(result.space.layers), "multiplications": list(result.space.multiplications),

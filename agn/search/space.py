@@ -110,6 +110,16 @@ class SearchSpace:
         """Genome length."""
         return len(self.layers)
 
+    def identity(self) -> dict[str, Any]:
+        """What a search checkpoint records of its space (a resume must match it)."""
+        return {"layers": list(self.layers), "candidates": list(self.candidates),
+                "encoding": self.encoding.value}
+
+    @property
+    def gene_layout(self) -> str:
+        """How the genome's genes map to layers (for error messages)."""
+        return "one per layer"
+
     @property
     def upper(self) -> int:
         """Largest gene value."""
@@ -119,7 +129,7 @@ class SearchSpace:
         """Genome as an int64 array after checking its length and gene range."""
         g = np.asarray(genome)
         if g.shape != (self.n_var,):
-            raise SearchSpaceError(f"genome: expected {self.n_var} genes (one per layer: "
+            raise SearchSpaceError(f"genome: expected {self.n_var} genes ({self.gene_layout}: "
                                    f"{', '.join(self.layers)}), got shape {g.shape}")
         if g.dtype.kind not in "iu" and not np.all(np.equal(np.mod(g, 1), 0)):
             raise SearchSpaceError(f"genome: expected integer genes, got {g.tolist()}")

@@ -23,6 +23,7 @@ from deploy.ir import (
 )
 from deploy.reference.add import add
 from deploy.reference.avgpool import avgpool
+from deploy.reference.blocks import conv2d_blocks, linear_blocks
 from deploy.reference.conv import conv2d
 from deploy.reference.linear import linear
 from deploy.reference.maxpool import maxpool
@@ -42,14 +43,22 @@ def _rq(acc: np.ndarray, rq: Requant | None) -> np.ndarray:
 
 @REFERENCE.register(Conv)
 def _conv(node: Conv, ins: Arrays, infos: Infos) -> np.ndarray:
-    acc = conv2d(ins[0], node.weight, node.bias, hwlib.get(node.multiplier), node.stride,
-                 node.padding, node.groups, infos[0].zero_point)
+    if isinstance(node.multiplier, str):
+        acc = conv2d(ins[0], node.weight, node.bias, hwlib.get(node.multiplier), node.stride,
+                     node.padding, node.groups, infos[0].zero_point)
+    else:
+        acc = conv2d_blocks(ins[0], node.weight, node.bias, node.multiplier, node.stride,
+                            node.padding, node.groups, infos[0].zero_point)
     return _rq(acc, node.requant)
 
 
 @REFERENCE.register(Linear)
 def _linear(node: Linear, ins: Arrays, infos: Infos) -> np.ndarray:
-    return _rq(linear(ins[0], node.weight, node.bias, hwlib.get(node.multiplier)), node.requant)
+    if isinstance(node.multiplier, str):
+        acc = linear(ins[0], node.weight, node.bias, hwlib.get(node.multiplier))
+    else:
+        acc = linear_blocks(ins[0], node.weight, node.bias, node.multiplier)
+    return _rq(acc, node.requant)
 
 
 @REFERENCE.register(MaxPool)

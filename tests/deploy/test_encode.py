@@ -53,13 +53,13 @@ def test_encode_refuses_bad_inputs() -> None:
 def test_schema1_network_loads_and_refuses_encoding(tmp_path) -> None:
     assert json.loads((SCHEMA1 / "network.json").read_text())["schema_version"] == 1
     net = deploy.load(SCHEMA1)
-    assert net.schema_version == deploy.SCHEMA_VERSION == 2
+    assert net.schema_version == deploy.SCHEMA_VERSION == 3
     assert net.input.mean is None and net.input.std is None
     assert net == _with_input(zoo.random_network(7, name="v1net"), mean=None, std=None)
     with pytest.raises(IRError, match="records no float normalisation .*predates input "
                                       "encoding"):
         deploy.encode_inputs(net, np.zeros((1,) + net.input.shape))
-    deploy.save(net, tmp_path)                 # saved again: schema 2, still without encoding
+    deploy.save(net, tmp_path)  # saved again: schema 2 (no block-wise layer), without encoding
     again = json.loads((tmp_path / "network.json").read_text())
     assert again["schema_version"] == 2 and again["nodes"][0]["mean"] is None
     assert deploy.load(tmp_path) == net
@@ -70,8 +70,8 @@ def test_unknown_schema_version_is_refused(tmp_path) -> None:
     path = tmp_path / "n" / "network.json"
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "schema_version": 9}))
-    with pytest.raises(IRError, match=r"schema_version 9 is not supported \(expected 2 or an "
-                                      r"earlier one: \[1\]\)"):
+    with pytest.raises(IRError, match=r"schema_version 9 is not supported \(expected 3 or an "
+                                      r"earlier one: \[1, 2\]\)"):
         deploy.load(path)
 
 

@@ -63,3 +63,20 @@ def test_match_command_does_not_import_torch(run_dir):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert (run_dir / "assignment.json").exists()
+
+
+def test_match_at_filter_granularity_writes_groups_and_counts(run_dir, capsys):
+    cat = "marlin:0,marlin:15,marlin:63,marlin:255"
+    assert main(["match", "--run-dir", str(run_dir), "--catalog", cat, "--granularity",
+                 "filter", "--group", "2"]) == 0
+    out = capsys.readouterr().out
+    got = read_assignment(run_dir)
+    from errormodels import load_stats
+    from errormodels.channels import match_filters
+    assert got == match_filters(read_sigmas(run_dir), load_stats(run_dir),
+                                ErrorCatalog.build(cat), group=2)
+    assert all(len(x.groups) == 2 for x in got.layers)
+    assert json.loads((run_dir / "assignment.json").read_text())["version"] == 2
+    assert out.count("filters per multiplier:") == 3 and "per-channel" in out
+    assert main(["match", "--run-dir", str(run_dir), "--granularity", "kernel"]) == 2
+    assert "--granularity kernel" in capsys.readouterr().err

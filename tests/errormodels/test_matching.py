@@ -168,7 +168,8 @@ def test_read_assignment_errors(tmp_path):
         read_assignment(p)
     p.write_text(json.dumps({"version": 1, "catalog": "x", "rule": "cheapest", "energy": 1.0,
                              "power_source": "s", "layers": [{"name": "a"}]}))
-    with pytest.raises(AssignmentError, match=r"layers\[0\] expected 'name' and 'multiplier'"):
+    with pytest.raises(AssignmentError,
+                       match=r"layers\[0\] expected 'name' and either 'multiplier'"):
         read_assignment(p)
     p.write_text(json.dumps({"family": "x", "layers": []}))
     with pytest.raises(AssignmentError, match="'layers' must be a non-empty list"):

@@ -183,13 +183,13 @@ def test_the_reader_refuses_unknown_shapes_with_clear_messages(tmp_path):
 
     grouped = {"name": "conv1", "groups": [{"out": [0, 8], "multiplier": "marlin:3"}]}
     refused({"version": 1, "layers": [grouped]},
-            r"layers\[0\] \('conv1'\) holds 'groups' \(one multiplier per output-channel group\)"
-            r", which a later format version will add")
+            r"layers\[0\] \('conv1'\) holds 'groups' \(one multiplier per channel group\), "
+            r"which format version 2 added; this file says version 1")
     refused({"version": 1, "layers": [{"name": "a", "multiplier": "exact", "bits": 3}]},
             r"layer 'a' has unknown keys \['bits'\]")
     refused({"version": 1, "owner": "x", "layers": [{"name": "a", "multiplier": "exact"}]},
             r"unknown keys \['owner'\]")
-    refused({"version": 2, "layers": []}, "version 2 is not one this reader knows")
+    refused({"version": 3, "layers": []}, "version 3 is not one this reader knows")
     refused({"version": 1, "layers": [{"name": "a", "multiplier": "exact"}] * 2},
             "layer 'a' is assigned twice")
     refused({"version": 1, "layers": [{"name": "a", "multiplier": "exact", "sigma": "x"}]},
