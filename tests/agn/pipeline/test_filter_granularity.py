@@ -52,5 +52,6 @@ def test_quick_pipeline_at_filter_granularity_deploys_grouped_layers(run_copy, t
     report = deploy.validate(net, inputs, tmp_path / "fw")
     assert report.mismatches == 0
     layers = [report.firmware.directory / layer.source for layer in report.firmware.layers[1:]]
-    assert any(len(set(re.findall(r"NN_MUL_MARLIN, 0, (0x[0-9A-F]+)u", p.read_text()))) > 1
+    assert any(len(set(re.findall(r"NN_MUL_MARLIN, 0, 0, 0, 0, 0, (0x[0-9a-fA-F]+)u",
+                                  p.read_text()))) > 1
                for p in layers)
