@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from agn.operating_points.points_file import POINTS_FILE, OperatingPointSet, read_points
+from agn.pipeline.report import percent
 from hwlib.fileio import atomic_path
 
 PLOT_FILE = "operating_points.png"
@@ -39,10 +40,6 @@ def plot_points(path: Path, points: OperatingPointSet, front: list[dict] | None)
     return path
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.2f} %"
-
-
 def report_section(run_dir: str | Path) -> list[str]:
     """Markdown lines of the report's operating-points section (none without the file)."""
     run = Path(run_dir)
@@ -58,16 +55,16 @@ def report_section(run_dir: str | Path) -> list[str]:
          f"{', '.join(f'`{c}`' for c in s.circuits)}), tolerance factors "
          f"{list(s.factors)}, retrained jointly with shared weights for {d.get('epochs')} "
          f"epoch(s). Accuracies are the integer networks' (bit-exact); the exact integer "
-         f"network scores {_pct(s.exact.get('test_accuracy'))} on the test split.", "",
+         f"network scores {percent(s.exact.get('test_accuracy'))} on the test split.", "",
          "| point | factor | energy | validation accuracy | test accuracy | loss vs exact | "
          "extra parameters |", "|---|---|---|---|---|---|---|"]
     ex = s.exact.get("test_accuracy")
     for p in s.points:
         loss = "n/a" if ex is None or p.test_accuracy is None else \
             f"{100 * (ex - p.test_accuracy):.2f} pp"
-        L.append(f"| {p.name} | {p.factor} | {p.energy:.4f} | {_pct(p.val_accuracy)} | "
-                 f"{_pct(p.test_accuracy)} | {loss} | {p.extra_parameters} "
-                 f"({_pct(p.parameter_overhead)}) |")
+        L.append(f"| {p.name} | {p.factor} | {p.energy:.4f} | {percent(p.val_accuracy)} | "
+                 f"{percent(p.test_accuracy)} | {loss} | {p.extra_parameters} "
+                 f"({percent(p.parameter_overhead)}) |")
     v = d.get("validation", {})
     L += ["", f"Firmware with every point (`operating_points/firmware/`, "
           f"`<prefix>_set_operating_point(i)`): {v.get('mismatches')} mismatches against the "

@@ -63,7 +63,8 @@ def plot_tolerances(path: Path, asg: em.Assignment, catalog: em.ErrorCatalog,
     return path
 
 
-def _pct(v: float | None) -> str:
+def percent(v: float | None) -> str:
+    """``v`` as a percentage with two decimals, ``n/a`` for None."""
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
@@ -99,13 +100,13 @@ def _front_table(pareto: dict) -> list[str]:
     L = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     chance = pareto.get("chance_accuracy")
     for p in pareto["front"]:
-        note = (f"near chance ({_pct(chance)})" if p.get("near_chance") else "")
-        L.append(f"| {p['energy']:.4f} | {_pct(p['accuracy'])} | "
-                 + "".join(f"{_pct(p[k + '_accuracy'])} | " for k in held) + f"{note} |")
+        note = (f"near chance ({percent(chance)})" if p.get("near_chance") else "")
+        L.append(f"| {p['energy']:.4f} | {percent(p['accuracy'])} | "
+                 + "".join(f"{percent(p[k + '_accuracy'])} | " for k in held) + f"{note} |")
     flagged = sum(bool(p.get("near_chance")) for p in pareto["front"])
     if flagged:
         L += ["", f"{flagged} front point(s) score within {100 * CHANCE_MARGIN:.0f} points of "
-              f"chance ({_pct(chance)}): they are on the front only because nothing cheaper "
+              f"chance ({percent(chance)}): they are on the front only because nothing cheaper "
               f"exists, not usable networks."]
     return L
 
@@ -141,7 +142,7 @@ def _retrained_text(run: Path) -> list[str]:
          "|" + "---|" * (2 + len(splits))]
     for p in doc["points"]:
         L.append(f"| {p['label']} | {p['energy']:.4f} | " + " | ".join(
-            f"{_pct(p['before'][s])} -> {_pct(p['after'][s])}" for s in splits) + " |")
+            f"{percent(p['before'][s])} -> {percent(p['after'][s])}" for s in splits) + " |")
     return L
 
 
@@ -169,11 +170,11 @@ def write_report(run_dir: str | Path) -> Path:
     for st, what in (("float", "float model"), ("qat", "8-bit fake-quant model"),
                      ("noise", "after noise training, noise off"),
                      ("retrain", "retrained with the chosen multipliers")):
-        L.append(f"| {st} ({what}) | {_pct(done[st]['test_acc'])} |")
+        L.append(f"| {st} ({what}) | {percent(done[st]['test_acc'])} |")
     L += [f"| retrained integer network (bit-exact, what the firmware runs) | "
-          f"{_pct(ex['integer_acc'])} |", "",
+          f"{percent(ex['integer_acc'])} |", "",
           f"The retrained torch model and its integer network agree on "
-          f"{_pct(ex['fake_quant_agreement'])} of test predictions (requantisation rounds in "
+          f"{percent(ex['fake_quant_agreement'])} of test predictions (requantisation rounds in "
           f"integers on the device).", "",
           "## Learned noise tolerance", "", "![sigmas](sigmas.png)", "",
           "| layer | sigma | multiplications | fan-in |", "|---|---|---|---|"]
@@ -199,21 +200,21 @@ def write_report(run_dir: str | Path) -> Path:
                    if "test_hypervolume" in s else ""), ""]
     L += _front_table(pareto)
     L += ["", f"Error-model seed point: energy {s['seed_energy']:.4f}, validation accuracy "
-          f"{_pct(s['seed_accuracy'])}"
-          + (f", test accuracy {_pct(s['seed_test_accuracy'])}" if "seed_test_accuracy" in s
+          f"{percent(s['seed_accuracy'])}"
+          + (f", test accuracy {percent(s['seed_test_accuracy'])}" if "seed_test_accuracy" in s
              else "")
-          + f"; exact integer network {_pct(s['exact_accuracy'])} on validation"
-          + (f", {_pct(s['exact_test_accuracy'])} on test" if "exact_test_accuracy" in s else "")
+          + f"; exact integer network {percent(s['exact_accuracy'])} on validation"
+          + (f", {percent(s['exact_test_accuracy'])} on test" if "exact_test_accuracy" in s else "")
           + ".", *_uniform_text(run, pareto), "",
           "## The chosen point, retrained", "",
           f"Rule: {pareto.get('rule', 'lowest-energy front point within max_loss of exact')} "
           f"(max_loss {100 * chosen.details['max_loss']:.1f} points; metric: "
           f"{pareto.get('metric', 'top-1 accuracy')}). Chosen: energy **{chosen.energy:.4f}**, "
-          f"before retraining {_pct(chosen.details['accuracy'])} on validation"
-          + "".join(f", {_pct(chosen.details[k + '_accuracy'])} on {k} (exact "
-                    f"{_pct(chosen.details['exact_' + k + '_accuracy'])})"
+          f"before retraining {percent(chosen.details['accuracy'])} on validation"
+          + "".join(f", {percent(chosen.details[k + '_accuracy'])} on {k} (exact "
+                    f"{percent(chosen.details['exact_' + k + '_accuracy'])})"
                     for k in ("confirm", "test") if k + "_accuracy" in chosen.details)
-          + f"; after retraining the integer network reaches {_pct(ex['integer_acc'])} on the "
+          + f"; after retraining the integer network reaches {percent(ex['integer_acc'])} on the "
           f"test split.", "",
           "| layer | multiplier (filters per multiplier) |", "|---|---|"]
     L += [f"| {r.name} | `{describe(r.spec)}` |" for r in chosen.layers]
