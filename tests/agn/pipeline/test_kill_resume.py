@@ -26,11 +26,25 @@ def pipeline(run: Path) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def kill_when(run: Path, started: str, finished: str) -> None:
-    """Run the pipeline and SIGKILL it once ``started`` exists, before ``finished`` does."""
+def kill_when(run: Path, started: str, finished: str, log: str | None = None) -> None:
+    """Run the pipeline and SIGKILL it once ``started`` exists (and, with ``log``, once that
+    metrics file was written after it: Lightning logs an epoch's training row right after the
+    epoch's checkpoint, and a kill in between loses the row, as ResumableCSVLogger says), before
+    ``finished`` does."""
     proc = pipeline(run)
     deadline = time.monotonic() + 300
-    while not (run / started).exists():
+
+    def ready() -> bool:
+        if not (run / started).exists():
+            return False
+        if log is None:
+            return True
+        try:
+            return (run / log).stat().st_mtime_ns > (run / started).stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+
+    while not ready():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -71,8 +85,8 @@ def _same(a, b) -> bool:
 def test_a_pipeline_killed_in_three_stages_resumes_to_identical_artifacts(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert pipeline(straight).wait() == 0
-    kill_when(killed, "float/last.ckpt", "float/result.json")
-    kill_when(killed, "noise/last.ckpt", "noise/result.json")
+    kill_when(killed, "float/last.ckpt", "float/result.json", "logs/float/metrics.csv")
+    kill_when(killed, "noise/last.ckpt", "noise/result.json", "logs/noise/metrics.csv")
     kill_when(killed, "search/search_state.json", "pareto.csv")
     assert pipeline(killed).wait() == 0
     a, b = files(straight), files(killed)
