@@ -276,7 +276,8 @@ def _heldout(ctx: Context, net: deploy.Network) -> Heldout:
                                      cfg.search.candidate_batches)
         return Heldout(splits=splits, score=retrainer.errors, sizes=sizes,
                        classes=ctx.num_classes)
-    scorers = {s: IntegerScorer(net, x, y) for s, (x, y) in data.items()}
+    scorers = {s: IntegerScorer(net, x, y, cache_bytes=cfg.search.cache_bytes)
+               for s, (x, y) in data.items()}
     return Heldout(splits=splits, score=lambda a, which: {s: scorers[s](a) for s in which},
                    sizes=sizes, classes=ctx.num_classes)
 
