@@ -34,9 +34,11 @@ from agn.layers import (
     reset_sigmas,
     set_mode,
     set_observe,
+    sigma_logs,
     sigma_table,
 )
 from agn.quant import ActQuant
+from errormodels.sigmas import sigmas_document
 from hwlib.assignment import AssignmentLike, as_assignment
 from hwlib.fileio import atomic_write_json
 
@@ -123,17 +125,19 @@ class NoiseTraining(pl.Callback):
         sigma_lr: learning rate of the sigma group (None: the lr of the group they came from).
         sigmas_path: where ``sigmas.json`` is written at the end of the fit (default:
             ``<trainer.default_root_dir>/sigmas.json``).
+        per_channel: learn one sigma per output channel instead of one per layer.
     """
 
     def __init__(self, lam: float = 0.2, sigma_max: float = 1.0, sigma_init: float = 0.1,
-                 sigma_lr: float | None = 0.05, sigmas_path: str | Path | None = None) -> None:
+                 sigma_lr: float | None = 0.05, sigmas_path: str | Path | None = None,
+                 per_channel: bool = False) -> None:
         if lam < 0 or sigma_max <= 0 or sigma_init < 0 or (sigma_lr is not None
                                                             and sigma_lr <= 0):
             raise CallbackError(f"NoiseTraining: expected lam >= 0, sigma_max > 0, sigma_init "
                                 f">= 0 and sigma_lr > 0 or None; got lam={lam}, sigma_max="
                                 f"{sigma_max}, sigma_init={sigma_init}, sigma_lr={sigma_lr}")
         self.lam, self.sigma_max, self.sigma_init = lam, sigma_max, sigma_init
-        self.sigma_lr = sigma_lr
+        self.sigma_lr, self.per_channel = sigma_lr, per_channel
         self.sigmas_path = None if sigmas_path is None else Path(sigmas_path)
         self.started = False
 
@@ -144,7 +148,7 @@ class NoiseTraining(pl.Callback):
                                 "added to the loss training_step returns)")
         model = find_model(pl_module)
         if not self.started:
-            reset_sigmas(model, self.sigma_init)
+            reset_sigmas(model, self.sigma_init, self.per_channel)
             self.started = True
         set_mode(model, "noise")
         set_observe(model, False)
@@ -191,8 +195,7 @@ class NoiseTraining(pl.Callback):
 
     # ---- logging and the result ----------------------------------------------------------
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.log_dict({f"sigma/{n}": layer.sigma.detach().abs()
-                            for n, layer in approx_layers(find_model(pl_module))})
+        pl_module.log_dict(sigma_logs(find_model(pl_module)))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.__dict__.pop("training_step", None)
@@ -201,8 +204,10 @@ class NoiseTraining(pl.Callback):
                               self.sigmas_path or Path(trainer.default_root_dir) / "sigmas.json")
 
     def write_sigmas(self, model: nn.Module, path: str | Path) -> Path:
-        """Write ``sigmas.json`` (per layer: name, |sigma|, multiplications, fan-in)."""
-        doc = {"lambda": self.lam, "sigma_max": self.sigma_max, "layers": sigma_table(model)}
+        """Write ``sigmas.json`` (per layer: name, |sigma|, multiplications, fan-in, and the
+        channel sigmas when learned per channel)."""
+        doc = sigmas_document(sigma_table(model), {"lambda": self.lam,
+                                                   "sigma_max": self.sigma_max})
         return atomic_write_json(Path(path), doc)
 
     def state_dict(self) -> dict[str, Any]:

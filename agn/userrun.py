@@ -28,6 +28,7 @@ from agn.export import export
 from agn.layers import approx_layers, sigma_table
 from agn.quant import ActQuant
 from agn.stats import write_operand_stats
+from errormodels.sigmas import sigmas_document
 from hwlib.fileio import atomic_path, atomic_write_json
 
 __all__ = ["SPLIT_FILES", "RunWriteError", "write_run"]
@@ -126,7 +127,7 @@ def write_run(model: nn.Module, run_dir: str | os.PathLike[str], datamodule: Any
     with torch.no_grad():
         cpu(first)  # records every layer's multiplication count
     deploy.save(export(cpu, shape, name, mean=mean, std=std), run)
-    atomic_write_json(run / "sigmas.json", {"layers": sigma_table(cpu)})
+    atomic_write_json(run / "sigmas.json", sigmas_document(sigma_table(cpu)))
     write_operand_stats(run, cpu, _first_images(_loader(datamodule, "train"), samples, "train"),
                         n_fields=n_fields, seed=seed)
     for split in splits:

@@ -18,7 +18,14 @@ from errormodels.predict import (
                                  moments_to_prediction,
                                  predict,
 )
-from errormodels.sigmas import SIGMAS_FILE, LayerSigma, pair_with_stats, parse_sigmas, read_sigmas
+from errormodels.sigmas import (
+                                 SIGMAS_FILE,
+                                 LayerSigma,
+                                 pair_with_stats,
+                                 parse_sigmas,
+                                 read_sigmas,
+                                 sigmas_document,
+)
 from errormodels.stats import (
                                  ACT_DOMAIN,
                                  STATS_FILE,
@@ -55,5 +62,6 @@ __all__ = [
     "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
     "median_abs_error", "read_validation", "write_validation",
     "moments_to_prediction", "pair_with_stats", "parse_sigmas", "predict",
-    "read_assignment", "read_sigmas", "save_stats", "select", "tolerances", "write_assignment",
+    "read_assignment", "read_sigmas", "save_stats", "select", "sigmas_document", "tolerances",
+    "write_assignment",
 ]

@@ -4,8 +4,9 @@ A channel's output error has the fixed-field formula with the channel's own weig
 ``q_c`` (``A_c(x) = sum_w q_c(w) e(x, w)``, likewise ``E2_c``): the layer's fields, its fan-in,
 and a mean and std per (channel, multiplier). The noise stage adds noise of std
 ``|sigma| * std(y)`` to every output of a layer, whatever its channel, so a channel tolerates the
-layer's tolerance. Filter matching picks per group of ``group`` consecutive output channels the
-multiplier the rule picks for the group's worst channel.
+layer's tolerance; with one sigma learned per output channel, channel ``c`` tolerates
+``|sigma_c| * std(y)``. Filter matching picks per group of ``group`` consecutive output channels
+the multiplier the rule picks for the group's worst channel against its least tolerant channel.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from errormodels.catalog import ErrorCatalog
 from errormodels.errors import StatsError
 from errormodels.match import Metric, Rule, select, tolerances
 from errormodels.predict import Method, error_moments, feasibility, moments_to_prediction
-from errormodels.sigmas import LayerSigma, pair_with_stats
+from errormodels.sigmas import LayerSigma, channel_tolerances, pair_with_stats
 from errormodels.stats import OperandStats
 from hwlib.assignment import Assignment, LayerAssignment
 from hwlib.blocks import from_channel_specs
@@ -65,7 +66,9 @@ def match_filters(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
                   metric: Metric | str = Metric.STD, group: int = 1) -> Assignment:
     """One multiplier per group of ``group`` output channels of every layer (``sigmas`` order).
 
-    A group's error is its worst channel's; the layer entry records its tolerance, the pooled
+    A group's error is its worst channel's, its tolerance its least tolerant channel's (the
+    layer's tolerance, or per channel from ``channel_sigmas``); the layer entry records the
+    layer's tolerance, the pooled
     predicted std ``sqrt(mean_c std_c^2)`` and mean of its channels under their multipliers and
     the multiplication-weighted relative power.
 
@@ -85,7 +88,8 @@ def match_filters(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
                              f"{channels} output channels of layer {st.name!r}")
         err = pred.std if metric is Metric.STD else pred.rms
         worst = err.reshape(channels // group, group, -1).max(axis=1)
-        choice = select(worst, np.full(worst.shape[0], t), catalog.relative_power,
+        tol_c = channel_tolerances(sg, t, st.out_std, channels)
+        choice = select(worst, tol_c.reshape(-1, group).min(axis=1), catalog.relative_power,
                         np.broadcast_to(pred.feasible, worst.shape), rule)
         per_channel = np.repeat(choice, group)
         rows = np.arange(channels)

@@ -70,12 +70,16 @@ class NoiseConfig(Typed):
         sigma_init: initial sigma of every layer.
         sigma_max: cap of each sigma inside the reward.
         sigma_lr: learning rate of the sigmas (null: the stage's lr).
+        per_channel: learn one sigma per output channel (each channel's reward weighted by its
+            multiplications, so equal channel sigmas give the per-layer reward); filter
+            matching then takes each channel's tolerance from its own sigma.
     """
 
     lam: float = 0.2
     sigma_init: float = 0.1
     sigma_max: float = 1.0
     sigma_lr: float | None = 0.05
+    per_channel: bool = False
 
     def validate(self) -> None:
         check(self.lam >= 0, "lam", self.lam, "lambda >= 0")

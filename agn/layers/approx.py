@@ -3,7 +3,9 @@
 ``ApproxConv2d(nn.Conv2d)`` and ``ApproxLinear(nn.Linear)`` keep torch's parameters and
 state-dict keys (``weight``, ``bias``) and add:
 
-- ``sigma`` (parameter): the learned relative noise level of the noise stage (its sign is ignored).
+- ``sigma`` (parameter): the learned relative noise level of the noise stage (its sign is ignored):
+  a scalar (one per layer), or one per output channel (shape ``(C_out,)``, see
+  :meth:`~_Approximable.set_sigma_shape`); a checkpoint's shape is adopted on load.
 - ``mode_id`` (buffer): the :class:`~agn.layers.mode.Mode`; ``spec`` (the hwlib multiplier spec
   string, or the layer's blocks: one multiplier per output-channel group or (output, input)
   block, :mod:`hwlib.blocks`) travels in the module's extra state, so checkpoints carry mode,
@@ -211,6 +213,48 @@ class _Approximable:
         self.set_bias_correction(state.get("bias_correction"))
         self.set_operand_rounding(*state.get("rounding", (0, 1)))
 
+    # ---- learned noise level -------------------------------------------------------------
+    @property
+    def channel_sigmas(self) -> bool:
+        """Whether the layer learns one sigma per output channel."""
+        return self.sigma.dim() == 1
+
+    def set_sigma_shape(self, per_channel: bool) -> None:
+        """One sigma per output channel (``per_channel``) or one for the layer, in place (the
+        parameter object stays, so optimizers holding it keep it); a new shape takes the mean of
+        the current |sigma|."""
+        shape = (self.weight.shape[0],) if per_channel else ()
+        if tuple(self.sigma.shape) != shape:
+            with torch.no_grad():
+                value = self.sigma.detach().abs().mean()
+                self.sigma.data = value.expand(shape).clone()
+
+    @property
+    def layer_sigma(self) -> float:
+        """The layer's |sigma|; with per-channel sigmas their quadratic mean
+        ``sqrt(mean_c sigma_c^2)`` (the same total noise power over the layer's outputs)."""
+        s = self.sigma.detach().abs().double()
+        return float(s) if not s.dim() else float(torch.sqrt(torch.mean(s * s)))
+
+    def sigma_reward(self, sigma_max: float) -> torch.Tensor:
+        """``min(|sigma|, sigma_max)``; per channel, the mean over channels (each channel
+        weighted by its share ``1 / C_out`` of the layer's multiplications), accumulated in
+        float64 so equal channel sigmas give exactly the per-layer value."""
+        capped = torch.clamp(self.sigma.abs(), max=sigma_max)
+        if not capped.dim():
+            return capped
+        return capped.double().mean().to(capped.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        saved = state_dict.get(prefix + "sigma")
+        if isinstance(saved, torch.Tensor) and saved.dim() <= 1 \
+                and saved.shape != self.sigma.shape:
+            if saved.dim() == 1 and saved.shape[0] != self.weight.shape[0]:
+                raise LayerError(f"saved {prefix}sigma: {saved.shape[0]} channel sigmas for "
+                                 f"{self.weight.shape[0]} output channels")
+            self.set_sigma_shape(saved.dim() == 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+
     # ---- shapes --------------------------------------------------------------------------
     def weight_scales(self) -> torch.Tensor:
         """Per-output-channel weight scales (C_out,) of the current weights."""
@@ -260,7 +304,10 @@ class _Approximable:
         w_fq = self.weight + (w_q * s_w - self.weight).detach()
         y = self._product(x, w_fq, None)
         if mode is Mode.NOISE and self.training:
-            y = y + torch.randn_like(y) * self.sigma.abs() * y.detach().std()
+            sigma = self.sigma.abs()
+            if sigma.dim():  # one per output channel
+                sigma = sigma.view((1, -1) + (1,) * (y.dim() - 2))
+            y = y + torch.randn_like(y) * sigma * y.detach().std()
         elif mode is Mode.APPROX:
             x_q = self.input_quant.to_int(x.detach())
             if self.x_offset:
@@ -279,7 +326,7 @@ class _Approximable:
 
     def extra_repr(self) -> str:
         base = super().extra_repr()
-        sigma = float(self.sigma.detach().abs())
+        sigma = self.layer_sigma
         path = "torch" if self.mode is not Mode.APPROX else f"agn.sim[{self._engine_path()}]"
         spec = self.spec if isinstance(self.spec, str) else \
             f"{len(self.spec)} blocks of {'/'.join(layer_specs(self.spec))}"

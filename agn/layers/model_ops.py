@@ -16,7 +16,7 @@ from hwlib.errors import AssignmentError
 
 __all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
            "noise_penalty", "reset_sigmas", "restrict_activations_", "set_calibration", "set_mode",
-           "set_observe", "sigma_table"]
+           "set_observe", "sigma_logs", "sigma_table"]
 
 
 def approx_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -155,6 +155,9 @@ def noise_penalty(model: nn.Module, sigma_max: float) -> torch.Tensor:
     """``sum_l (c_l / C) * min(|sigma_l|, sigma_max)`` over the approximable layers.
 
     ``c_l`` is the layer's recorded multiplication count (``last_macs``) from a quantized forward.
+    A layer with one sigma per output channel contributes ``sum_c (c_l / C_out / C) min(|sigma_lc|,
+    sigma_max)`` (each channel weighted by its multiplications), which is the per-layer term when
+    its channel sigmas are equal.
     """
     layers = approx_layers(model)
     macs = [layer.last_macs for _, layer in layers]
@@ -163,27 +166,47 @@ def noise_penalty(model: nn.Module, sigma_max: float) -> torch.Tensor:
         raise ValueError(f"noise_penalty: layers {unknown} have no multiplication count yet; run "
                          f"a quantized forward first")
     total = float(sum(macs))
-    terms = [c / total * torch.clamp(layer.sigma.abs(), max=sigma_max)
-             for c, (_, layer) in zip(macs, layers)]
+    terms = [c / total * layer.sigma_reward(sigma_max) for c, (_, layer) in zip(macs, layers)]
     return torch.stack(terms).sum()
 
 
-def reset_sigmas(model: nn.Module, sigma_init: float) -> None:
-    """Set every layer's sigma to ``sigma_init`` (start of the noise stage)."""
+def reset_sigmas(model: nn.Module, sigma_init: float, per_channel: bool = False) -> None:
+    """Set every layer's sigma to ``sigma_init`` (start of the noise stage): one per layer, or
+    one per output channel (``per_channel``)."""
     with torch.no_grad():
         for _, layer in approx_layers(model):
+            layer.set_sigma_shape(per_channel)
             layer.sigma.fill_(sigma_init)
 
 
+def sigma_logs(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``sigma/<layer>`` -> the layer's |sigma| (per-channel sigmas: their quadratic mean, and
+    their range as ``sigma_min/<layer>``, ``sigma_max/<layer>``), for the training logs."""
+    logs = {}
+    for name, layer in approx_layers(model):
+        s = layer.sigma.detach().abs()
+        if not s.dim():
+            logs[f"sigma/{name}"] = s
+            continue
+        logs[f"sigma/{name}"] = torch.tensor(layer.layer_sigma)
+        logs[f"sigma_min/{name}"], logs[f"sigma_max/{name}"] = s.min(), s.max()
+    return logs
+
+
 def sigma_table(model: nn.Module) -> list[dict[str, Any]]:
-    """Per layer: name, |sigma|, multiplications (per sample) and fan-in (the sigmas.json rows)."""
+    """Per layer: name, |sigma|, multiplications (per sample) and fan-in (the sigmas.json rows);
+    a layer with per-channel sigmas gives their quadratic mean as ``sigma`` and each channel's
+    |sigma| in ``channel_sigmas``."""
     rows = []
     for name, layer in approx_layers(model):
         if layer.last_macs is None:
             raise ValueError(f"sigma_table: layer {name!r} has no multiplication count yet; run "
                              f"a quantized forward first")
-        rows.append({"name": name, "sigma": float(layer.sigma.detach().abs()),
-                     "multiplications": int(layer.last_macs), "fan_in": int(layer.fan_in)})
+        row = {"name": name, "sigma": layer.layer_sigma,
+               "multiplications": int(layer.last_macs), "fan_in": int(layer.fan_in)}
+        if layer.channel_sigmas:
+            row["channel_sigmas"] = layer.sigma.detach().abs().tolist()
+        rows.append(row)
     return rows
 
 

@@ -15,12 +15,21 @@ from hwlib.fileio import atomic_path, atomic_write_text
 
 
 def plot_sigmas(path: Path, sigmas: list[em.LayerSigma]) -> Path:
-    """Bar chart of the learned |sigma| per layer."""
+    """Bar chart of the learned |sigma| per layer; a layer with per-channel sigmas shows its
+    channels as points over the bar (their quadratic mean) and their range as a line."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.2))
     ax = fig.subplots()
     ax.bar(range(len(sigmas)), [s.sigma for s in sigmas], color="C0")
+    spread = [(i, np.abs(np.asarray(s.channel_sigmas))) for i, s in enumerate(sigmas)
+              if s.channel_sigmas]
+    for k, (i, c) in enumerate(spread):
+        ax.vlines(i, c.min(), c.max(), color="k", lw=1)
+        ax.scatter(i + np.linspace(-0.3, 0.3, len(c)), c, s=4, color="C1", zorder=3,
+                   label="per channel" if k == 0 else None)
+    if spread:
+        ax.legend(fontsize=7)
     ax.set_xticks(range(len(sigmas)), [s.name for s in sigmas], rotation=45, ha="right",
                   fontsize=7)
     ax.set_ylabel("learned |sigma| (relative noise)")
@@ -146,6 +155,22 @@ def _retrained_text(run: Path) -> list[str]:
     return L
 
 
+def _sigma_table(sigmas: list[em.LayerSigma]) -> list[str]:
+    """The learned sigmas' table; with per-channel sigmas, a column of their spread."""
+    if not any(g.channel_sigmas for g in sigmas):
+        return ["| layer | sigma | multiplications | fan-in |", "|---|---|---|---|",
+                *(f"| {g.name} | {g.sigma:.4f} | {g.multiplications} | {g.fan_in} |"
+                  for g in sigmas)]
+    L = ["Sigmas learned per output channel: `sigma` is their quadratic mean.", "",
+         "| layer | sigma | channel sigmas min / median / max | multiplications | fan-in |",
+         "|---|---|---|---|---|"]
+    for g in sigmas:
+        c = np.abs(np.asarray(g.channel_sigmas if g.channel_sigmas else [g.sigma]))
+        L.append(f"| {g.name} | {g.sigma:.4f} | {c.min():.4f} / {np.median(c):.4f} / "
+                 f"{c.max():.4f} | {g.multiplications} | {g.fan_in} |")
+    return L
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` (and ``sigmas.png``, ``tolerances.png``) from a run's artifacts."""
     run = Path(run_dir)
@@ -177,8 +202,7 @@ def write_report(run_dir: str | Path) -> Path:
           f"{percent(ex['fake_quant_agreement'])} of test predictions (requantisation rounds in "
           f"integers on the device).", "",
           "## Learned noise tolerance", "", "![sigmas](sigmas.png)", "",
-          "| layer | sigma | multiplications | fan-in |", "|---|---|---|---|"]
-    L += [f"| {g.name} | {g.sigma:.4f} | {g.multiplications} | {g.fan_in} |" for g in sigmas]
+          *_sigma_table(sigmas)]
     L += ["", "## Error model: tolerance against predicted error", "",
           "![tolerances](tolerances.png)", "",
           "| layer | matched multiplier | tolerance | predicted std | predicted mean | "

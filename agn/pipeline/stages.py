@@ -67,7 +67,7 @@ def _match(ctx: Context) -> dict:
     em.write_assignment(ctx.run_dir / em.ASSIGNMENT_FILE, asg)
     seeds = []
     for s in {str(s): s for s in ctx.cfg.match.scales}.values():  # one seed per distinct scale
-        scaled = [dataclasses.replace(sg, sigma=sg.sigma * s) for sg in sigmas]
+        scaled = [sg.scaled(s) for sg in sigmas]
         seeds.append(dataclasses.replace(
             em.match(scaled, stats, catalog, prediction=pred, compensate=comp),
             details={"sigma_scale": s}))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agn.config import NoiseConfig, StageConfig
-from agn.layers import Mode, approx_layers, noise_penalty, set_mode
+from agn.layers import Mode, approx_layers, noise_penalty, set_mode, sigma_logs
 
 __all__ = ["DISTILL_TEMPERATURE", "AGNModule", "Stage", "exact_teacher"]
 
@@ -111,8 +111,7 @@ class AGNModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self.stage is Stage.NOISE:
-            self.log_dict({f"sigma/{n}": layer.sigma.detach().abs()
-                           for n, layer in approx_layers(self.model)})
+            self.log_dict(sigma_logs(self.model))
 
     def _eval_step(self, batch, split: str) -> None:
         x, y = batch

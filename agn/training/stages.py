@@ -63,6 +63,7 @@ from agn.seeding import seeded
 from agn.threads import torch_threads
 from agn.training.module import AGNModule, Stage, exact_teacher
 from agn.training.resume import GlobalRngState, ResumableCSVLogger, lightning_interrupts
+from errormodels.sigmas import sigmas_document
 from hwlib.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = ["StageResult", "accelerator", "process_settings", "run_stage", "run_stages"]
@@ -140,7 +141,7 @@ def _prepare(stage: Stage, model: nn.Module, run: Path, cfg: TrainConfig,
         batches = (x for x, _ in dm.train_dataloader())
         calibrate(model, batches, cfg.calib_batches)
     elif stage is Stage.NOISE:
-        reset_sigmas(model, cfg.noise.sigma_init)
+        reset_sigmas(model, cfg.noise.sigma_init, cfg.noise.per_channel)
     elif stage is Stage.RETRAIN:
         path = Path(cfg.assignment) if cfg.assignment else run / ASSIGNMENT_FILE
         if not path.exists():
@@ -282,8 +283,9 @@ def _write_sigmas(run: Path, model: nn.Module, dm: DataModule, cfg: TrainConfig)
     model.eval()
     with torch.no_grad():
         model(next(iter(dm.val_dataloader()))[0][:1])  # records every layer's multiplication count
-    doc = {"lambda": cfg.noise.lam, "sigma_max": cfg.noise.sigma_max, "seed": cfg.seed,
-           "layers": sigma_table(model)}
+    doc = sigmas_document(sigma_table(model), {"lambda": cfg.noise.lam,
+                                               "sigma_max": cfg.noise.sigma_max,
+                                               "seed": cfg.seed})
     return atomic_write_json(run / SIGMAS_FILE, doc)
 
 
