@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(format_table(a))
     formula = "per-channel fixed_field" if args.granularity == "filter" else args.method
+    own = args.granularity == "filter" and any(s.channel_sigmas for s in sigmas)
     print(f"error model: {formula} formula over {len(catalog)} multipliers of "
-          f"{spec!r}; wrote {path}")
+          f"{spec!r}{'; tolerances from per-channel sigmas' if own else ''}; wrote {path}")
     return 0

@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="multiplier catalog, e.g. 'marlin:*' (default), "
                    "'evo:mul8s_*'")
     p.add_argument("--lam", type=float, help="noise-training lambda")
+    p.add_argument("--per-channel-sigmas", dest="per_channel", action="store_true", default=None,
+                   help="learn one noise sigma per output channel (train.noise.per_channel); "
+                   "filter matching then takes each channel's tolerance from its own sigma")
     p.add_argument("--seed", type=int, help="seed of every random choice")
     add_search_options(p)
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
@@ -53,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 #: ``agn pipeline`` options -> configuration fields (dotted paths).
 OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "train.catalog",
-                 "lam": "train.noise.lam", "seed": "train.seed", "pop_size": "search.pop_size",
+                 "lam": "train.noise.lam", "per_channel": "train.noise.per_channel",
+                 "seed": "train.seed", "pop_size": "search.pop_size",
                  "n_gen": "search.n_gen", "init": "search.init", "baseline": "search.baseline",
                  "candidate_epochs": "search.candidate_epochs",
                  "candidate_batches": "search.candidate_batches",

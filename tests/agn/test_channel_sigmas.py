@@ -130,8 +130,14 @@ def test_noise_callback_per_channel_writes_version_2_sigmas(model, tmp_path):
         assert len(set(s.channel_sigmas)) > 1  # the channels learned apart
 
 
-def test_per_channel_is_a_validated_boolean():
+def test_per_channel_is_a_validated_boolean_set_by_the_pipeline_option():
+    from agn.cli import build_parser
+    from agn.cli.pipeline import OPTION_FIELDS, option_data
+
     assert load_pipeline_config([], {}).train.noise.per_channel is False
+    args = build_parser("pipeline").parse_args(["pipeline", "--per-channel-sigmas"])
+    assert option_data(args, OPTION_FIELDS) == {"train": {"noise": {"per_channel": True}}}
+    assert option_data(build_parser("pipeline").parse_args(["pipeline"]), OPTION_FIELDS) == {}
     cfg = load_pipeline_config([], {"train": {"noise": {"per_channel": True}}})
     assert cfg.train.noise.per_channel is True
     with pytest.raises(ConfigError, match="train.noise.per_channel: expected true or false"):

@@ -79,3 +79,30 @@ def test_filter_matching_takes_each_group_s_tolerance_from_its_least_tolerant_ch
     assert b.energy > a.energy
     with pytest.raises(SigmasError, match="3 channel sigmas for 8 output channels"):
         match_filters([LayerSigma("conv", sigma, channel_sigmas=(0.1,) * 3)], [st], cat)
+
+
+def test_agn_match_filter_uses_the_channel_sigmas_of_a_version_2_file(tmp_path, capsys):
+    from agn.cli import main
+    from errormodels import load_stats, read_assignment, save_stats
+
+    st = _stats()
+    save_stats(tmp_path / "operand_stats.npz", [st])
+    cat = ErrorCatalog.build(CAT)
+    sigma = float(np.median(predict_channels(st, cat).std[:, 2])) / st.out_std
+    row = {"name": "conv", "sigma": sigma, "multiplications": st.multiplications,
+           "fan_in": st.fan_in}
+    (tmp_path / "sigmas.json").write_text(json.dumps(sigmas_document([row])))
+    assert main(["match", "--run-dir", str(tmp_path), "--catalog", ",".join(CAT),
+                 "--granularity", "filter", "--group", "2", "--output",
+                 str(tmp_path / "layer.json")]) == 0
+    assert "per-channel sigmas" not in capsys.readouterr().out
+    channels = [sigma * 100] * 6 + [0.0, sigma * 100]
+    (tmp_path / "sigmas.json").write_text(json.dumps(sigmas_document(
+        [{**row, "channel_sigmas": channels}])))
+    assert main(["match", "--run-dir", str(tmp_path), "--catalog", ",".join(CAT),
+                 "--granularity", "filter", "--group", "2"]) == 0
+    assert "tolerances from per-channel sigmas" in capsys.readouterr().out
+    got = read_assignment(tmp_path)
+    assert got == match_filters(read_sigmas(tmp_path), load_stats(tmp_path), cat, group=2)
+    assert got.layers[0].groups[3].multiplier == "exact"
+    assert got.specs() != read_assignment(tmp_path / "layer.json").specs()
