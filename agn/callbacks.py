@@ -34,6 +34,7 @@ from agn.layers import (
     reset_sigmas,
     set_mode,
     set_observe,
+    sigma_groups,
     sigma_logs,
     sigma_table,
 )
@@ -156,8 +157,9 @@ class NoiseTraining(pl.Callback):
         self._wrap(pl_module, model)
 
     def _sigma_group(self, trainer: pl.Trainer, model: nn.Module) -> None:
-        """Move the sigmas into one group of the first optimizer holding them: no weight decay,
-        lr ``sigma_lr`` (the optimizer state loaded on resume has the same groups)."""
+        """Move the sigmas into groups of their own in the first optimizer holding them: no
+        weight decay, lr ``sigma_lr`` (per-channel sigmas: :func:`agn.layers.sigma_groups`; the
+        optimizer state loaded on resume has the same groups)."""
         sigmas = [layer.sigma for _, layer in approx_layers(model)]
         ids = {id(p) for p in sigmas}
         if not trainer.optimizers:
@@ -171,10 +173,12 @@ class NoiseTraining(pl.Callback):
                 lr = g["lr"] if lr is None else lr
                 g["params"] = [p for p in g["params"] if id(p) not in ids]
         lr = self.sigma_lr or (lr if lr is not None else opt.param_groups[0]["lr"])
-        opt.add_param_group({"params": sigmas, "weight_decay": 0.0, "lr": lr})
+        groups = sigma_groups(sigmas, lr)
+        for group in groups:
+            opt.add_param_group(group)
         for cfg in trainer.lr_scheduler_configs:
             if cfg.scheduler.optimizer is opt and hasattr(cfg.scheduler, "base_lrs"):
-                cfg.scheduler.base_lrs.append(lr)
+                cfg.scheduler.base_lrs.extend(g["lr"] for g in groups)
 
     def _wrap(self, pl_module: pl.LightningModule, model: nn.Module) -> None:
         step = type(pl_module).training_step.__get__(pl_module)

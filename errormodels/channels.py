@@ -68,9 +68,8 @@ def match_filters(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
 
     A group's error is its worst channel's, its tolerance its least tolerant channel's (the
     layer's tolerance, or per channel from ``channel_sigmas``); the layer entry records the
-    layer's tolerance, the pooled
-    predicted std ``sqrt(mean_c std_c^2)`` and mean of its channels under their multipliers and
-    the multiplication-weighted relative power.
+    layer's tolerance, the pooled predicted std ``sqrt(mean_c std_c^2)`` and mean of its
+    channels under their multipliers and the multiplication-weighted relative power.
 
     Raises:
         StatsError: ``group`` does not divide a layer's channels, or no per-channel histograms.

@@ -14,6 +14,7 @@ from agn.layers.model_ops import (
                                   set_calibration,
                                   set_mode,
                                   set_observe,
+                                  sigma_groups,
                                   sigma_logs,
                                   sigma_table,
 )
@@ -23,6 +24,6 @@ __all__ = [
     "ApproxConv2d", "ApproxLinear", "AssignmentError", "LayerError", "Mode", "approx_layers",
     "approximate_", "calibrate", "compensate_", "fold_bn", "input_pmfs", "is_approximable",
     "noise_penalty", "reset_sigmas", "round_operands_",
-    "restrict_activations_", "set_calibration", "set_mode", "set_observe", "sigma_logs",
-    "sigma_table",
+    "restrict_activations_", "set_calibration", "set_mode", "set_observe", "sigma_groups",
+    "sigma_logs", "sigma_table",
 ]

@@ -1,7 +1,8 @@
 """Whole-model operations: list layers, switch modes, assign multipliers, calibrate, fold BN."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from hwlib.errors import AssignmentError
 
 __all__ = ["AssignmentError", "approx_layers", "approximate_", "calibrate", "fold_bn",
            "noise_penalty", "reset_sigmas", "restrict_activations_", "set_calibration", "set_mode",
-           "set_observe", "sigma_logs", "sigma_table"]
+           "set_observe", "sigma_groups", "sigma_logs", "sigma_table"]
 
 
 def approx_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -177,6 +178,26 @@ def reset_sigmas(model: nn.Module, sigma_init: float, per_channel: bool = False)
         for _, layer in approx_layers(model):
             layer.set_sigma_shape(per_channel)
             layer.sigma.fill_(sigma_init)
+
+
+def sigma_groups(sigmas: Sequence[nn.Parameter], lr: float) -> list[dict[str, Any]]:
+    """The sigmas' optimizer groups, without weight decay: the per-layer (scalar) sigmas in one
+    group at ``lr``; each layer's per-channel sigmas (``C_out`` of them) in their own group at
+    ``lr * sqrt(C_out)``.
+
+    A channel sigma receives ``1 / C_out`` of the layer sigma's reward gradient and its channel's
+    share of the noise gradient (the shares add up to the layer's). At ``lr`` a wide layer's
+    channel sigmas barely move in the epochs its single sigma needs; at ``lr * C_out`` their
+    mean would step as the single sigma does, but each channel's step carries about
+    ``sqrt(C_out)`` times the single sigma's gradient noise (on LeNet-5 digits they ran far past
+    ``sigma_max`` and the noise training lost 12 points; ``bench/channel_sigmas.py``). At
+    ``lr * sqrt(C_out)`` a channel's step has the single sigma's gradient noise and their mean
+    moves ``1 / sqrt(C_out)`` of its step.
+    """
+    flat = [p for p in sigmas if p.dim() == 0]
+    return [{"params": flat, "weight_decay": 0.0, "lr": lr},
+            *({"params": [p], "weight_decay": 0.0, "lr": lr * math.sqrt(p.numel())}
+              for p in sigmas if p.dim())]
 
 
 def sigma_logs(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agn.config import NoiseConfig, StageConfig
-from agn.layers import Mode, approx_layers, noise_penalty, set_mode, sigma_logs
+from agn.layers import Mode, approx_layers, noise_penalty, set_mode, sigma_groups, sigma_logs
 
 __all__ = ["DISTILL_TEMPERATURE", "AGNModule", "Stage", "exact_teacher"]
 
@@ -131,8 +131,7 @@ class AGNModule(pl.LightningModule):
         others = [p for p in self.parameters() if id(p) not in ids]
         o = self.optim
         groups = [{"params": others, "weight_decay": o.weight_decay},
-                  {"params": sigmas, "weight_decay": 0.0,
-                   "lr": self.noise.sigma_lr or o.lr}]
+                  *sigma_groups(sigmas, self.noise.sigma_lr or o.lr)]
         if o.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
         else:

@@ -142,3 +142,26 @@ def test_per_channel_is_a_validated_boolean_set_by_the_pipeline_option():
     assert cfg.train.noise.per_channel is True
     with pytest.raises(ConfigError, match="train.noise.per_channel: expected true or false"):
         load_pipeline_config([], {"train": {"noise": {"per_channel": "yes"}}})
+
+
+def test_a_step_moves_the_mean_of_equal_channel_sigmas_a_sqrt_c_share_of_the_layer_sigma(model):
+    """SGD with the sigma groups: from equal channel sigmas, one step on the same batch and noise
+    moves each layer's channel mean ``1 / sqrt(C_out)`` of the layer's single sigma's step."""
+    from agn.layers import sigma_groups
+
+    steps = {}
+    for per_channel in (False, True):
+        m = copy.deepcopy(model)
+        reset_sigmas(m, 0.1, per_channel)
+        set_mode(m, "noise")
+        m.train()
+        sigmas = [layer.sigma for _, layer in approx_layers(m)]
+        opt = torch.optim.SGD(sigma_groups(sigmas, 0.05), lr=0.05)
+        torch.manual_seed(3)
+        x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+        (F.cross_entropy(m(x), y) - 0.2 * noise_penalty(m, 1.0)).backward()
+        opt.step()
+        steps[per_channel] = [(float(s.detach().mean()) - 0.1) * s.numel() ** 0.5
+                              for s in sigmas]
+    assert steps[True] == pytest.approx(steps[False], rel=1e-4, abs=1e-9)
+    assert all(abs(s) > 1e-6 for s in steps[False])
