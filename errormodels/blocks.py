@@ -163,6 +163,12 @@ class BlockPrediction:
         return fm.mean(axis=0), np.sqrt(var)
 
 
+def layer_in_group(in_group: int, in_channels: int) -> int:
+    """A layer's input channels per block: ``in_group``, capped at its ``in_channels`` (a first
+    conv on one grey channel has blocks of 1 whatever the network's input group)."""
+    return min(int(in_group), int(in_channels))
+
+
 def _groups_of(ops: BlockOperands, in_group: int) -> int:
     if in_group < 1 or ops.in_channels % in_group:
         raise StatsError(f"block model: input-channel group size {in_group} does not divide the "
@@ -173,9 +179,12 @@ def _groups_of(ops: BlockOperands, in_group: int) -> int:
 def predict_blocks(ops: BlockOperands, catalog: ErrorCatalog, in_group: int) -> BlockPrediction:
     """Per-(channel, input group) error contributions of one layer under every multiplier.
 
+    ``in_group`` is capped at the layer's input channels (:func:`layer_in_group`).
+
     Raises:
         StatsError: ``in_group`` does not divide the layer's input channels.
     """
+    in_group = layer_in_group(in_group, ops.in_channels)
     groups = _groups_of(ops, in_group)
     c_out, _, taps = ops.weights.shape
     n_g = in_group * taps
@@ -263,7 +272,7 @@ def match_kernels(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
                   metric: Metric | str = Metric.STD, group: int = 1,
                   in_group: int = 1) -> Assignment:
     """One multiplier per (``group`` output channels, ``in_group`` input channels) block of
-    every layer (``sigmas`` order).
+    every layer (``sigmas`` order; ``in_group`` capped at a layer's input channels).
 
     Rule: a channel tolerates the layer's tolerance ``|sigma| * std(y)`` (the noise stage adds
     noise of that std to every output); it is shared out over the channel's input blocks
@@ -293,8 +302,8 @@ def match_kernels(sigmas: Sequence[LayerSigma], stats: Sequence[OperandStats],
                            for o in range(worst.shape[0])])       # (O, G)
         per_channel = np.repeat(choice, group, axis=0)
         mean, std = pred.channel_error(per_channel)
-        blocks = tuple(Block(out=(o * group, (o + 1) * group),
-                             inp=(g * in_group, (g + 1) * in_group),
+        m = pred.in_group
+        blocks = tuple(Block(out=(o * group, (o + 1) * group), inp=(g * m, (g + 1) * m),
                              multiplier=catalog.specs[int(choice[o, g])])
                        for o in range(choice.shape[0]) for g in range(choice.shape[1]))
         layers.append(LayerAssignment(

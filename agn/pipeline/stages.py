@@ -334,8 +334,7 @@ def grouped_space(ctx: Context, layers: list[str],
             raise em.StatsError(f"{ctx.run_dir / BLOCKS_FILE}: no block operands for {missing}")
         order = [kernel_sensitivity_order(ops[n], catalog, group, in_group) for n in layers]
         space = GroupedSpace.build_grouped(layers, mults, ctx.cfg.catalog, order, group,
-                                           in_group, [ops[n].in_channels // in_group
-                                                      for n in layers])
+                                           in_group, [ops[n].in_channels for n in layers])
         return space, match_kernels(sigmas, list(stats.values()), ops, catalog, group=group,
                                     in_group=in_group)
     order = [sensitivity_order(stats[n], catalog, group) for n in layers]

@@ -1,7 +1,8 @@
 """Filter and kernel granularity search space: three genes per layer, whatever its block count.
 
 Each layer's output-channel groups (of ``group`` channels; filter granularity) or its (output
-group, input group) blocks (of ``group`` x ``in_group`` channels; kernel granularity, flat index
+group, input group) blocks (of ``group`` x ``in_group`` channels, ``in_group`` capped at a
+layer's input channels, :func:`errormodels.blocks.layer_in_group`; kernel granularity, flat index
 ``o * G + g`` with G input groups per filter) are ranked by predicted sensitivity, least sensitive
 first (:func:`errormodels.channels.sensitivity_order`,
 :func:`errormodels.blocks.kernel_sensitivity_order`). A layer's genes are
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from agn.search.space import Encoding, SearchSpace, SearchSpaceError, _resolve
+from errormodels.blocks import layer_in_group
 from hwlib.assignment import Assignment, LayerAssignment, as_assignment
 from hwlib.blocks import Block, LayerSpec, block_index, from_channel_specs
 from hwlib.catalogs import Catalog
@@ -35,16 +37,17 @@ class GroupedSpace(SearchSpace):
 
     Attributes:
         order: per layer, its group (block) indices least sensitive first (a permutation of
-            ``range(channels // group * in_blocks)``).
+            ``range(channels // group * G)``, G input groups per filter).
         group: output channels per group.
         in_group: input channels per block at kernel granularity; 0 at filter granularity.
-        in_blocks: per layer, its input groups G (kernel granularity; empty at filter).
+        in_channels: per layer, its filters' input channels (kernel granularity; empty at
+            filter granularity).
     """
 
     order: tuple[tuple[int, ...], ...] = ()
     group: int = 1
     in_group: int = 0
-    in_blocks: tuple[int, ...] = ()
+    in_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,21 +60,24 @@ class GroupedSpace(SearchSpace):
             if sorted(o) != list(range(len(o))) or not o:
                 raise SearchSpaceError(f"GroupedSpace: layer {name!r} order {list(o)!r:.80} is "
                                        f"not a permutation of its groups")
-        if self.in_group and (len(self.in_blocks) != len(self.layers) or any(
-                g < 1 or len(o) % g for g, o in zip(self.in_blocks, self.order))):
-            raise SearchSpaceError(f"GroupedSpace: input groups per layer {list(self.in_blocks)}"
-                                   f" expected one per layer, each dividing its block count")
+        if self.in_group and (len(self.in_channels) != len(self.layers) or any(
+                c % layer_in_group(self.in_group, c) or len(o) % (c // layer_in_group(
+                    self.in_group, c)) for c, o in zip(self.in_channels, self.order))):
+            raise SearchSpaceError(f"GroupedSpace: input channels per layer "
+                                   f"{list(self.in_channels)} expected one per layer, each "
+                                   f"divided by its input group and its groups dividing its "
+                                   f"block count")
 
     @classmethod
     def build_grouped(cls, layers: Sequence[str], multiplications: Sequence[int],
                       catalog: str | Catalog, order: Sequence[Sequence[int]],
                       group: int = 1, in_group: int = 0,
-                      in_blocks: Sequence[int] = ()) -> GroupedSpace:
+                      in_channels: Sequence[int] = ()) -> GroupedSpace:
         """The space over ``catalog`` with each layer's groups (or blocks, when ``in_group``)
         in ``order``."""
         return cls(tuple(layers), tuple(int(c) for c in multiplications), _resolve(catalog),
                    Encoding.SORTED, tuple(tuple(int(i) for i in o) for o in order), int(group),
-                   int(in_group), tuple(int(g) for g in in_blocks))
+                   int(in_group), tuple(int(c) for c in in_channels))
 
     @property
     def granularity(self) -> str:
@@ -79,9 +85,13 @@ class GroupedSpace(SearchSpace):
         return "kernel" if self.in_group else "filter"
 
     def identity(self) -> dict[str, Any]:
-        kernel = {"in_group": self.in_group, "in_blocks": list(self.in_blocks)}
+        kernel = {"in_group": self.in_group, "in_channels": list(self.in_channels)}
         return {**super().identity(), "group": self.group,
                 "order": [list(o) for o in self.order], **(kernel if self.in_group else {})}
+
+    def _in_blocks(self, i: int) -> int:
+        """Input groups per filter of layer ``i`` (kernel granularity)."""
+        return self.in_channels[i] // layer_in_group(self.in_group, self.in_channels[i])
 
     def _blocks(self, i: int, specs: Sequence[str]) -> LayerSpec:
         """Layer ``i``'s spec from one spec per group (block), in group order."""
@@ -89,7 +99,8 @@ class GroupedSpace(SearchSpace):
             return specs[0]
         if not self.in_group:
             return from_channel_specs(specs, self.group)
-        g_in, k, m = self.in_blocks[i], self.group, self.in_group
+        g_in, k, m = self._in_blocks(i), self.group, layer_in_group(self.in_group,
+                                                                    self.in_channels[i])
         return tuple(Block(out=(b // g_in * k, (b // g_in + 1) * k),
                            inp=(b % g_in * m, (b % g_in + 1) * m), multiplier=s)
                      for b, s in enumerate(specs))
@@ -99,8 +110,8 @@ class GroupedSpace(SearchSpace):
         n = len(self.order[i])
         if isinstance(spec, str):
             return [spec] * n
-        g_in = self.in_blocks[i] if self.in_group else 1
-        m = self.in_group or 1
+        g_in = self._in_blocks(i) if self.in_group else 1
+        m = layer_in_group(self.in_group, self.in_channels[i]) if self.in_group else 1
         found, idx = block_index(spec, n // g_in * self.group, g_in * m)
         return [found[idx[b // g_in * self.group, b % g_in * m]] for b in range(n)]
 

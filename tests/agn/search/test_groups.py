@@ -58,7 +58,7 @@ def _kernel_space() -> GroupedSpace:
     # layer a: 2 output groups x 3 input groups (blocks o * 3 + g); layer b: 1 x 2
     return GroupedSpace.build_grouped(["a", "b"], [1200, 600], CAT,
                                       order=[(4, 0, 5, 1, 2, 3), (1, 0)], group=2, in_group=4,
-                                      in_blocks=[3, 2])
+                                      in_channels=[12, 8])
 
 
 def test_kernel_genes_decode_to_ranked_blocks_across_filters():
@@ -80,10 +80,13 @@ def test_kernel_genes_decode_to_ranked_blocks_across_filters():
     p = dict(zip(sp.candidates, sp.relative_power))
     want = (1200 * (4 * p["marlin:255"] + 2 * p["marlin:0"]) / 6 + 600 * p["marlin:255"]) / 1800
     assert sp.energy([hi, lo, 2, lo, lo, 0]) == pytest.approx(want)
-    assert sp.identity()["in_blocks"] == [3, 2]
-    with pytest.raises(SearchSpaceError, match="input groups per layer"):
+    assert sp.identity()["in_channels"] == [12, 8]
+    with pytest.raises(SearchSpaceError, match="input channels per layer"):
         GroupedSpace.build_grouped(["a"], [1], CAT, order=[(0, 1, 2)], group=1, in_group=2,
-                                   in_blocks=[2])
+                                   in_channels=[4])
+    one = GroupedSpace.build_grouped(["a"], [1], CAT, order=[(1, 0)], group=1, in_group=4,
+                                     in_channels=[1])        # one input channel: blocks of 1
+    assert one.decode([0, 3, 2])["a"][0].inp == (0, 1)
 
 
 def test_kernel_space_encodes_layer_wise_seeds_exactly_and_its_own_points():
