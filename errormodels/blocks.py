@@ -205,8 +205,8 @@ def predict_blocks(ops: BlockOperands, catalog: ErrorCatalog, in_group: int) -> 
     used_x = np.bincount(ACT_DOMAIN.index(ops.fields).ravel(), minlength=ACT_DOMAIN.size) > 0
     used_w = np.bincount(WEIGHT_DOMAIN.index(ops.weights).ravel(),
                          minlength=WEIGHT_DOMAIN.size) > 0
-    feasible = ~((~catalog.x_support & used_x).any(axis=1)
-                 | (~catalog.w_support & used_w).any(axis=1))
+    feasible = np.asarray(~((~catalog.x_support & used_x).any(axis=1)
+                            | (~catalog.w_support & used_w).any(axis=1)))
     return BlockPrediction(within=within, field_means=means, feasible=feasible,
                            in_group=in_group)
 
