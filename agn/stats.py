@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errormodels import STATS_FILE, OperandStats, StatsError, save_stats
+from errormodels.blocks import BLOCKS_FILE, BlockOperands, save_block_operands
 
 __all__ = ["MeasuredError", "collect_stats", "measure_errors", "receptive_fields",
            "sample_batches", "write_operand_stats"]
@@ -80,6 +81,7 @@ class _Observer:
         self.zero_point = 0
         self.count, self.total, self.total_sq = 0, 0.0, 0.0
         self.per_sample_outputs = 0
+        self.kept: np.ndarray | None = None
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         x_q, w_q, zp = module.integer_operands(args[0])
@@ -104,6 +106,7 @@ class _Observer:
         mean = self.total / self.count
         var = max(self.total_sq / self.count - mean * mean, 0.0)
         fields = pool[pick].numpy()
+        self.kept = fields
         return OperandStats.from_operands(
             self.name, self.w_q.to(torch.int64).numpy(), fields,
             multiplications=self.per_sample_outputs * fields.shape[1], out_std=float(np.sqrt(var)),
@@ -120,7 +123,8 @@ def _inputs(batch: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 64, seed: int = 0,
-                  max_batches: int | None = None) -> list[OperandStats]:
+                  max_batches: int | None = None,
+                  block_operands: list[BlockOperands] | None = None) -> list[OperandStats]:
     """Operand statistics of every approximable layer of ``model``, in module order.
 
     The model runs in eval mode (no noise) in whatever quantized mode it is in (its quantizers
@@ -134,6 +138,9 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
         n_fields: receptive fields N kept per layer (sampled uniformly from all batches).
         seed: seed of the field sampling (recorded in every record).
         max_batches: stop after this many batches.
+        block_operands: a list that receives each layer's sampled fields and integer weights
+            (:class:`errormodels.blocks.BlockOperands`, the kernel-granularity error model's
+            input), when given.
 
     Returns:
         One :class:`~errormodels.OperandStats` per approximable layer.
@@ -145,7 +152,12 @@ def collect_stats(model: nn.Module, batches: Iterable[Any], *, n_fields: int = 6
     gen = torch.Generator().manual_seed(seed)
     observers = [_Observer(n, m, n_fields, gen) for n, m in layers]
     _run_hooked(model, layers, observers, batches, max_batches, "collect_stats")
-    return [o.result(n_fields, seed) for o in observers]
+    stats = [o.result(n_fields, seed) for o in observers]
+    if block_operands is not None:
+        block_operands.extend(BlockOperands.from_operands(o.name, o.w_q.to(torch.int64).numpy(),
+                                                          o.kept)
+                              for o in observers if o.w_q is not None and o.kept is not None)
+    return stats
 
 
 def _on_cpu(model: nn.Module, caller: str) -> nn.Module:
@@ -303,6 +315,10 @@ def sample_batches(dataset: Any, n_samples: int, batch_size: int = 64,
 def write_operand_stats(run_dir: str | os.PathLike[str], model: nn.Module, batches: Iterable[Any],
                         *, n_fields: int = 64, seed: int = 0,
                         max_batches: int | None = None) -> Path:
-    """Collect the statistics and write ``run_dir/operand_stats.npz`` atomically."""
-    stats = collect_stats(model, batches, n_fields=n_fields, seed=seed, max_batches=max_batches)
+    """Collect the statistics and write ``run_dir/operand_stats.npz`` (and the same fields and
+    weights as ``run_dir/block_operands.npz``) atomically."""
+    blocks: list[BlockOperands] = []
+    stats = collect_stats(model, batches, n_fields=n_fields, seed=seed, max_batches=max_batches,
+                          block_operands=blocks)
+    save_block_operands(Path(run_dir) / BLOCKS_FILE, blocks)
     return save_stats(Path(run_dir) / STATS_FILE, stats)

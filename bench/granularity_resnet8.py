@@ -1,14 +1,16 @@
-"""Layer against filter granularity on ResNet-8 / Fashion-MNIST, with ROUP and with MARLIN's levels.
+"""Layer, filter and kernel granularity on ResNet-8 / Fashion-MNIST, with ROUP and MARLIN's levels.
 
 For each catalog, trains ResNet-8 through the pipeline stages up to the integer export
-(float, QAT, noise, operand statistics, error-model matching), then runs NSGA-II twice with the
-same population and generations: one gene per layer (layer granularity), and three genes per
-layer over output-channel groups ranked by the error model's per-channel sensitivity (filter
-granularity, ``agn.search.groups.GroupedSpace``), both seeded by the error model. The fronts are
-cut at the same number of evaluations; the bench prints each front and the lowest energy at
-which it stays within 1 pp and 0.3 pp of the exact integer network's validation accuracy.
-Kernel granularity ((output, input) blocks) is not searched: the error model has no per-block
-prediction yet.
+(float, QAT, noise, operand statistics and block operands, error-model matching; a run directory
+is reused), then runs NSGA-II three times with the same population and generations on the
+validation split: one gene per layer (layer granularity); three genes per layer over
+output-channel groups ranked by the error model's per-channel sensitivity (filter granularity);
+three genes per layer over (output group, input group) blocks ranked by the per-block error
+model (kernel granularity, ``agn.search.groups.GroupedSpace`` with ``in_group``); each seeded by
+the error model (layer-wise matches, plus the filter or kernel match). The fronts are cut at the
+same number of evaluations, their points re-scored on the held-out test split, and the bench
+prints each front and the lowest energy whose test accuracy stays within 1 pp and 0.3 pp of the
+exact integer network's test accuracy.
 
 MAx-DNN (Leon et al., LASCAS 2022) reports up to 54 % energy gain for up to 4 % accuracy loss
 on CIFAR-10 with ROUP at layer, filter and kernel granularity.
@@ -42,10 +44,13 @@ def energy_within(front: list[tuple[float, float]], exact_error: float, loss: fl
     return min(ok) if ok else 1.0
 
 
-def front_at(result: SearchResult, budget: int) -> list[tuple[float, float]]:
-    """(energy, error) of the Pareto front of the first ``budget`` evaluations."""
+def front_at(result: SearchResult, budget: int) -> list[tuple[tuple[int, ...], float, float]]:
+    """(genome, energy, validation error) of the Pareto front of the first ``budget``
+    evaluations, by energy."""
     F = result.store.objectives()[:budget]
-    return sorted((float(e), float(err)) for e, err in F[pareto_indices(F)])
+    genomes = result.store.genomes()[:budget]
+    return sorted(((tuple(genomes[i]), float(F[i, 0]), float(F[i, 1]))
+                   for i in pareto_indices(F)), key=lambda t: (t[1], t[2]))
 
 
 def main() -> None:
@@ -61,7 +66,15 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=15)
     ap.add_argument("--group", type=int, default=2,
                     help="output channels per group (dividing every layer's; 10 classes)")
-    ap.add_argument("--val", type=int, default=2000, help="validation images per candidate")
+    ap.add_argument("--in-group", type=int, default=4,
+                    help="input channels per kernel block (capped at a layer's input channels)")
+    ap.add_argument("--granularities", nargs="+", default=["layer", "filter", "kernel"],
+                    choices=["layer", "filter", "kernel"])
+    ap.add_argument("--val", type=int, default=2000,
+                    help="the run's search.val_samples (validation images per candidate)")
+    ap.add_argument("--search-val", type=int, default=0,
+                    help="validation images the bench's searches score on (default: --val)")
+    ap.add_argument("--test", type=int, default=0, help="test images (0 = the whole split)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -79,12 +92,7 @@ def main() -> None:
         cfg = load_pipeline_config([CONFIG], over)
         run = Path(args.run_dir) / catalog.split(":")[0]
         run_pipeline(run, cfg, threads=args.threads, until="export_search")
-        grouped_cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search,
-                                                                          group=args.group))
-        ctx = Context(run, grouped_cfg, progress=True, threads=args.threads)
         net = deploy.load(run / "search")
-        xv, yv = ctx.integer_split(ctx.model("noise"), "val", args.val)
-        scorer = IntegerScorer(net, xv, yv)
         layers = [layer.name for layer in net.layers]
         sig = {s.name: s.multiplications for s in em.read_sigmas(run / em.SIGMAS_FILE)}
         mults = [sig[n] for n in layers]
@@ -92,26 +100,41 @@ def main() -> None:
         extra = hwlib.read_assignments(run / "search" / "seeds.json")
         scfg = SearchConfig(pop_size=args.pop, n_gen=args.gen, seed=args.seed)
         flat = SearchSpace.build(layers, mults, catalog)
-        grouped, filter_seed = grouped_space(ctx, layers, mults)
+        spaces = {"layer": (flat, [matched, *extra])}
+        for label in ("filter", "kernel"):
+            gcfg = dataclasses.replace(cfg, search=dataclasses.replace(
+                cfg.search, granularity=label, group=args.group, in_group=args.in_group))
+            ctx = Context(run, gcfg, progress=True, threads=args.threads)
+            space, seed = grouped_space(ctx, layers, mults)
+            spaces[label] = (space, [matched, seed, *extra])
+        model = ctx.model("noise")
+        xv, yv = ctx.integer_split(model, "val", args.search_val or args.val)
+        xt, yt = ctx.integer_split(model, "test", args.test)
+        scorer, test_scorer = IntegerScorer(net, xv, yv), IntegerScorer(net, xt, yt)
         results = {}
-        for label, space, seeds in (("layer", flat, [matched, *extra]),
-                                    ("filter", grouped, [matched, filter_seed, *extra])):
+        for label in args.granularities:
+            space, seeds = spaces[label]
             genomes = [space.encode(a) for a in seeds] + [space.uniform(space.exact_gene)]
             results[label] = run_search(space, scorer, scfg, run / f"bench_{label}",
                                         seeds=genomes)
-        exact_error = scorer(flat.decode(flat.uniform(flat.exact_gene)))
+        exact = flat.decode(flat.uniform(flat.exact_gene))
+        exact_val, exact_test = scorer(exact), test_scorer(exact)
         budget = min(len(r.store) for r in results.values())
-        print(f"\n{catalog}: ResNet-8 / Fashion-MNIST, exact integer validation accuracy "
-              f"{100 * (1 - exact_error):.2f} %, fronts after {budget} evaluations each "
-              f"(group {args.group}; power: {flat.power_source})")
+        print(f"\n{catalog}: ResNet-8 / Fashion-MNIST, seed {args.seed}, searched on {len(yv)} "
+              f"validation images, fronts re-scored on {len(yt)} test images; exact integer "
+              f"accuracy {100 * (1 - exact_val):.2f} % validation, {100 * (1 - exact_test):.2f} "
+              f"% test; fronts after {budget} evaluations each (pop {args.pop}, gen {args.gen}, "
+              f"group {args.group}, in-group {args.in_group}; power: {flat.power_source})")
         for label, result in results.items():
-            front = front_at(result, budget)
-            cuts = ", ".join(f"{100 * loss:g} pp: {energy_within(front, exact_error, loss):.4f}"
+            space = spaces[label][0]
+            front = [(e, err, test_scorer(space.decode(g)))
+                     for g, e, err in front_at(result, budget)]
+            cuts = ", ".join(f"{100 * loss:g} pp: "
+                             f"{energy_within([(e, t) for e, _, t in front], exact_test, loss):.4f}"
                              for loss in LOSSES)
-            print(f"  {label:<7} energy within {cuts}")
-            for e, err in front:
-                print(f"    {e:.4f}  {100 * (1 - err):6.2f} %")
-        print("  kernel  not searched (no per-block error model yet)")
+            print(f"  {label:<7} test energy within {cuts} ({len(front)} front points)")
+            for e, err, terr in front:
+                print(f"    {e:.4f}  val {100 * (1 - err):6.2f} %  test {100 * (1 - terr):6.2f} %")
 
 
 if __name__ == "__main__":

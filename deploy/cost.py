@@ -39,7 +39,7 @@ from deploy.ir import Conv, Linear, Node, _Layer
 from deploy.memplan import MemoryPlan
 from deploy.network import Network
 from deploy.tiling import LayerTiling, TilingPlan
-from hwlib.blocks import block_index
+from hwlib.blocks import Blocks, block_index
 
 _LOADS = {"conv": 2, "linear": 2, "add": 2}           # input transfers per step; pooling 1
 
@@ -158,8 +158,9 @@ def _layer_cost(node: Node, net: Network, t: LayerTiling, cores: int, p: CostPar
 def _block_costs(node: _Layer, m: int, out: int, cores: int,
                  p: CostParams) -> tuple[int, int, float | None]:
     """(CSR level writes, enable writes, multiplication energy) of a layer with one multiplier
-    per output channel group (kernel blocks are charged per channel pair), following the
-    kernels' blocks of 4 channels per group and 2 output pixels per step."""
+    per output channel group or (output, input) kernel block, following the kernels' blocks of
+    4 channels per group and 2 output pixels per step (and, for kernel blocks, the segments of
+    each reduction)."""
     blocks = node.multiplier
     assert not isinstance(blocks, str)
     specs, index = block_index(blocks, node.weight.shape[0], node.weight.shape[1])
@@ -172,16 +173,27 @@ def _block_costs(node: _Layer, m: int, out: int, cores: int,
         return 0, 0, energy
     words = [hwlib.marlin.csr_word(mul.level) if isinstance(mul, hwlib.marlin.Marlin) else 0
              for mul in muls]
-    channel = index[:, 0]
     cout_g = node.out_channels // getattr(node, "groups", 1)
     seq: list[int] = []                      # the CSR word of each block call of one step
     for j0 in (g + j for g in range(0, node.out_channels, cout_g) for j in range(0, cout_g, 4)):
-        block = channel[j0:min(j0 + 4, (j0 // cout_g + 1) * cout_g)]
-        same = bool((block == block[0]).all())
-        seq += [words[block[0]]] if same else [words[k] for k in block]
+        for column, pieces in _segments(blocks, node.weight.shape[1], node.weight[0].size):
+            block = index[j0:min(j0 + 4, (j0 // cout_g + 1) * cout_g), column]
+            same = bool((block == block[0]).all())
+            seq += ([words[block[0]]] if same else [words[k] for k in block]) * pieces
     steps = -(-(out // node.out_channels) // 2)
     changes = sum(w != seq[i - 1] for i, w in enumerate(seq))
     return cores + steps * changes, 2 * cores, energy
+
+
+def _segments(blocks: Blocks, cin_g: int, fan_in: int) -> list[tuple[int, int]]:
+    """``(input channel, block calls)`` of each segment of one reduction, in the kernels' order:
+    one segment for output-channel groups; for kernel blocks one per input group and tap
+    (groups outer), split into single bytes off the 4-byte grid (nn_block_kernel)."""
+    if blocks[0].inp is None:
+        return [(0, 1)]
+    m = blocks[0].inp[1] - blocks[0].inp[0]
+    return [(g0, m if (t0 + g0) & 3 else 1)
+            for g0 in range(0, cin_g, m) for t0 in range(0, fan_in, cin_g)]
 
 
 def estimate(net: Network, tiling: TilingPlan, params: CostParams | None = None,

@@ -14,7 +14,6 @@ import numpy as np
 
 import hwlib
 from deploy.backend import Backend
-from deploy.errors import IRError
 from deploy.infer import TensorInfo
 from deploy.ir import (
     Add,
@@ -95,24 +94,34 @@ def _channel_init(m: dict[str, Any]) -> str:
 def _layer_mul(node: _Layer, ctx: EmitContext) -> dict[str, Any]:
     """The layer's multiplier context: one spec's, or for output-channel groups a ``kind``
     ``"blocks"`` record with one ``nn_mul_t`` entry per output channel (``per_channel``), whose
-    MARLIN levels the kernel writes to the CSR where the level changes between channel blocks;
+    MARLIN levels the kernel writes to the CSR where the level changes between channel blocks
+    (for (output, input) kernel blocks of ``in_group`` input channels, one row of entries per
+    input group, group-major, and the kernel writes between the groups' reduction segments);
     the layer's own ``init`` is MARLIN's when a channel uses MARLIN (the kernel call enables the
     SIMD route once), else exact's."""
     spec = node.multiplier
     if isinstance(spec, str):
         return _multiplier(spec, ctx.prefix, ctx.luts)
-    if spec[0].inp is not None:
-        raise IRError(f"{node.owner}: (output, input) kernel blocks are not emitted as C yet; "
-                      f"the firmware switches multipliers between output channels only (give "
-                      f"the layer output-channel groups)")
-    specs, index = block_index(spec, node.out_channels, 1)
+    in_group = spec[0].inp[1] - spec[0].inp[0] if spec[0].inp is not None else 0
+    specs, index = block_index(spec, node.out_channels,
+                               node.weight.shape[1] if in_group else 1)
     muls = [_multiplier(s, ctx.prefix, ctx.luts) for s in specs]
     routed = any(m["kind"] == "marlin" for m in muls)
-    return {"kind": "blocks", "spec": describe(spec),
+    rows = index[:, ::in_group].T.ravel() if in_group else index[:, 0]  # group-major
+    return {"kind": "blocks", "spec": describe(spec), "in_group": in_group,
             "init": f"{{ {'NN_MUL_MARLIN' if routed else 'NN_MUL_EXACT'}, 0, 0, 0, 0, 0 }}",
             "per_channel": [{"spec": muls[k]["spec"], "init": _channel_init(muls[k])}
-                            for k in index[:, 0]],
+                            for k in rows],
             "headers": sorted({m["header"] for m in muls if m["kind"] == "table"})}
+
+
+def _block_params(mul: dict[str, Any], fn: str, cout: int) -> dict[str, Any]:
+    """The kernel parameters of a block-wise layer's multipliers: the per-channel table and,
+    for kernel blocks, the input group size and the table's row stride (none otherwise)."""
+    if mul["kind"] != "blocks":
+        return {}
+    kernel = {"in_group": mul["in_group"], "mul_ld": cout} if mul["in_group"] else {}
+    return {"mul_of": f"{fn}_mul_of", **kernel}
 
 
 @PULP.register(Conv)
@@ -125,7 +134,7 @@ def _conv(node: Conv, ctx: EmitContext) -> dict[str, Any]:
                   sy=node.stride[0], sx=node.stride[1], pt=node.padding[0],
                   pl=node.padding[2], groups=node.groups, zp=src.zero_point,
                   weight=f"{fn}_weight", bias=f"{fn}_bias", col=f"{fn}_col",
-                  **({"mul_of": f"{fn}_mul_of"} if mul["kind"] == "blocks" else {}))
+                  **_block_params(mul, fn, cout))
     return dict(kernel="nn_conv", kernel_args=f"{_U8_IN}, a->out", params_type="nn_conv_t",
                 params=params, col_bytes=im2col_bytes(cin_g * kh * kw),
                 weight=node.weight.transpose(0, 2, 3, 1).ravel(), bias=node.bias,
@@ -138,8 +147,7 @@ def _conv(node: Conv, ctx: EmitContext) -> dict[str, Any]:
 def _linear(node: Linear, ctx: EmitContext) -> dict[str, Any]:
     mul = _layer_mul(node, ctx)
     params = dict(fan_in=node.fan_in, cout=node.out_channels, weight=f"{ctx.fn}_weight",
-                  bias=f"{ctx.fn}_bias",
-                  **({"mul_of": f"{ctx.fn}_mul_of"} if mul["kind"] == "blocks" else {}))
+                  bias=f"{ctx.fn}_bias", **_block_params(mul, ctx.fn, node.out_channels))
     return dict(kernel="nn_linear", kernel_args=f"{_U8_IN}, a->out",
                 params_type="nn_linear_t", params=params, weight=node.weight.ravel(),
                 bias=node.bias, mul=mul, requant=_rq(node.requant),

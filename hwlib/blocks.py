@@ -159,14 +159,30 @@ def filters_per_multiplier(spec: LayerSpec, out_channels: int,
     return {s: float((index == k).sum()) / index.shape[1] for k, s in enumerate(specs)}
 
 
+def blocks_per_multiplier(spec: LayerSpec) -> dict[str, int]:
+    """How many of a layer's blocks (channel groups or kernel blocks) run at each multiplier, in
+    first-appearance order (one for a layer-wise spec)."""
+    if isinstance(spec, str):
+        return {spec: 1}
+    counts: dict[str, int] = {}
+    for b in spec:
+        counts[b.multiplier] = counts.get(b.multiplier, 0) + 1
+    return counts
+
+
 def describe(spec: LayerSpec) -> str:
     """A layer's spec as text: the spec, or ``"marlin:3 x 8, marlin:40 x 8"`` (filters per
-    multiplier, fractional where kernel blocks split a filter)."""
+    multiplier); for kernel blocks ``"marlin:3 x 2.5 (10/24 blocks), ..."`` (filters, fractional
+    where blocks split a filter, and blocks per multiplier)."""
     if isinstance(spec, str):
         return spec
     out = max(b.out[1] for b in spec)
     inp = max((b.inp[1] for b in spec if b.inp is not None), default=1)
-    return ", ".join(f"{s} x {n:g}" for s, n in filters_per_multiplier(spec, out, inp).items())
+    filters = filters_per_multiplier(spec, out, inp)
+    if spec[0].inp is None:
+        return ", ".join(f"{s} x {n:g}" for s, n in filters.items())
+    blocks = blocks_per_multiplier(spec)
+    return ", ".join(f"{s} x {filters[s]:g} ({blocks[s]}/{len(spec)} blocks)" for s in filters)
 
 
 def zero_weight_column(mul: Multiplier) -> np.ndarray:

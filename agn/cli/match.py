@@ -1,5 +1,6 @@
-"""``agn match``: sigmas.json + operand_stats.npz -> assignment.json (one multiplier per layer, or
-with ``--granularity filter`` one per group of output channels)."""
+"""``agn match``: sigmas.json + operand_stats.npz -> assignment.json (one multiplier per layer;
+with ``--granularity filter`` one per group of output channels; with ``--granularity kernel`` one
+per (output group, input group) block, from block_operands.npz)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ from errormodels import (
     read_sigmas,
     write_assignment,
 )
+from errormodels.blocks import BLOCKS_FILE, load_block_operands, match_kernels
 from errormodels.channels import match_filters
 from hwlib.blocks import describe
 from hwlib.errors import SpecError
@@ -48,12 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=[m.value for m in Method], default=Method.CHANNEL.value,
                    help="error-model formula (default: %(default)s)")
     p.add_argument("--granularity", choices=GRANULARITIES, default="layer",
-                   help="one multiplier per layer, or per group of --group output channels "
-                   "(filter; the per-channel error model); 'kernel' (per (output, input) "
-                   "block) is not matched by the error model yet (default: %(default)s)")
-    p.add_argument("--group", type=int, default=1,
-                   help="output channels per group at filter granularity (default: "
+                   help="one multiplier per layer, per group of --group output channels "
+                   "(filter; the per-channel error model) or per block of --group output x "
+                   "--in-group input channels (kernel; the per-block error model) (default: "
                    "%(default)s)")
+    p.add_argument("--group", type=int, default=1,
+                   help="output channels per group at filter and kernel granularity (default: "
+                   "%(default)s)")
+    p.add_argument("--in-group", type=int, default=1,
+                   help="input channels per block at kernel granularity (default: %(default)s)")
     p.add_argument("--samples", type=int, default=512,
                    help="training images the operand statistics see, when they are collected "
                    "(default: %(default)s)")
@@ -119,18 +124,22 @@ def run(args: argparse.Namespace) -> int:
         output = args.output or args.run_dir / ASSIGNMENT_FILE
         check_catalog(args.run_dir, spec, recorded, output)
         sigmas = read_sigmas(args.run_dir)
-        if not (args.run_dir / STATS_FILE).exists():
+        if not (args.run_dir / STATS_FILE).exists() or (
+                args.granularity == "kernel" and not (args.run_dir / BLOCKS_FILE).exists()):
             from agn.run import write_run_stats  # torch only when statistics are collected
 
             path = write_run_stats(args.run_dir, samples=args.samples, n_fields=args.fields)
             print(f"collected operand statistics of the noise stage ({args.samples} training "
                   f"images, {args.fields} fields per layer): {path}")
-        if args.granularity == "kernel":
-            raise ValueError("--granularity kernel: the error model predicts per output channel, "
-                             "not per (output, input) block yet; use 'filter' or 'layer'")
         stats = load_stats(args.run_dir)
         catalog = ErrorCatalog.build(spec)
-        if args.granularity == "filter":
+        if args.granularity == "kernel":
+            if args.rule != Rule.CHEAPEST.value:
+                raise ValueError(f"--rule {args.rule}: kernel granularity matches with the "
+                                 f"cheapest rule (a channel's tolerance shared over its blocks)")
+            a = match_kernels(sigmas, stats, load_block_operands(args.run_dir), catalog,
+                              metric=args.metric, group=args.group, in_group=args.in_group)
+        elif args.granularity == "filter":
             a = match_filters(sigmas, stats, catalog, rule=args.rule, metric=args.metric,
                               group=args.group)
         else:
@@ -141,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"agn match: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(a))
-    formula = "per-channel fixed_field" if args.granularity == "filter" else args.method
+    formula = {"filter": "per-channel fixed_field",
+               "kernel": "per-block fixed_field"}.get(args.granularity, args.method)
     own = args.granularity == "filter" and any(s.channel_sigmas for s in sigmas)
     print(f"error model: {formula} formula over {len(catalog)} multipliers of "
           f"{spec!r}{'; tolerances from per-channel sigmas' if own else ''}; wrote {path}")

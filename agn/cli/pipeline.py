@@ -63,6 +63,7 @@ OPTION_FIELDS = {"dataset": "train.data", "model": "train.model", "catalog": "tr
                  "candidate_batches": "search.candidate_batches",
                  "retrain_points": "search.retrain_points",
                  "granularity": "search.granularity", "group": "search.group",
+                 "in_group": "search.in_group",
                  "data_dir": "train.data_args.root", "accelerator": "train.accelerator",
                  "datamodule": "train.datamodule"}
 

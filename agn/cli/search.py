@@ -48,12 +48,15 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrain-points", type=int, dest="retrain_points", metavar="N",
                    help="after the search, retrain N front points and the error-model "
                    "assignment briefly and deploy the cheapest within max_loss (default 0 = off)")
-    p.add_argument("--granularity", choices=["layer", "filter"],
-                   help="one multiplier per layer (default), or per group of --group output "
-                   "channels: three genes per layer over the channel groups ranked by the error "
+    p.add_argument("--granularity", choices=["layer", "filter", "kernel"],
+                   help="one multiplier per layer (default), per group of --group output "
+                   "channels (filter) or per block of --group output x --in-group input channels "
+                   "(kernel): three genes per layer over the groups (blocks) ranked by the error "
                    "model's predicted sensitivity")
-    p.add_argument("--group", type=int, help="output channels per group at filter "
+    p.add_argument("--group", type=int, help="output channels per group at filter and kernel "
                    "granularity (default 1)")
+    p.add_argument("--in-group", type=int, dest="in_group", help="input channels per block at "
+                   "kernel granularity (default 1)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, help="score search candidates on a local Dask "
                        "cluster of N workers")
@@ -64,7 +67,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
 #: ``agn search`` options -> configuration fields (dotted paths).
 OPTION_FIELDS = {"seed": "train.seed", **{k: f"search.{k}" for k in (
     "pop_size", "n_gen", "init", "baseline", "max_loss", "candidate_epochs",
-    "candidate_batches", "val_samples", "retrain_points", "granularity", "group")}}
+    "candidate_batches", "val_samples", "retrain_points", "granularity", "group", "in_group")}}
 
 
 def cache_data(args: argparse.Namespace) -> dict:

@@ -264,10 +264,12 @@ class SearchSettings(Typed):
             (``candidate_batches`` batches each) after the search; the deployed point is the
             cheapest of them and the front's own choice within ``max_loss`` (0 = off).
         retrain_point_epochs: epochs of each such retraining.
-        granularity: ``layer`` (one gene per layer) or ``filter`` (one multiplier per group of
+        granularity: ``layer`` (one gene per layer), ``filter`` (one multiplier per group of
             ``group`` output channels: three genes per layer over the channel groups ranked by
-            the error model, :class:`agn.search.groups.GroupedSpace`).
-        group: output channels per group at filter granularity.
+            the error model, :class:`agn.search.groups.GroupedSpace`) or ``kernel`` (likewise
+            over blocks of ``group`` output x ``in_group`` input channels).
+        group: output channels per group at filter and kernel granularity.
+        in_group: input channels per block at kernel granularity.
     """
 
     pop_size: int = 40
@@ -285,6 +287,7 @@ class SearchSettings(Typed):
     retrain_point_epochs: int = 1
     granularity: str = "layer"
     group: int = 1
+    in_group: int = 1
 
     def validate(self) -> None:
         check(self.pop_size >= 2, "pop_size", self.pop_size, "a population >= 2")
@@ -296,9 +299,10 @@ class SearchSettings(Typed):
         check(self.retrain_point_epochs >= 1, "retrain_point_epochs", self.retrain_point_epochs,
               "an epoch count >= 1")
         check(0 <= self.max_loss < 1, "max_loss", self.max_loss, "a fraction in [0, 1)")
-        check(self.granularity in ("layer", "filter"), "granularity", self.granularity,
-              "'layer' or 'filter' ('kernel' blocks are not searched yet)")
+        check(self.granularity in ("layer", "filter", "kernel"), "granularity", self.granularity,
+              "'layer', 'filter' or 'kernel'")
         check(self.group >= 1, "group", self.group, "a group size >= 1")
+        check(self.in_group >= 1, "in_group", self.in_group, "an input group size >= 1")
 
 
 @dataclass(frozen=True)

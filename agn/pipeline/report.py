@@ -240,7 +240,8 @@ def write_report(run_dir: str | Path) -> Path:
                     for k in ("confirm", "test") if k + "_accuracy" in chosen.details)
           + f"; after retraining the integer network reaches {percent(ex['integer_acc'])} on the "
           f"test split.", "",
-          "| layer | multiplier (filters per multiplier) |", "|---|---|"]
+          "| layer | multiplier (filters per multiplier; kernel blocks also blocks per "
+          "multiplier) |", "|---|---|"]
     L += [f"| {r.name} | `{describe(r.spec)}` |" for r in chosen.layers]
     L += _retrained_text(run)
     L += ["", "## Firmware validation", "",

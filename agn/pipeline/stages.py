@@ -37,6 +37,12 @@ from agn.search.groups import GroupedSpace
 from agn.search.nsga import STATE_FILE, STORE_FILE
 from agn.search.retraining import RetrainingScorer
 from agn.training import run_stage
+from errormodels.blocks import (
+    BLOCKS_FILE,
+    kernel_sensitivity_order,
+    load_block_operands,
+    match_kernels,
+)
 from errormodels.channels import match_filters, sensitivity_order
 from hwlib.fileio import atomic_write_json
 
@@ -114,7 +120,7 @@ def search_stage(ctx: Context) -> dict:
     seeds_file = ctx.run_dir / SEEDS_FILE  # the pipeline's match stage writes it, agn match not
     extra = hwlib.read_assignments(seeds_file) if seeds_file.exists() else []
     space: SearchSpace
-    if cfg.search.granularity == "filter":
+    if cfg.search.granularity in ("filter", "kernel"):
         space, filter_seed = grouped_space(ctx, layers, mults)
         extra = [filter_seed, *extra]
     else:
@@ -315,12 +321,22 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
 
 def grouped_space(ctx: Context, layers: list[str],
                    mults: list[int]) -> tuple[GroupedSpace, hwlib.Assignment]:
-    """The filter-granularity space (groups ranked by the error model's per-channel
-    sensitivity) and the error model's filter-matched seed."""
-    group = ctx.cfg.search.group
+    """The filter- (kernel-) granularity space, groups (blocks) ranked by the error model's
+    per-channel (per-block) sensitivity, and the error model's filter- (kernel-) matched seed."""
+    group, in_group = ctx.cfg.search.group, ctx.cfg.search.in_group
     sigmas = em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)
     stats = {st.name: st for st in em.load_stats(ctx.run_dir / em.STATS_FILE)}
     catalog = em.ErrorCatalog.build(ctx.cfg.catalog)
+    if ctx.cfg.search.granularity == "kernel":
+        ops = load_block_operands(ctx.run_dir / BLOCKS_FILE)
+        missing = [n for n in layers if n not in ops]
+        if missing:
+            raise em.StatsError(f"{ctx.run_dir / BLOCKS_FILE}: no block operands for {missing}")
+        order = [kernel_sensitivity_order(ops[n], catalog, group, in_group) for n in layers]
+        space = GroupedSpace.build_grouped(layers, mults, ctx.cfg.catalog, order, group,
+                                           in_group, [ops[n].in_channels for n in layers])
+        return space, match_kernels(sigmas, list(stats.values()), ops, catalog, group=group,
+                                    in_group=in_group)
     order = [sensitivity_order(stats[n], catalog, group) for n in layers]
     space = GroupedSpace.build_grouped(layers, mults, ctx.cfg.catalog, order, group)
     return space, match_filters(sigmas, list(stats.values()), catalog, group=group)
@@ -369,7 +385,7 @@ STAGES: tuple[Stage, ...] = (
     _training("float"),
     _training("qat"),
     _training("noise", "sigmas.json"),
-    Stage("stats", ("operand_stats.npz",), _stats),
+    Stage("stats", ("operand_stats.npz", BLOCKS_FILE), _stats),
     Stage("match", ("assignment.json", SEEDS_FILE), _match),
     Stage("export_search", (f"{SEARCH_DIR}/network.json", f"{SEARCH_DIR}/network.npz"),
           _export_search),

@@ -1,12 +1,18 @@
-"""Filter granularity search space: a genome of three genes per layer, whatever its filter count.
+"""Filter and kernel granularity search space: three genes per layer, whatever its block count.
 
-Each layer's output-channel groups (of ``group`` channels) are ranked by predicted sensitivity,
-least sensitive first (:func:`errormodels.channels.sensitivity_order`). A layer's genes are
+Each layer's output-channel groups (of ``group`` channels; filter granularity) or its (output
+group, input group) blocks (of ``group`` x ``in_group`` channels, ``in_group`` capped at a
+layer's input channels, :func:`errormodels.blocks.layer_in_group`; kernel granularity, flat index
+``o * G + g`` with G input groups per filter) are ranked by predicted sensitivity, least sensitive
+first (:func:`errormodels.channels.sensitivity_order`,
+:func:`errormodels.blocks.kernel_sensitivity_order`). A layer's genes are
 ``(sensitive, tolerant, share)``: two candidates in the power-sorted gene order of
 :class:`~agn.search.space.SearchSpace`, and the share ``share / upper`` of the groups, taken from
 the least sensitive end, that run at the ``tolerant`` one; the others run at ``sensitive``. A
 layer whose groups all share a multiplier decodes to that one spec (layer-wise), so layer-wise
-assignments (the error model's seeds) are points of the space.
+assignments (the error model's seeds) are points of the space. At kernel granularity the ranking
+is over all of a layer's blocks, so the tolerant share takes the least sensitive kernels of every
+filter, not whole filters.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from agn.search.space import Encoding, SearchSpace, SearchSpaceError, _resolve
+from errormodels.blocks import layer_in_group
 from hwlib.assignment import Assignment, LayerAssignment, as_assignment
-from hwlib.blocks import LayerSpec, block_index, from_channel_specs
+from hwlib.blocks import Block, LayerSpec, block_index, from_channel_specs
 from hwlib.catalogs import Catalog
 
 GENES_PER_LAYER = 3
@@ -29,13 +36,18 @@ class GroupedSpace(SearchSpace):
     """A :class:`SearchSpace` whose layers hold one multiplier per output-channel group.
 
     Attributes:
-        order: per layer, its group indices least sensitive first (a permutation of
-            ``range(channels // group)``).
+        order: per layer, its group (block) indices least sensitive first (a permutation of
+            ``range(channels // group * G)``, G input groups per filter).
         group: output channels per group.
+        in_group: input channels per block at kernel granularity; 0 at filter granularity.
+        in_channels: per layer, its filters' input channels (kernel granularity; empty at
+            filter granularity).
     """
 
     order: tuple[tuple[int, ...], ...] = ()
     group: int = 1
+    in_group: int = 0
+    in_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,18 +60,60 @@ class GroupedSpace(SearchSpace):
             if sorted(o) != list(range(len(o))) or not o:
                 raise SearchSpaceError(f"GroupedSpace: layer {name!r} order {list(o)!r:.80} is "
                                        f"not a permutation of its groups")
+        if self.in_group and (len(self.in_channels) != len(self.layers) or any(
+                c % layer_in_group(self.in_group, c) or len(o) % (c // layer_in_group(
+                    self.in_group, c)) for c, o in zip(self.in_channels, self.order))):
+            raise SearchSpaceError(f"GroupedSpace: input channels per layer "
+                                   f"{list(self.in_channels)} expected one per layer, each "
+                                   f"divided by its input group and its groups dividing its "
+                                   f"block count")
 
     @classmethod
     def build_grouped(cls, layers: Sequence[str], multiplications: Sequence[int],
                       catalog: str | Catalog, order: Sequence[Sequence[int]],
-                      group: int = 1) -> GroupedSpace:
-        """The space over ``catalog`` with each layer's groups in ``order``."""
+                      group: int = 1, in_group: int = 0,
+                      in_channels: Sequence[int] = ()) -> GroupedSpace:
+        """The space over ``catalog`` with each layer's groups (or blocks, when ``in_group``)
+        in ``order``."""
         return cls(tuple(layers), tuple(int(c) for c in multiplications), _resolve(catalog),
-                   Encoding.SORTED, tuple(tuple(int(i) for i in o) for o in order), int(group))
+                   Encoding.SORTED, tuple(tuple(int(i) for i in o) for o in order), int(group),
+                   int(in_group), tuple(int(c) for c in in_channels))
+
+    @property
+    def granularity(self) -> str:
+        """``"kernel"`` with input groups, else ``"filter"``."""
+        return "kernel" if self.in_group else "filter"
 
     def identity(self) -> dict[str, Any]:
+        kernel = {"in_group": self.in_group, "in_channels": list(self.in_channels)}
         return {**super().identity(), "group": self.group,
-                "order": [list(o) for o in self.order]}
+                "order": [list(o) for o in self.order], **(kernel if self.in_group else {})}
+
+    def _in_blocks(self, i: int) -> int:
+        """Input groups per filter of layer ``i`` (kernel granularity)."""
+        return self.in_channels[i] // layer_in_group(self.in_group, self.in_channels[i])
+
+    def _blocks(self, i: int, specs: Sequence[str]) -> LayerSpec:
+        """Layer ``i``'s spec from one spec per group (block), in group order."""
+        if len(set(specs)) == 1:
+            return specs[0]
+        if not self.in_group:
+            return from_channel_specs(specs, self.group)
+        g_in, k, m = self._in_blocks(i), self.group, layer_in_group(self.in_group,
+                                                                    self.in_channels[i])
+        return tuple(Block(out=(b // g_in * k, (b // g_in + 1) * k),
+                           inp=(b % g_in * m, (b % g_in + 1) * m), multiplier=s)
+                     for b, s in enumerate(specs))
+
+    def _per_block(self, i: int, spec: LayerSpec) -> list[str]:
+        """One spec per group (block) of layer ``i`` from its layer spec."""
+        n = len(self.order[i])
+        if isinstance(spec, str):
+            return [spec] * n
+        g_in = self._in_blocks(i) if self.in_group else 1
+        m = layer_in_group(self.in_group, self.in_channels[i]) if self.in_group else 1
+        found, idx = block_index(spec, n // g_in * self.group, g_in * m)
+        return [found[idx[b // g_in * self.group, b % g_in * m]] for b in range(n)]
 
     @property
     def gene_layout(self) -> str:
@@ -83,8 +137,9 @@ class GroupedSpace(SearchSpace):
 
     def decode(self, genome: Sequence[int] | np.ndarray) -> dict[str, LayerSpec]:  # type: ignore[override]
         """Layer name -> spec (all groups alike) or its output-channel groups."""
-        return {name: specs[0] if len(set(specs)) == 1 else from_channel_specs(specs, self.group)
-                for name, specs in zip(self.layers, self._layer_specs(self.check(genome)))}
+        return {name: self._blocks(i, specs)
+                for i, (name, specs) in enumerate(zip(self.layers,
+                                                      self._layer_specs(self.check(genome))))}
 
     def energy(self, genome: Sequence[int] | np.ndarray) -> float:
         return self.catalog.energy(list(self.decode(genome).values()), self.multiplications)
@@ -99,7 +154,8 @@ class GroupedSpace(SearchSpace):
         return Assignment(layers=layers, catalog=self.catalog.spec, rule=rule,
                           energy=self.energy(genome),
                           power_source=self.catalog.power_source_of(specs.values()),
-                          details={"granularity": "filter", "group": self.group,
+                          details={"granularity": self.granularity, "group": self.group,
+                                   **({"in_group": self.in_group} if self.in_group else {}),
                                    **dict(details or {})})
 
     def encode(self, assignment: Assignment | Mapping[str, Any]) -> np.ndarray:
@@ -112,13 +168,8 @@ class GroupedSpace(SearchSpace):
         index = {s: i for i, s in enumerate(self.candidates)}
         specs = asg.specs()
         genes: list[int] = []
-        for name, o in zip(self.layers, self.order):
-            spec = specs[name]
-            if isinstance(spec, str):
-                per_group = [spec] * len(o)
-            else:
-                found, idx = block_index(spec, len(o) * self.group, 1)
-                per_group = [found[idx[g * self.group, 0]] for g in range(len(o))]
+        for i, (name, o) in enumerate(zip(self.layers, self.order)):
+            per_group = self._per_block(i, specs[name])
             bad = sorted({s for s in per_group if s not in index})
             if bad:
                 raise SearchSpaceError(f"assignment uses multipliers outside the catalog: "

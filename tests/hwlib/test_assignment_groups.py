@@ -15,7 +15,9 @@ from hwlib.assignment import (
 from hwlib.blocks import (
     Block,
     block_index,
+    blocks_per_multiplier,
     check_blocks,
+    describe,
     filters_per_multiplier,
     from_channel_specs,
 )
@@ -61,6 +63,11 @@ def test_kernel_blocks_and_mapping_form():
     assert filters_per_multiplier(asg.layers[0].groups, 2, 4) == {"marlin:9": 1.0, "exact": 1.0}
     assert filters_per_multiplier(from_channel_specs(["a", "b", "a"], 2), 6) == \
         {"a": 4.0, "b": 2.0}
+    three = asg.layers[0].groups + (Block(out=(2, 4), inp=(0, 4), multiplier="exact"),)
+    assert blocks_per_multiplier(three) == {"exact": 2, "marlin:9": 1}
+    assert describe(asg.layers[0].groups) == \
+        "marlin:9 x 1 (1/2 blocks), exact x 1 (1/2 blocks)"
+    assert describe(from_channel_specs(["a", "b", "a"], 2)) == "a x 4, b x 2"
 
 
 @pytest.mark.parametrize(("blocks", "cout", "cin", "match"), [
