@@ -13,7 +13,8 @@ firmware validated on the host. ``--epochs`` scales the float stage's learning-r
 
     python bench/operating_points_resnet8.py --data-dir /path/to/fashion-mnist \\
         [--run-dir runs/bench_points] [--epochs 20 3 5] [--batches 0] [--points-epochs 2] \\
-        [--method joint] [--factors 0.3 1 2] [--joint-pop 20] [--joint-gen 10] [--val 1000]
+        [--method joint] [--factors 0.3 1 2] [--joint-pop 20] [--joint-gen 10] [--val 1000] \\
+        [--compensate]
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def main() -> None:
     ap.add_argument("--method", choices=("cluster", "joint"), default="joint",
                     help="selection of the points (joint: NSGA-II seeded by the clustering)")
     ap.add_argument("--factors", type=float, nargs=3, default=(0.3, 1.0, 2.0))
+    ap.add_argument("--compensate", action="store_true",
+                    help="error-mean compensation per point (off by default, as in the stage)")
     ap.add_argument("--joint-pop", type=int, default=20)
     ap.add_argument("--joint-gen", type=int, default=10)
     ap.add_argument("--val", type=int, default=1000, help="validation images per candidate")
@@ -70,7 +73,8 @@ def main() -> None:
     res = run_operating_points(run, PointsSettings(
         points=3, max_circuits=args.max_circuits, catalog=args.catalog, factors=args.factors,
         epochs=args.points_epochs, batches=args.batches, method=args.method,
-        joint_pop=args.joint_pop, joint_gen=args.joint_gen, joint_val=args.val))
+        joint_pop=args.joint_pop, joint_gen=args.joint_gen, joint_val=args.val,
+        compensate=args.compensate))
     ex = res.exact["test_accuracy"]
     print(f"\ncatalog {res.catalog}, {len(res.circuits)} circuits (K = {res.max_circuits}): "
           f"{', '.join(res.circuits)}; power table {res.points[0].assignment.power_source}")

@@ -35,6 +35,9 @@ def add_points_options(p: argparse.ArgumentParser, points_flag: str) -> None:
                    help="population of the joint search (default %(default)s)")
     p.add_argument("--joint-gen", dest="joint_gen", type=int, default=10, metavar="G",
                    help="generations of the joint search (default %(default)s)")
+    p.add_argument("--points-compensate", dest="points_compensate", action="store_true",
+                   help="error-mean compensation per point (each point's bias corrections, kept "
+                   "through joint retraining and folded into its integer biases)")
     p.add_argument("--joint-val", dest="joint_val", type=int, default=1000, metavar="N",
                    help="validation images per joint candidate (0 = all; default %(default)s)")
 
@@ -48,7 +51,7 @@ def settings(args: argparse.Namespace):
                           catalog=args.points_catalog, epochs=args.points_epochs,
                           batches=args.points_batches, method=args.points_method,
                           joint_pop=args.joint_pop, joint_gen=args.joint_gen,
-                          joint_val=args.joint_val)
+                          joint_val=args.joint_val, compensate=args.points_compensate)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -59,6 +59,8 @@ class PointsSettings:
             seeded by the clustering; :mod:`agn.operating_points.joint`).
         joint_pop, joint_gen: the joint search's population and generations.
         joint_val: validation images each joint candidate is scored on (0: all).
+        compensate: error-mean compensation per point (each point's bias corrections of its
+            multipliers, kept through retraining and folded into its integer biases).
     """
 
     points: int = 3
@@ -73,6 +75,7 @@ class PointsSettings:
     joint_pop: int = 20
     joint_gen: int = 10
     joint_val: int = 1000
+    compensate: bool = False
 
     def __post_init__(self) -> None:
         factors = tuple(self.factors) if self.factors else default_factors(self.points)
@@ -97,12 +100,14 @@ class PointsSettings:
                                  f"{getattr(self, k)}")
 
     def record(self) -> dict:
-        """The settings as plain data (the joint search's budget only with that method, so
-        clustering settings keep their key)."""
+        """The settings as plain data (the joint search's budget only with that method, and
+        compensation only when on, so the settings of before keep their key)."""
         doc = dataclasses.asdict(self)
         if self.method == "cluster":
             for k in ("method", "joint_pop", "joint_gen", "joint_val"):
                 del doc[k]
+        if not self.compensate:
+            del doc["compensate"]
         return doc
 
     def key(self) -> str:
@@ -185,7 +190,8 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
         joint["val_samples"] = len(ys)
     specs = [a.specs() for a in chosen]
     log(f"[operating-points] joint retraining, {settings.epochs} epoch(s)")
-    result = retrain_points(out, run, train, dm, specs, settings.epochs, settings.batches)
+    result = retrain_points(out, run, train, dm, specs, settings.epochs, settings.batches,
+                            compensate=settings.compensate)
     model = result.model
     name = f"{cfg.train.model}_points"
     nets = []
@@ -222,7 +228,8 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
                                         list(rep.sequence), "inputs": rep.inputs,
                                         "bytes_per_extra_point": mem["bytes_per_extra_point"],
                                         "parameter_bytes": rep.parameter_bytes},
-                 "method": settings.method, **({"joint": joint} if joint else {})})
+                 "method": settings.method, "compensate": settings.compensate,
+                 **({"joint": joint} if joint else {})})
     write_points(run, result_set)
     plot_points(run / PLOT_FILE, result_set, front_of(run))
     return result_set

@@ -86,12 +86,27 @@ def test_joint_retraining_resumes_exactly_and_a_finished_one_only_loads(run_copy
 
 
 def test_joint_method_keeps_k_circuits_and_records_the_equal_budget_comparison(run_copy, capsys):
+    """Also with per-point error-mean compensation: corrections in the checkpoint, bit-exact."""
     assert main(["operating-points", "--run-dir", str(run_copy), "--points", "3",
                  "--max-circuits", "3", "--points-catalog", "trunc:*,drum:*",
                  "--points-batches", "2", "--method", "joint", "--joint-pop", "6",
-                 "--joint-gen", "2", "--joint-val", "64"]) == 0
+                 "--joint-gen", "2", "--joint-val", "64", "--points-compensate"]) == 0
     pts = _check_points(run_copy)                    # valid points, 0 mismatches per point
     assert len(pts.circuits) <= 3 and pts.details["method"] == "joint"
+    assert pts.details["compensate"]
+    state = read_checkpoint(run_copy / "operating_points" / "last.ckpt")["state_dict"]
+    corr = [v for k, v in state.items() if k.endswith("point_affine.correction")]
+    assert len(corr) == len(pts.points[0].assignment.layers)
+    assert all(c.shape[0] == 3 and c.dtype == torch.int64 for c in corr)
+    exact = {p: {n for n, s in pt.assignment.specs().items() if s == "exact"}
+             for p, pt in enumerate(pts.points)}
+    for (name, c), layer in zip(((k, v) for k, v in state.items()
+                                 if k.endswith("point_affine.correction")),
+                                pts.points[0].assignment.layers):
+        for p in range(3):                           # exact layers get no correction
+            if layer.name in exact[p]:
+                assert not c[p].any(), name
+    assert any(c.any() for c in corr)
     j = pts.details["joint"]
     assert j["budget_networks"] > 0 and j["clustering_networks"] >= 1 and j["val_samples"] == 64
     for seed, chosen in zip(j["clustering_set"], j["chosen_set"]):   # never worse than the seed
