@@ -5,32 +5,25 @@ and the parameter overhead, beside QoS-Nets' MobileNetV2 figures.
 Trains ResNet-8 through the pipeline's float, QAT, noise and statistics stages
 (``configs/resnet8_fashion_mnist.yaml`` with the catalog ``evo:mul8s_*``, whose signed circuits
 take activations 0..127), then runs the operating-points stage: selection with tolerance
-factors 0.3, 1, 2 into at most K circuits, joint retraining with per-point affines, one
-integer network per point scored bit-exactly, and the switched firmware validated on the host.
-Then NSGA-II over the three points jointly (seeded by the clustering, at most K circuits,
-candidates scored on the noise-trained integer network without retraining) against jittered
-clusterings at the same number of scored networks.
+factors (default 0.3, 1, 2) into at most K circuits, by QoS-Nets' clustering or (``--method
+joint``, the default) NSGA-II over the three points jointly, seeded by the clustering and compared
+with jittered clusterings at the same number of scored networks; joint retraining with per-point
+affines, one integer network per point scored bit-exactly on the test split, and the switched
+firmware validated on the host. ``--epochs`` scales the float stage's learning-rate milestones.
 
     python bench/operating_points_resnet8.py --data-dir /path/to/fashion-mnist \\
-        [--run-dir runs/bench_points] [--epochs 20 3 5] [--batches 0] [--points-epochs 2]
+        [--run-dir runs/bench_points] [--epochs 20 3 5] [--batches 0] [--points-epochs 2] \\
+        [--method joint] [--factors 0.3 1 2] [--joint-pop 20] [--joint-gen 10] [--val 1000] \\
+        [--compensate]
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-import deploy
-import errormodels as em
 from agn.config import deep_merge, load_pipeline_config
-from agn.intsim import IntegerScorer
-from agn.operating_points import select_points
-from agn.operating_points.search import CachedScorer, JointSpace, compare_with_clustering
 from agn.operating_points.stage import PointsSettings, run_operating_points
 from agn.pipeline import run_pipeline
-from agn.pipeline.context import Context
-from agn.search import SearchSpace
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "resnet8_fashion_mnist.yaml"
 #: QoS-Nets, MobileNetV2, 4 circuits, 3 points: multiplication power savings and top-5 loss.
@@ -50,8 +43,13 @@ def main() -> None:
     ap.add_argument("--points-epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--method", choices=("cluster", "joint"), default="joint",
+                    help="selection of the points (joint: NSGA-II seeded by the clustering)")
+    ap.add_argument("--factors", type=float, nargs=3, default=(0.3, 1.0, 2.0))
+    ap.add_argument("--compensate", action="store_true",
+                    help="error-mean compensation per point (off by default, as in the stage)")
     ap.add_argument("--joint-pop", type=int, default=20)
-    ap.add_argument("--joint-gen", type=int, default=10, help="0 skips the joint search")
+    ap.add_argument("--joint-gen", type=int, default=10)
     ap.add_argument("--val", type=int, default=1000, help="validation images per candidate")
     args = ap.parse_args()
 
@@ -61,6 +59,10 @@ def main() -> None:
         over = deep_merge(over, {"train": {k: {"epochs": e} for k, e in
                                            zip(("float_stage", "qat", "noise_stage"),
                                                args.epochs)}})
+        # the float stage's learning-rate milestones scaled to its epochs
+        base = load_pipeline_config([CONFIG]).train.float_stage
+        over["train"]["float_stage"]["milestones"] = sorted(
+            {max(1, round(m * args.epochs[0] / base.epochs)) for m in base.milestones})
     if args.batches:
         over = deep_merge(over, {"train": {"limit_train_batches": args.batches}})
     cfg = load_pipeline_config([CONFIG], over)
@@ -69,8 +71,10 @@ def main() -> None:
     print("training:", {k: round(v["test_acc"], 4) for k, v in status.finished.items()
                         if "test_acc" in v})
     res = run_operating_points(run, PointsSettings(
-        points=3, max_circuits=args.max_circuits, catalog=args.catalog,
-        epochs=args.points_epochs, batches=args.batches))
+        points=3, max_circuits=args.max_circuits, catalog=args.catalog, factors=args.factors,
+        epochs=args.points_epochs, batches=args.batches, method=args.method,
+        joint_pop=args.joint_pop, joint_gen=args.joint_gen, joint_val=args.val,
+        compensate=args.compensate))
     ex = res.exact["test_accuracy"]
     print(f"\ncatalog {res.catalog}, {len(res.circuits)} circuits (K = {res.max_circuits}): "
           f"{', '.join(res.circuits)}; power table {res.points[0].assignment.power_source}")
@@ -89,40 +93,22 @@ def main() -> None:
           f"{d['validation']['sequence']}; {d['validation']['bytes_per_extra_point']} bytes per "
           f"extra point")
     print(f"QoS-Nets (MobileNetV2 on ImageNet): {QOS_NETS}")
-    if args.joint_gen:
-        joint_comparison(run, cfg, res, args)
+    if args.method == "joint":
+        print_joint(res)
 
 
-def joint_comparison(run: Path, cfg, res, args) -> None:
-    """Joint NSGA-II seeded by the clustering against jittered clusterings, equal budget."""
-    ctx = Context(run, cfg, progress=False, threads=args.threads)
-    net = deploy.load(run / "search")
-    xv, yv = ctx.integer_split(ctx.model("noise"), "val", args.val)
-    sig = em.read_sigmas(run / em.SIGMAS_FILE)
-    stats = em.load_stats(run / em.STATS_FILE)
-    catalog = em.ErrorCatalog.build(res.catalog)
-    pred = em.predict([st for _, st in em.pair_with_stats(sig, stats)], catalog)
-    layers = [layer.name for layer in net.layers]
-    mults = {s.name: s.multiplications for s in sig}
-    space = SearchSpace.build(layers, [mults[n] for n in layers], res.catalog)
-    joint = JointSpace(space, len(res.points), res.max_circuits)
-
-    def cluster(rng: np.random.Generator):
-        factors = np.array(res.factors) * np.exp(rng.normal(0, 0.3, len(res.factors)))
-        return select_points(sig, stats, catalog, sorted(factors), res.max_circuits, pred,
-                             seed=int(rng.integers(2**31)))
-
-    seed = joint.encode([p.assignment for p in res.points])
-    out = compare_with_clustering(joint, CachedScorer(IntegerScorer(net, xv, yv)), cluster,
-                                  [seed], args.joint_pop, args.joint_gen, args.seed)
-    print(f"\njoint NSGA-II ({args.joint_pop} x {args.joint_gen}, at most {res.max_circuits} "
-          f"circuits, no retraining, {args.val} validation images) vs jittered clusterings, "
-          f"{out['budget_networks']} scored networks each:")
+def print_joint(res) -> None:
+    """The joint search's equal-budget comparison with jittered clusterings."""
+    j = res.details["joint"]
+    print(f"\njoint NSGA-II ({j['pop_size']} x {j['n_gen']}, at most {res.max_circuits} "
+          f"circuits, no retraining, {j['val_samples']} validation images) vs jittered "
+          f"clusterings, {j['budget_networks']} scored networks each:")
     print(f"  hypervolume of (mean energy, mean error) over each set's points: NSGA-II "
-          f"{out['nsga_hypervolume']:.4f} ({out['nsga_sets']} sets), clustering "
-          f"{out['clustering_hypervolume']:.4f} ({out['clustering_sets']} sets); clustering "
-          f"seed: mean energy {out['seed_mean_energy']:.4f}, mean error "
-          f"{out['seed_mean_error']:.4f}")
+          f"{j['nsga_hypervolume']:.4f} ({j['nsga_sets']} sets), clustering "
+          f"{j['clustering_hypervolume']:.4f} ({j['clustering_sets']} sets)")
+    for what in ("clustering_set", "chosen_set"):
+        print(f"  {what}: " + ", ".join(f"{p['energy']:.4f} / {100 * p['error']:.2f} %"
+                                         for p in j[what]) + " (energy / validation error)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agn.operating_points.selection import METHODS
+
 
 def add_points_options(p: argparse.ArgumentParser, points_flag: str) -> None:
     """The options of the operating-points stage (``points_flag`` names the point count)."""
@@ -24,6 +26,20 @@ def add_points_options(p: argparse.ArgumentParser, points_flag: str) -> None:
                    help="epochs of joint retraining of the points (default %(default)s)")
     p.add_argument("--points-batches", dest="points_batches", type=int, default=0, metavar="B",
                    help="batches per joint-retraining epoch (0 = all, the default)")
+    p.add_argument("--method" if points_flag == "--points" else "--points-method",
+                   dest="points_method", choices=METHODS, default="cluster",
+                   help="selection: cluster (QoS-Nets' clustering, the default) or joint "
+                   "(NSGA-II over all points seeded by the clustering, compared with jittered "
+                   "clusterings at the same number of scored networks)")
+    p.add_argument("--joint-pop", dest="joint_pop", type=int, default=20, metavar="P",
+                   help="population of the joint search (default %(default)s)")
+    p.add_argument("--joint-gen", dest="joint_gen", type=int, default=10, metavar="G",
+                   help="generations of the joint search (default %(default)s)")
+    p.add_argument("--points-compensate", dest="points_compensate", action="store_true",
+                   help="error-mean compensation per point (each point's bias corrections, kept "
+                   "through joint retraining and folded into its integer biases)")
+    p.add_argument("--joint-val", dest="joint_val", type=int, default=1000, metavar="N",
+                   help="validation images per joint candidate (0 = all; default %(default)s)")
 
 
 def settings(args: argparse.Namespace):
@@ -33,7 +49,9 @@ def settings(args: argparse.Namespace):
     return PointsSettings(points=args.points, max_circuits=args.max_circuits,
                           factors=tuple(args.factors or ()),
                           catalog=args.points_catalog, epochs=args.points_epochs,
-                          batches=args.points_batches)
+                          batches=args.points_batches, method=args.points_method,
+                          joint_pop=args.joint_pop, joint_gen=args.joint_gen,
+                          joint_val=args.joint_val, compensate=args.points_compensate)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -2,8 +2,9 @@
 
 Selection of the points from one noise training (:mod:`.selection`), their file
 ``operating_points.json`` (:mod:`.points_file`), per-point output affines trained jointly with
-shared weights (:mod:`.affine`, :mod:`.training`), the joint NSGA-II search (:mod:`.search`)
-and the run-directory stage behind ``agn operating-points`` (:mod:`.stage`).
+shared weights (:mod:`.affine`, :mod:`.training`), the joint NSGA-II search (:mod:`.search`;
+the stage's ``joint`` method in :mod:`.joint`) and the run-directory stage behind
+``agn operating-points`` (:mod:`.stage`).
 """
 from agn.operating_points.points_file import (
     POINTS_FILE,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from agn.layers import approx_layers
+from agn.layers import approx_layers, compensate_
 
 AFFINE = "point_affine"
 
@@ -23,11 +24,16 @@ AFFINE = "point_affine"
 class PointAffine(nn.Module):
     """``gamma = exp(log_gamma[p])`` (so positive) and ``beta[p]`` per output channel for each of
     ``n_points`` points; ``active`` (a buffer) selects the point. ``scale=False`` keeps gamma at 1
-    (a layer whose int32 outputs are the logits has no requantisation to carry it)."""
+    (a layer whose int32 outputs are the logits has no requantisation to carry it). With
+    ``compensate`` a buffer ``correction`` (n_points, C) holds each point's error-mean bias
+    correction (int64 accumulator units, :func:`agn.layers.compensate_`), checkpointed with the
+    affines and put on the layer when its point is selected."""
 
     active: torch.Tensor
+    correction: torch.Tensor | None
 
-    def __init__(self, n_points: int, channels: int, scale: bool = True) -> None:
+    def __init__(self, n_points: int, channels: int, scale: bool = True,
+                 compensate: bool = False) -> None:
         super().__init__()
         if n_points < 1 or channels < 1:
             raise ValueError(f"PointAffine: expected n_points >= 1 and channels >= 1, got "
@@ -35,6 +41,8 @@ class PointAffine(nn.Module):
         self.log_gamma = nn.Parameter(torch.zeros(n_points, channels), requires_grad=scale)
         self.beta = nn.Parameter(torch.zeros(n_points, channels))
         self.register_buffer("active", torch.tensor(0))
+        self.register_buffer("correction", torch.zeros(n_points, channels, dtype=torch.int64)
+                             if compensate else None)
 
     @property
     def n_points(self) -> int:
@@ -71,17 +79,19 @@ def _apply(layer: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tenso
     return affine_of(layer)(output)
 
 
-def attach_points(model: nn.Module, n_points: int) -> nn.Module:
+def attach_points(model: nn.Module, n_points: int, compensate: bool = False) -> nn.Module:
     """Give every approximable layer a :class:`PointAffine` of ``n_points`` points (identity at
-    start); the last layer, which produces int32 logits, gets offsets only. In place; returns
-    the model. Call before loading a checkpoint that holds them."""
+    start, with per-point bias corrections if ``compensate``); the last layer, which produces
+    int32 logits, gets offsets only. In place; returns the model. Call before loading a
+    checkpoint that holds them."""
     layers = approx_layers(model)
     for i, (_, layer) in enumerate(layers):
         if AFFINE in layer._modules:
             raise ValueError(f"attach_points: the model already has operating points "
                              f"({affine_of(layer).n_points})")
         channels = int(layer.weight.shape[0])  # type: ignore[index]
-        layer.add_module(AFFINE, PointAffine(n_points, channels, scale=i < len(layers) - 1))
+        layer.add_module(AFFINE, PointAffine(n_points, channels, scale=i < len(layers) - 1,
+                                             compensate=compensate))
         layer.register_forward_hook(_apply)
     return model
 
@@ -93,16 +103,37 @@ def point_affines(model: nn.Module) -> dict[str, PointAffine]:
 
 
 def select_point(model: nn.Module, point: int, assignment: Mapping[str, str]) -> nn.Module:
-    """Make ``point`` active: its affines in every layer and its multipliers (``assignment``
-    names every approximable layer)."""
+    """Make ``point`` active: its affines in every layer, its multipliers (``assignment``
+    names every approximable layer) and, with compensation, its bias corrections."""
     layers = dict(approx_layers(model))
     missing = sorted(set(layers) - set(assignment))
     if missing:
         raise ValueError(f"operating point {point}: no multiplier for layers {missing}")
     for name, layer in layers.items():
         layer.set_multiplier(assignment[name])  # type: ignore[operator]
-        affine_of(layer).select(point)
+        a = affine_of(layer)
+        a.select(point)
+        if a.correction is not None:
+            c = a.correction[point]
+            layer.set_bias_correction(c if bool(c.any()) else None)  # type: ignore[operator]
     return model
+
+
+def compensate_points(model: nn.Module, assignments: Sequence[Mapping[str, str]],
+                      pmfs: Mapping[str, np.ndarray]) -> nn.Module:
+    """Fill every point's bias corrections (attached with ``compensate``) from the layers'
+    input distributions ``pmfs`` under the point's multipliers and the current weights."""
+    for p, asg in enumerate(assignments):
+        select_point(model, p, asg)
+        compensate_(model, pmfs)
+        for _, layer in approx_layers(model):
+            a = affine_of(layer)
+            if a.correction is None:
+                raise ValueError("compensate_points: the points were attached without "
+                                 "compensation")
+            c = layer.bias_correction
+            a.correction[p] = 0 if c is None else c
+    return select_point(model, 0, assignments[0])
 
 
 def extra_parameters(model: nn.Module) -> int:

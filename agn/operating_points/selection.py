@@ -20,6 +20,9 @@ import errormodels as em
 from hwlib.assignment import Assignment, LayerAssignment
 
 DEFAULT_FACTORS = (0.3, 1.0, 2.0)
+#: Selection methods of the operating-points stage: this module's clustering, or NSGA-II over
+#: all points seeded by it (:mod:`agn.operating_points.joint`).
+METHODS = ("cluster", "joint")
 #: Ratios are clipped here before clustering: any ratio above 1 already rules a multiplier out,
 #: and infeasible pairs (infinite ratios) must not dominate the centroids.
 RATIO_CAP = 4.0

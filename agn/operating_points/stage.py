@@ -1,6 +1,7 @@
 """The operating-points stage on a run directory (``agn operating-points``).
 
-From the run's noise training and operand statistics: select the points (QoS-Nets), retrain
+From the run's noise training and operand statistics: select the points (QoS-Nets' clustering,
+or with ``method="joint"`` NSGA-II over all points seeded by it, :mod:`.joint`), retrain
 them jointly with shared weights, export one integer network per point (same weights), score
 each bit-exactly against the exact integer network, emit the firmware with every point and
 validate every point on the host while switching, then write ``operating_points.json``,
@@ -21,16 +22,17 @@ import torch
 
 import errormodels as em
 from agn.export import export
-from agn.intsim import integer_split, predict
+from agn.intsim import IntegerScorer, integer_split, predict
 from agn.layers import approx_layers, approximate_
 from agn.operating_points.affine import base_parameters, extra_parameters, select_point
+from agn.operating_points.joint import JointSettings, joint_points
 from agn.operating_points.points_file import (
     OperatingPoint,
     OperatingPointSet,
     write_points,
 )
 from agn.operating_points.report import PLOT_FILE, front_of, plot_points
-from agn.operating_points.selection import default_factors, select_points
+from agn.operating_points.selection import METHODS, default_factors, select_points
 from agn.operating_points.training import retrain_points
 from agn.run import datamodule, load_stage_model, pipeline_config
 from deploy.points import PointNetwork, validate_points
@@ -53,6 +55,12 @@ class PointsSettings:
         batches: batches per epoch (0: all).
         val_samples: validation images scored per point (0: all).
         deploy_inputs: test inputs of the firmware validation.
+        method: ``cluster`` (QoS-Nets' selection) or ``joint`` (NSGA-II over all points,
+            seeded by the clustering; :mod:`agn.operating_points.joint`).
+        joint_pop, joint_gen: the joint search's population and generations.
+        joint_val: validation images each joint candidate is scored on (0: all).
+        compensate: error-mean compensation per point (each point's bias corrections of its
+            multipliers, kept through retraining and folded into its integer biases).
     """
 
     points: int = 3
@@ -63,6 +71,11 @@ class PointsSettings:
     batches: int = 0
     val_samples: int = 0
     deploy_inputs: int = 4
+    method: str = "cluster"
+    joint_pop: int = 20
+    joint_gen: int = 10
+    joint_val: int = 1000
+    compensate: bool = False
 
     def __post_init__(self) -> None:
         factors = tuple(self.factors) if self.factors else default_factors(self.points)
@@ -76,19 +89,39 @@ class PointsSettings:
         if self.deploy_inputs < 1:
             raise ValueError(f"operating points: deploy_inputs expected >= 1, got "
                              f"{self.deploy_inputs}")
+        if self.catalog is not None:
+            Catalog.build(self.catalog)  # a bad spec is refused before any training
+        if self.method not in METHODS:
+            raise ValueError(f"operating points: method expected one of {list(METHODS)}, got "
+                             f"{self.method!r}")
+        for k, low in (("joint_pop", 2), ("joint_gen", 1), ("joint_val", 0)):
+            if getattr(self, k) < low:
+                raise ValueError(f"operating points: {k} expected >= {low}, got "
+                                 f"{getattr(self, k)}")
+
+    def record(self) -> dict:
+        """The settings as plain data (the joint search's budget only with that method, and
+        compensation only when on, so the settings of before keep their key)."""
+        doc = dataclasses.asdict(self)
+        if self.method == "cluster":
+            for k in ("method", "joint_pop", "joint_gen", "joint_val"):
+                del doc[k]
+        if not self.compensate:
+            del doc["compensate"]
+        return doc
 
     def key(self) -> str:
         """A short digest of the settings (names the stage's output in ``pipeline.json``)."""
         import hashlib
 
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        text = json.dumps(self.record(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _fresh_dir(out: Path, settings: PointsSettings, catalog: str) -> None:
     """``out`` for these settings: kept (a killed run resumes) when it was made with them, else
     emptied with a note on stderr. The settings are kept in ``settings-<key>.json``."""
-    doc = {**dataclasses.asdict(settings), "catalog": catalog}
+    doc = {**settings.record(), "catalog": catalog}
     doc["factors"] = list(doc["factors"])
     path = out / settings_file(settings)
     if out.exists() and (not path.exists() or json.loads(path.read_text()) != doc):
@@ -142,10 +175,23 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
     log(f"[operating-points] selecting {settings.points} points over {catalog_spec}")
     chosen = select_points(sigmas, stats, catalog, settings.factors, settings.max_circuits,
                            seed=cfg.seed)
-    specs = [a.specs() for a in chosen]
     dm = datamodule(train, setup=True)
+    noise = load_stage_model("noise", run, train, dm).eval()
+    exact_net = _exact_network(noise, dm, catalog_spec)
+    joint = None
+    if settings.method == "joint":
+        log(f"[operating-points] joint NSGA-II over the {settings.points} points, seeded by the "
+            f"clustering")
+        xs, ys = integer_split(noise, dm, "val", settings.joint_val)
+        chosen, joint = joint_points(
+            IntegerScorer(exact_net, xs, ys), sigmas, stats, catalog, chosen, settings.factors,
+            settings.max_circuits, JointSettings(pop_size=settings.joint_pop,
+                                                 n_gen=settings.joint_gen, seed=cfg.seed), log)
+        joint["val_samples"] = len(ys)
+    specs = [a.specs() for a in chosen]
     log(f"[operating-points] joint retraining, {settings.epochs} epoch(s)")
-    result = retrain_points(out, run, train, dm, specs, settings.epochs, settings.batches)
+    result = retrain_points(out, run, train, dm, specs, settings.epochs, settings.batches,
+                            compensate=settings.compensate)
     model = result.model
     name = f"{cfg.train.model}_points"
     nets = []
@@ -157,7 +203,8 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
     pts = PointNetwork.from_networks(nets)
     xv, yv = integer_split(model, dm, "val", settings.val_samples)
     xt, yt = integer_split(model, dm, "test")
-    exact_val, exact_test = _exact_accuracy(run, train, dm, catalog_spec, xv, yv, xt, yt)
+    exact_val, exact_test = (float(np.mean(predict(exact_net, x) == y))
+                             for x, y in ((xv, yv), (xt, yt)))
     log("[operating-points] firmware with every point, validated on the host")
     rep = validate_points(pts, xt[:settings.deploy_inputs], out)
     if not rep.ok:
@@ -180,17 +227,16 @@ def run_operating_points(run_dir: str | Path, settings: PointsSettings = PointsS
                  / base, "validation": {"mismatches": rep.mismatches, "sequence":
                                         list(rep.sequence), "inputs": rep.inputs,
                                         "bytes_per_extra_point": mem["bytes_per_extra_point"],
-                                        "parameter_bytes": rep.parameter_bytes}})
+                                        "parameter_bytes": rep.parameter_bytes},
+                 "method": settings.method, "compensate": settings.compensate,
+                 **({"joint": joint} if joint else {})})
     write_points(run, result_set)
     plot_points(run / PLOT_FILE, result_set, front_of(run))
     return result_set
 
 
-def _exact_accuracy(run: Path, train, dm, catalog: str, xv, yv, xt, yt) -> tuple[float, float]:
-    """Validation and test accuracy of the noise-trained network with every layer exact."""
-    model = load_stage_model("noise", run, train, dm).eval()
+def _exact_network(noise: torch.nn.Module, dm, catalog: str):
+    """The noise-trained network with every layer exact, exported (``noise`` is changed)."""
     exact = Catalog.build(catalog).exact.spec
-    approximate_(model, {n: exact for n, _ in approx_layers(model)})
-    net = export(model, dm.input_shape, name="exact")
-    return (float(np.mean(predict(net, xv) == yv)), float(np.mean(predict(net, xt) == yt)))
-
+    approximate_(noise, {n: exact for n, _ in approx_layers(noise)})
+    return export(noise, dm.input_shape, name="exact")

@@ -19,8 +19,8 @@ from torch import nn
 
 from agn.config import TrainConfig
 from agn.data.base import ImageDataModule
-from agn.layers import Mode, set_mode, set_observe
-from agn.operating_points.affine import attach_points, select_point
+from agn.layers import Mode, input_pmfs, set_mode, set_observe
+from agn.operating_points.affine import attach_points, compensate_points, select_point
 from agn.run import CHECKPOINT_FILE, build_stage_model, load_stage_model, read_checkpoint
 from agn.seeding import seeded
 from agn.training.module import AGNModule, Stage
@@ -87,22 +87,30 @@ def _ready(model: nn.Module, assignments: Sequence[Mapping[str, str]]) -> nn.Mod
 
 def retrain_points(out_dir: Path, run_dir: Path, cfg: TrainConfig, dm: ImageDataModule,
                    assignments: Sequence[Mapping[str, str]], epochs: int, batches: int = 0,
-                   start: str = "noise") -> JointResult:
+                   start: str = "noise", compensate: bool = False) -> JointResult:
     """Retrain all points jointly from stage ``start``'s model for ``epochs`` epochs (at most
     ``batches`` batches each, 0 = all), checkpointing ``out_dir/last.ckpt`` every epoch; a
     killed run resumes from it, a finished one only loads it. With ``epochs`` 0 the points keep
-    the starting model's weights and identity affines."""
+    the starting model's weights and identity affines. With ``compensate`` every point gets the
+    error-mean bias corrections of its multipliers, measured (``cfg.calib_batches`` training
+    batches) on the starting model in its exact quantized mode, as the retrain stage does."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / CHECKPOINT_FILE
     done = False
+    n = len(assignments)
     if ckpt.exists():
-        model = attach_points(build_stage_model("retrain", cfg, dm), len(assignments))
+        model = attach_points(build_stage_model("retrain", cfg, dm), n, compensate)
         state = read_checkpoint(ckpt)
         model.load_state_dict({k.removeprefix("model."): v
                                for k, v in state["state_dict"].items()})
         done = int(state["epoch"]) + 1 >= epochs
     else:
-        model = attach_points(load_stage_model(start, run_dir, cfg, dm), len(assignments))
+        model = attach_points(load_stage_model(start, run_dir, cfg, dm), n, compensate)
+        if compensate:
+            with seeded(cfg.seed + SEED_OFFSET):
+                pmfs = input_pmfs(model, (x for x, _ in dm.train_dataloader()),
+                                  cfg.calib_batches)
+            compensate_points(model, assignments, pmfs)
     _ready(model, assignments)
     if epochs == 0 or done:
         return JointResult(model.eval(), epochs)

@@ -57,3 +57,21 @@ def test_comparison_with_clustering_spends_the_same_budget():
     assert out["budget_networks"] > 0
     assert out["clustering_networks"] >= min(out["budget_networks"], space.upper + 1)
     assert 0.0 <= out["clustering_hypervolume"] <= 1.0 and out["nsga_hypervolume"] > 0
+
+
+def test_the_kept_set_dominates_the_clustering_seed_with_distinct_points():
+    from agn.operating_points.joint import choose_set
+
+    space = _space()
+    joint = JointSpace(space, 3, max_circuits=3)
+    seed = np.concatenate([space.uniform(space.exact_gene), space.uniform(3), space.uniform(6)])
+    res = joint_search(joint, CachedScorer(_error(space)), [seed], pop_size=12, n_gen=4)
+    chosen = choose_set(res, seed)
+    f = res.objectives
+    row, ref = f[res.genomes.index(chosen)], f[res.genomes.index(tuple(int(v) for v in seed))]
+    assert np.all(row <= ref + 1e-12) and joint.circuits(np.array(chosen)) <= 3
+    assert len({tuple(p) for p in joint.split(np.array(chosen))}) == 3
+    feasible_better = [g for g, o, ok in zip(res.genomes, f, res.feasible())
+                       if ok and np.all(o <= ref + 1e-12)
+                       and len({tuple(p) for p in joint.split(np.array(g))}) == 3]
+    assert row[0::2].sum() == min(f[res.genomes.index(g)][0::2].sum() for g in feasible_better)

@@ -1,8 +1,10 @@
 """Runtime operating points on the quick run (issue 13): three distinct assignments, at most K
 circuits on a fixed catalog, per-point affines trained and checkpointed, every point bit-exact
 in the switched firmware, and the report's section."""
+import contextlib
 import json
 
+import pytest
 import torch
 
 from agn.cli import main
@@ -81,3 +83,47 @@ def test_joint_retraining_resumes_exactly_and_a_finished_one_only_loads(run_copy
     mtime = (cut / "last.ckpt").stat().st_mtime_ns
     res = retrain_points(cut, run_copy, cfg, dm, specs, epochs=2, batches=1)
     assert (cut / "last.ckpt").stat().st_mtime_ns == mtime and res.epochs == 2
+
+
+def test_joint_method_keeps_k_circuits_and_records_the_equal_budget_comparison(run_copy, capsys):
+    """Also with per-point error-mean compensation: corrections in the checkpoint, bit-exact."""
+    assert main(["operating-points", "--run-dir", str(run_copy), "--points", "3",
+                 "--max-circuits", "3", "--points-catalog", "trunc:*,drum:*",
+                 "--points-batches", "2", "--method", "joint", "--joint-pop", "6",
+                 "--joint-gen", "2", "--joint-val", "64", "--points-compensate"]) == 0
+    pts = _check_points(run_copy)                    # valid points, 0 mismatches per point
+    assert len(pts.circuits) <= 3 and pts.details["method"] == "joint"
+    assert pts.details["compensate"]
+    state = read_checkpoint(run_copy / "operating_points" / "last.ckpt")["state_dict"]
+    corr = [v for k, v in state.items() if k.endswith("point_affine.correction")]
+    assert len(corr) == len(pts.points[0].assignment.layers)
+    assert all(c.shape[0] == 3 and c.dtype == torch.int64 for c in corr)
+    exact = {p: {n for n, s in pt.assignment.specs().items() if s == "exact"}
+             for p, pt in enumerate(pts.points)}
+    for (name, c), layer in zip(((k, v) for k, v in state.items()
+                                 if k.endswith("point_affine.correction")),
+                                pts.points[0].assignment.layers):
+        for p in range(3):                           # exact layers get no correction
+            if layer.name in exact[p]:
+                assert not c[p].any(), name
+    assert any(c.any() for c in corr)
+    j = pts.details["joint"]
+    assert j["budget_networks"] > 0 and j["clustering_networks"] >= 1 and j["val_samples"] == 64
+    for seed, chosen in zip(j["clustering_set"], j["chosen_set"]):   # never worse than the seed
+        assert chosen["energy"] <= seed["energy"] + 1e-12
+        assert chosen["error"] <= seed["error"] + 1e-12
+    assert [p.energy for p in pts.points] == [pytest.approx(c["energy"])
+                                              for c in j["chosen_set"]]
+    assert "joint NSGA-II vs jittered clusterings" in capsys.readouterr().out
+
+
+def test_bad_points_settings_are_refused_before_any_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    for bad in (["--points-method", "best"], ["--points-method", "joint", "--joint-pop", "1"],
+                ["--points-catalog", "nosuch:*"]):
+        with pytest.raises(SystemExit) if bad[1] == "best" else contextlib.nullcontext():
+            assert main(["pipeline", "--run-dir", str(run), "--quick", "--operating-points",
+                         "3", *bad]) == 2
+        assert not run.exists()
+    err = capsys.readouterr().err
+    assert "joint_pop expected >= 2, got 1" in err and "'nosuch:*'" in err
