@@ -7,11 +7,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agn.sim import ckernel, features, intmm, onednn
+from agn.sim import cgather, ckernel, features, intmm, onednn
 from agn.sim.factors import Terms, U8S8Terms
 from agn.sim.plan import channel_slices
 
-GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
+GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call or compiled gather
+# pass (stays in L2; 0.5, 2 and 4 MiB measured slower with the compiled kernel)
 FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
 # (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
 
@@ -256,8 +257,8 @@ def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,
     co, cg, kh, kw = w_index.shape
     og = co // groups
     wk = w_index.permute(0, 2, 3, 1).reshape(co, -1)  # taps in (ky, kx, c) order
-    tables = [tab[:, wk[gi * og:(gi + 1) * og]].permute(2, 0, 1).reshape(-1, og).contiguous()
-              for gi in range(groups)]
+    tables = [cgather.with_slack(tab[:, wk[gi * og:(gi + 1) * og]].permute(2, 0, 1)
+                                 .reshape(-1, og)) for gi in range(groups)]
     positions = max(1, GATHER_CHUNK_BYTES // (n_x * og * cg * tab.element_size()))
     if positions >= kw:
         rows = positions // kw
@@ -271,7 +272,37 @@ def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,
 def run_gather(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
                x_lo: int, kernel_hw: tuple[int, int], c_out: int, stride: tuple[int, int],
                groups: int, out_dtype: torch.dtype) -> torch.Tensor:
-    """Unfold, offset each tap's index by its row block and sum table rows with embedding_bag."""
+    """Sum each output's table rows, chunk by chunk: with the compiled gather kernel when it is
+    loaded (float32 tables, at most 256 activation values), else with embedding_bag over the
+    unfolded activations, each tap's index offset by its row block."""
+    lib = ckernel.library() if k.kernel == "float32" and k.n_x <= 256 and ckernel.available() \
+        else None
+    if lib is None:
+        return _gather_torch(k, x, padding, zero_point, x_lo, kernel_hw, c_out, stride, groups,
+                             out_dtype)
+    (kh, kw), (sy, sx) = kernel_hw, stride
+    xcl = features.padded_channels_last(x, padding, zero_point)
+    if x_lo or xcl.dtype != torch.uint8:
+        xcl = (xcl.to(torch.int32) - x_lo).to(torch.uint8)
+    n, hp, wp, c = xcl.shape
+    ho, wo = (hp - kh) // sy + 1, (wp - kw) // sx + 1
+    cg, og = c // groups, c_out // groups
+    out = torch.empty((n * ho * wo, c_out), dtype=torch.float32)
+    xoff, toff = cgather.tap_offsets((kh, kw), cg, wp, c, k.n_x, og)
+    per_chunk = max(1, GATHER_CHUNK_BYTES // (k.n_x * og * 4))
+    for gi, table in enumerate(k.tables):
+        for t0 in range(0, len(xoff), per_chunk):
+            t1 = min(len(xoff), t0 + per_chunk)
+            cgather.gather(lib, xcl, (n, ho, wo), stride, xoff[t0:t1] + gi * cg, toff[t0:t1],
+                           table, out[:, gi * og:(gi + 1) * og], t0 > 0)
+    y = out.view(n, ho, wo, c_out).permute(0, 3, 1, 2)
+    return ckernel.to_int32(y) if out_dtype == torch.int32 else y.to(out_dtype)
+
+
+def _gather_torch(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
+                  x_lo: int, kernel_hw: tuple[int, int], c_out: int, stride: tuple[int, int],
+                  groups: int, out_dtype: torch.dtype) -> torch.Tensor:
+    """The gather path through embedding_bag (the compiled kernel's fallback)."""
     (kh, kw), (sy, sx) = kernel_hw, stride
     xcl = features.padded_channels_last(x, padding, zero_point).to(torch.int32)
     if x_lo:
