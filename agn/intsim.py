@@ -7,8 +7,7 @@ NumPy reference bit for bit.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from agn import sim
 from agn.data.generic import DataModule
 from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
 from agn.sim.blocks import blocked_conv2d, blocked_linear
+from agn.sim.memo import IdentityMemo
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
@@ -46,24 +46,9 @@ Tensors = list[torch.Tensor]
 Infos = list[TensorInfo]
 
 
-_MEMO_SIZE = 1024
-_MEMO: OrderedDict[tuple, tuple[tuple[object, ...], object]] = OrderedDict()
-
-
-def _memo(objs: tuple[object, ...], build: Callable[[], object], tag: int = 0) -> object:
-    """``build()`` remembered for these objects (by identity; they are kept alive with the
-    result, least recently used entries go past _MEMO_SIZE) and ``tag``: the torch constants of
-    the frozen IR's arrays, built once instead of on every call of a candidate."""
-    key = (tag, *(id(o) for o in objs))
-    hit = _MEMO.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], objs)):
-        _MEMO.move_to_end(key)
-        return hit[1]
-    value = build()
-    _MEMO[key] = (objs, value)
-    if len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
-    return value
+_memo = IdentityMemo(1024)
+"""The torch constants of the frozen IR's arrays, built once instead of on every call of a
+candidate (keyed by the arrays' identity)."""
 
 
 def _weights(node: Conv | Linear) -> torch.Tensor:

@@ -9,10 +9,12 @@ import torch.nn.functional as F
 
 from agn.sim import cgather, ckernel, features, intmm, onednn
 from agn.sim.factors import Terms, U8S8Terms
+from agn.sim.memo import IdentityMemo
 from agn.sim.plan import channel_slices
 
 GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call or compiled gather
 # pass (stays in L2; 0.5, 2 and 4 MiB measured slower with the compiled kernel)
+_MEMO = IdentityMemo(1024)  # feature ops per term split (one per multiplier, not per layer)
 FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
 # (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
 
@@ -142,8 +144,7 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         dtype = wdtype = torch.float32 if kernel == "float32" else torch.float64
     zero_features = not f[:, zero_point - x_lo].any()
     inner = padding if zero_features else (0, 0)
-    ops = features.feature_ops(f, x_lo, dtype)
-    c_ops = ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
+    ops, c_ops = _MEMO((f,), lambda: _feature_ops(f, x_lo, dtype, kernel), (x_lo, dtype, kernel))
     compiled = c_ops is not None and ckernel.available()
     prepared = []
     for c0, c1 in channel_slices(w_index.shape[1], slices):
@@ -157,6 +158,13 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         gemm = _prepare_gemm(f, g, w_index, corr_or_none, compiled)
     return TermsKernel(kernel, ops, prepared, corr_or_none, inner,
                        kernel != "onednn-u8s8" and not t.integral, c_ops, gemm)
+
+
+def _feature_ops(f: np.ndarray, x_lo: int, dtype: torch.dtype, kernel: str
+                 ) -> tuple[list[features.FeatureOp], ckernel.PackedOps | None]:
+    """The feature ops of ``f`` and their form for the compiled kernel (None when it has none)."""
+    ops = features.feature_ops(f, x_lo, dtype)
+    return ops, ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
 
 
 def _prepare_gemm(f8: np.ndarray, g8: np.ndarray, w_index: torch.Tensor,
