@@ -1,6 +1,7 @@
 """The compiled feature kernel: activation features in channels-last, built in one C pass.
 
-The same library holds the gather path's kernel (:mod:`agn.sim.cgather`), checked with it.
+The same library holds the gather path's kernel (:mod:`agn.sim.cgather`) and the torch executor's
+requantisation (:mod:`agn.sim.crequant`), checked with it.
 
 The C source below is compiled on first use by the system compiler (``$CC``, else cc, gcc or
 clang) into ``$XDG_CACHE_HOME/agn-toolkit/ckernels`` (or ``~/.cache/agn-toolkit/ckernels``),
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from agn.sim import cgather, features
+from agn.sim import cgather, crequant, features
 from hwlib import cmodel
 from hwlib.fileio import atomic_path
 
@@ -290,7 +291,7 @@ int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t s
     }
     return 0;
 }
-""" + cgather.SOURCE
+""" + cgather.SOURCE + crequant.SOURCE
 
 
 class FeatureKernelError(RuntimeError):
@@ -468,9 +469,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.agn_float_to_int32.argtypes = [ptr, i64]
     lib.agn_float_to_int32.restype = None
     cgather.declare(lib)
+    crequant.declare(lib)
     if lib.agn_feature_slack() != _SLACK:
         return None, f"torch fallback: {path} has slack {lib.agn_feature_slack()}, not {_SLACK}"
-    problem = _self_check(lib) or cgather.self_check(lib)
+    problem = _self_check(lib) or cgather.self_check(lib) or crequant.self_check(lib)
     if problem:
         return None, f"torch fallback: {path} disagrees with the torch features ({problem})"
     return lib, f"compiled kernel {path}"
