@@ -7,8 +7,7 @@ NumPy reference bit for bit.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -17,7 +16,9 @@ import torch.nn.functional as F
 from agn import sim
 from agn.data.generic import DataModule
 from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
+from agn.sim import ckernel, crequant
 from agn.sim.blocks import blocked_conv2d, blocked_linear
+from agn.sim.memo import IdentityMemo
 from deploy.backend import Backend
 from deploy.infer import TensorInfo
 from deploy.ir import (
@@ -46,24 +47,9 @@ Tensors = list[torch.Tensor]
 Infos = list[TensorInfo]
 
 
-_MEMO_SIZE = 1024
-_MEMO: OrderedDict[tuple, tuple[tuple[object, ...], object]] = OrderedDict()
-
-
-def _memo(objs: tuple[object, ...], build: Callable[[], object], tag: int = 0) -> object:
-    """``build()`` remembered for these objects (by identity; they are kept alive with the
-    result, least recently used entries go past _MEMO_SIZE) and ``tag``: the torch constants of
-    the frozen IR's arrays, built once instead of on every call of a candidate."""
-    key = (tag, *(id(o) for o in objs))
-    hit = _MEMO.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], objs)):
-        _MEMO.move_to_end(key)
-        return hit[1]
-    value = build()
-    _MEMO[key] = (objs, value)
-    if len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
-    return value
+_memo = IdentityMemo(1024)
+"""The torch constants of the frozen IR's arrays, built once instead of on every call of a
+candidate (keyed by the arrays' identity)."""
 
 
 def _weights(node: Conv | Linear) -> torch.Tensor:
@@ -76,11 +62,9 @@ def _requant_consts(rq: Requant, bias: np.ndarray | None, dims: int
     """(mult, bias * mult + 2^(shift-1), shift) as int64 tensors shaped for ``dims``-D
     accumulators (the shift an int when every channel shares it)."""
     shape = (1, -1) + (1,) * (dims - 2)
-    m = np.asarray(rq.mult, np.int64)
-    s = np.asarray(rq.shift, np.int64)
-    const = (1 << (s - 1)) + (m * bias.astype(np.int64) if bias is not None else 0)
-    shift = int(s[0]) if np.all(s == s[0]) else torch.from_numpy(s).view(shape)
-    return torch.from_numpy(m).view(shape), torch.from_numpy(const).view(shape), shift
+    m, const, s = crequant.constants(rq.mult, rq.shift, bias)
+    shift = int(s[0]) if bool((s == s[0]).all()) else s.view(shape)
+    return m.view(shape), const.view(shape), shift
 
 
 def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = None,
@@ -88,18 +72,27 @@ def _requant(acc: torch.Tensor, rq: Requant | None, bias: np.ndarray | None = No
     """Per-channel ``clip((((acc + bias)*mult + 2^(shift-1)) >> shift) + zp_out, lo, hi)``
     (int64 arithmetic, uint8 result); without requantisation ``acc + bias`` in int64.
 
-    Works in place on one int64 copy of ``acc`` (on ``acc`` itself when it is int64 and
-    ``owned``: a fresh tensor nothing else reads): the bias and the rounding term fold into one
-    per-channel constant, ``bias * mult + 2^(shift-1)``, so each element sees four passes.
+    int32 accumulators go through the compiled kernel (:mod:`agn.sim.crequant`, one pass)
+    where it is loaded. Otherwise this works in place on one int64 copy of ``acc`` (on ``acc``
+    itself when it is int64 and ``owned``: a fresh tensor nothing else reads): the bias and the
+    rounding term fold into one per-channel constant, ``bias * mult + 2^(shift-1)``, so each
+    element sees four passes.
     """
-    out = acc.to(torch.int64, copy=not owned)
     if rq is None:
+        out = acc.to(torch.int64, copy=not owned)
         if bias is None:
             return out
         b = _memo((bias,), lambda: torch.from_numpy(bias.astype(np.int64)))
         return out.add_(b.view((1, -1) + (1,) * (acc.dim() - 2)))  # type: ignore[attr-defined]
+    lib = ckernel.library() if acc.dtype == torch.int32 and ckernel.available() else None
+    if lib is not None:
+        fused = crequant.requant(lib, acc, _memo((rq, bias), lambda: crequant.constants(
+            rq.mult, rq.shift, bias), "compiled"), rq.zp_out, rq.lo, rq.hi)
+        if fused is not None:
+            return fused
     m, const, shift = _memo((rq, bias), lambda: _requant_consts(rq, bias, acc.dim()),
                             acc.dim())  # type: ignore[misc]
+    out = acc.to(torch.int64, copy=not owned)
     out.mul_(m).add_(const).bitwise_right_shift_(shift)
     return out.add_(rq.zp_out).clamp_(rq.lo, rq.hi).to(torch.uint8)
 

@@ -50,6 +50,8 @@ def as_int_array(value: Any, owner: str, fld: str, dtype: type, lo: int, hi: int
         if amin < lo or amax > hi:
             bad = amin if amin < lo else amax
             raise IRError(f"{_where(owner, fld)} expected values in [{lo}, {hi}], got {bad}")
+    if a.dtype == dtype and a.flags.owndata and not a.flags.writeable:
+        return a  # already one of the IR's frozen arrays (a node copied with a new field)
     out: np.ndarray = a.astype(dtype)
     out.setflags(write=False)
     return out

@@ -1,12 +1,16 @@
 """The compiled feature kernel: activation features in channels-last, built in one C pass.
 
+The same library holds the gather path's kernel (:mod:`agn.sim.cgather`) and the torch executor's
+requantisation (:mod:`agn.sim.crequant`), checked with it.
+
 The C source below is compiled on first use by the system compiler (``$CC``, else cc, gcc or
 clang) into ``$XDG_CACHE_HOME/agn-toolkit/ckernels`` (or ``~/.cache/agn-toolkit/ckernels``),
 named by a hash of the source, the flags, the compiler's version and the CPU (the library is built
 for this CPU), written atomically, loaded with ctypes and checked against the torch
 implementation of :mod:`agn.sim.features` on every feature form before it is used. When no
 compiler is found, compilation fails or the check disagrees, :func:`library` returns None with the
-reason in :func:`status` and the engine builds its features with torch ops instead.
+reason in :func:`status` and the engine builds its features with torch ops (and sums its
+gather tables with embedding_bag) instead.
 ``AGN_FEATURE_KERNEL=torch`` forces the torch fallback, ``AGN_FEATURE_KERNEL=c`` makes a missing
 compiled kernel an error (tests).
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from agn.sim import features
+from agn.sim import cgather, crequant, features
 from hwlib import cmodel
 from hwlib.fileio import atomic_path
 
@@ -287,7 +291,7 @@ int agn_features(const uint8_t *x, int64_t sn, int64_t sg, int64_t sc, int64_t s
     }
     return 0;
 }
-"""
+""" + cgather.SOURCE + crequant.SOURCE
 
 
 class FeatureKernelError(RuntimeError):
@@ -464,9 +468,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     fn.restype = i32
     lib.agn_float_to_int32.argtypes = [ptr, i64]
     lib.agn_float_to_int32.restype = None
+    cgather.declare(lib)
+    crequant.declare(lib)
     if lib.agn_feature_slack() != _SLACK:
         return None, f"torch fallback: {path} has slack {lib.agn_feature_slack()}, not {_SLACK}"
-    problem = _self_check(lib)
+    problem = _self_check(lib) or cgather.self_check(lib) or crequant.self_check(lib)
     if problem:
         return None, f"torch fallback: {path} disagrees with the torch features ({problem})"
     return lib, f"compiled kernel {path}"

@@ -1,17 +1,24 @@
 """The engine's kernels: the fused term-split convolution (oneDNN or float) and the gather path."""
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agn.sim import ckernel, features, intmm, onednn
+from agn.sim import cgather, ckernel, features, intmm, onednn
 from agn.sim.factors import Terms, U8S8Terms
+from agn.sim.memo import IdentityMemo
 from agn.sim.plan import channel_slices
 
-GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call (stays in L2)
+GATHER_CHUNK_BYTES = 1 << 20  # table bytes summed per embedding_bag call or compiled gather
+# pass (stays in L2; 0.5, 2 and 4 MiB measured slower with the compiled kernel)
+_SLICES_LOCK = threading.Lock()
+_MEMO = IdentityMemo(1024)  # feature ops per term split (one per multiplier, not per layer)
 FEATURE_CHUNK_BYTES = 32 << 20  # activation features built and convolved per batch slice
 # (fewer, larger slices measured faster with the compiled feature kernel: bench/engine_paths.py)
 
@@ -54,6 +61,7 @@ class TermsKernel:
         packed: ``ops`` for the compiled feature kernel (uint8 features), else None.
         gemm: the int8 matrix product that replaces the oneDNN convolution on inputs of one
             pixel (linear layers), or None.
+        pending: builds ``slices`` (empty until then) when a gemm made them a fallback.
     """
 
     kernel: str
@@ -64,6 +72,15 @@ class TermsKernel:
     round_output: bool
     packed: ckernel.PackedOps | None = None
     gemm: Gemm | None = None
+    pending: Callable[[], list[tuple[int, int, int, torch.Tensor]]] | None = None
+
+    def conv_slices(self) -> list[tuple[int, int, int, torch.Tensor]]:
+        """``slices``, built by ``pending`` on the first call that needs them."""
+        if not self.slices and self.pending is not None:
+            with _SLICES_LOCK:
+                if not self.slices:
+                    self.slices.extend(self.pending())
+        return self.slices
 
     @property
     def nbytes(self) -> int:
@@ -120,10 +137,13 @@ def term_major_weights(w_index: torch.Tensor, g: np.ndarray, group_channels: int
         dtype: weight dtype of the kernel.
     """
     co, cg, kh, kw = w_index.shape
-    gt = torch.from_numpy(np.ascontiguousarray(g)).to(dtype)  # (R+1, n_w)
-    w = gt[:, w_index].permute(1, 0, 2, 3, 4)  # (Cout, R+1, Cg, kh, kw)
-    w = F.pad(w, (0, 0, 0, 0, 0, group_channels - cg))
-    return w.reshape(co, g.shape[0] * group_channels, kh, kw).contiguous()
+    r1 = g.shape[0]
+    gt = torch.from_numpy(np.ascontiguousarray(g.T)).to(dtype)  # (n_w, R+1)
+    picked = gt[w_index].permute(0, 4, 1, 2, 3)  # (Cout, R+1, Cg, kh, kw), one gather
+    make = torch.empty if group_channels == cg else torch.zeros
+    w = make((co, r1, group_channels, kh, kw), dtype=dtype)
+    w[:, :, :cg] = picked
+    return w.view(co, r1 * group_channels, kh, kw)
 
 
 def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Tensor,
@@ -141,21 +161,39 @@ def prepare_terms(t: Terms, t8: U8S8Terms | None, kernel: str, w_index: torch.Te
         dtype = wdtype = torch.float32 if kernel == "float32" else torch.float64
     zero_features = not f[:, zero_point - x_lo].any()
     inner = padding if zero_features else (0, 0)
-    ops = features.feature_ops(f, x_lo, dtype)
-    c_ops = ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
+    ops, c_ops = _MEMO((f,), lambda: _feature_ops(f, x_lo, dtype, kernel), (x_lo, dtype, kernel))
     compiled = c_ops is not None and ckernel.available()
+    build = functools.partial(_conv_slices, w_index, g, slices, compiled, wdtype, kernel, stride,
+                              inner, groups)
+    gemm = None
+    if kernel == "onednn-u8s8" and groups == 1 and w_index.shape[2:] == (1, 1) \
+            and stride == (1, 1) and padding == (0, 0):
+        gemm = _prepare_gemm(f, g, w_index, corr_or_none, compiled)
+    # with a gemm the convolution is a fallback (inputs of more than one pixel, the other
+    # feature builder), packed on first need
+    return TermsKernel(kernel, ops, [] if gemm is not None else build(), corr_or_none, inner,
+                       kernel != "onednn-u8s8" and not t.integral, c_ops, gemm,
+                       build if gemm is not None else None)
+
+
+def _conv_slices(w_index: torch.Tensor, g: np.ndarray, slices: int, compiled: bool,
+                 wdtype: torch.dtype, kernel: str, stride: tuple[int, int],
+                 inner: tuple[int, int], groups: int) -> list[tuple[int, int, int, torch.Tensor]]:
+    """The input-channel slices' weights, packed for oneDNN or as float tensors."""
     prepared = []
     for c0, c1 in channel_slices(w_index.shape[1], slices):
         gc = c1 - c0 if compiled else group_width(c1 - c0)
         w = term_major_weights(w_index[:, c0:c1], g, gc, wdtype)
         packed = onednn.prepack(w, stride, inner, groups) if kernel == "onednn-u8s8" else w
         prepared.append((c0, c1, gc, packed))
-    gemm = None
-    if kernel == "onednn-u8s8" and groups == 1 and w_index.shape[2:] == (1, 1) \
-            and stride == (1, 1) and padding == (0, 0):
-        gemm = _prepare_gemm(f, g, w_index, corr_or_none, compiled)
-    return TermsKernel(kernel, ops, prepared, corr_or_none, inner,
-                       kernel != "onednn-u8s8" and not t.integral, c_ops, gemm)
+    return prepared
+
+
+def _feature_ops(f: np.ndarray, x_lo: int, dtype: torch.dtype, kernel: str
+                 ) -> tuple[list[features.FeatureOp], ckernel.PackedOps | None]:
+    """The feature ops of ``f`` and their form for the compiled kernel (None when it has none)."""
+    ops = features.feature_ops(f, x_lo, dtype)
+    return ops, ckernel.pack(ops) if kernel == "onednn-u8s8" and x_lo == 0 else None
 
 
 def _prepare_gemm(f8: np.ndarray, g8: np.ndarray, w_index: torch.Tensor,
@@ -188,13 +226,14 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
     n, c, h, w = x.shape
     cg = c // groups
     onednn_kernel = k.kernel == "onednn-u8s8"
-    dtype = torch.uint8 if onednn_kernel else k.slices[0][3].dtype
-    widest = max(gc for _, _, gc, _ in k.slices)
+    compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
+    gemm = k.gemm if k.gemm is not None and k.gemm.compiled == compiled and h * w == 1 else None
+    slices = [] if gemm is not None else k.conv_slices()
+    dtype = torch.uint8 if onednn_kernel else slices[0][3].dtype
+    widest = gemm.group_channels if gemm is not None else max(gc for _, _, gc, _ in slices)
     per_image = ((h + 2 * padding[0]) * (w + 2 * padding[1]) * len(k.ops) * groups * widest
                  * dtype.itemsize)
     step = max(1, FEATURE_CHUNK_BYTES // per_image)
-    compiled = k.packed is not None and x.dtype == torch.uint8 and ckernel.available()
-    gemm = k.gemm if k.gemm is not None and k.gemm.compiled == compiled and h * w == 1 else None
     chunks = []
     for n0 in range(0, n, step):
         xs = x[n0:n0 + step].reshape(-1, groups, cg, h, w)
@@ -202,7 +241,7 @@ def run_terms(k: TermsKernel, x: torch.Tensor, padding: tuple[int, int], zero_po
             chunks.append(_gemm_chunk(k, gemm, xs, zero_point, x_lo, out_dtype))
             continue
         acc: torch.Tensor | None = None
-        for c0, c1, gc, weights in k.slices:
+        for c0, c1, gc, weights in slices:
             feats = _features(k, xs[:, :, c0:c1], gc, outer, zero_point, x_lo, dtype, compiled)
             if onednn_kernel:
                 y = onednn.conv(feats, weights, c_out, stride, k.padding, groups)
@@ -256,8 +295,8 @@ def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,
     co, cg, kh, kw = w_index.shape
     og = co // groups
     wk = w_index.permute(0, 2, 3, 1).reshape(co, -1)  # taps in (ky, kx, c) order
-    tables = [tab[:, wk[gi * og:(gi + 1) * og]].permute(2, 0, 1).reshape(-1, og).contiguous()
-              for gi in range(groups)]
+    tables = [cgather.with_slack(tab[:, wk[gi * og:(gi + 1) * og]].permute(2, 0, 1)
+                                 .reshape(-1, og)) for gi in range(groups)]
     positions = max(1, GATHER_CHUNK_BYTES // (n_x * og * cg * tab.element_size()))
     if positions >= kw:
         rows = positions // kw
@@ -271,7 +310,37 @@ def prepare_gather(table: np.ndarray, kernel: str, w_index: torch.Tensor,
 def run_gather(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
                x_lo: int, kernel_hw: tuple[int, int], c_out: int, stride: tuple[int, int],
                groups: int, out_dtype: torch.dtype) -> torch.Tensor:
-    """Unfold, offset each tap's index by its row block and sum table rows with embedding_bag."""
+    """Sum each output's table rows, chunk by chunk: with the compiled gather kernel when it is
+    loaded (float32 tables, at most 256 activation values), else with embedding_bag over the
+    unfolded activations, each tap's index offset by its row block."""
+    lib = ckernel.library() if k.kernel == "float32" and k.n_x <= 256 and ckernel.available() \
+        else None
+    if lib is None:
+        return _gather_torch(k, x, padding, zero_point, x_lo, kernel_hw, c_out, stride, groups,
+                             out_dtype)
+    (kh, kw), (sy, sx) = kernel_hw, stride
+    xcl = features.padded_channels_last(x, padding, zero_point)
+    if x_lo or xcl.dtype != torch.uint8:
+        xcl = (xcl.to(torch.int32) - x_lo).to(torch.uint8)
+    n, hp, wp, c = xcl.shape
+    ho, wo = (hp - kh) // sy + 1, (wp - kw) // sx + 1
+    cg, og = c // groups, c_out // groups
+    out = torch.empty((n * ho * wo, c_out), dtype=torch.float32)
+    xoff, toff = cgather.tap_offsets((kh, kw), cg, wp, c, k.n_x, og)
+    per_chunk = max(1, GATHER_CHUNK_BYTES // (k.n_x * og * 4))
+    for gi, table in enumerate(k.tables):
+        for t0 in range(0, len(xoff), per_chunk):
+            t1 = min(len(xoff), t0 + per_chunk)
+            cgather.gather(lib, xcl, (n, ho, wo), stride, xoff[t0:t1] + gi * cg, toff[t0:t1],
+                           table, out[:, gi * og:(gi + 1) * og], t0 > 0)
+    y = out.view(n, ho, wo, c_out).permute(0, 3, 1, 2)
+    return ckernel.to_int32(y) if out_dtype == torch.int32 else y.to(out_dtype)
+
+
+def _gather_torch(k: GatherKernel, x: torch.Tensor, padding: tuple[int, int], zero_point: int,
+                  x_lo: int, kernel_hw: tuple[int, int], c_out: int, stride: tuple[int, int],
+                  groups: int, out_dtype: torch.dtype) -> torch.Tensor:
+    """The gather path through embedding_bag (the compiled kernel's fallback)."""
     (kh, kw), (sy, sx) = kernel_hw, stride
     xcl = features.padded_channels_last(x, padding, zero_point).to(torch.int32)
     if x_lo:

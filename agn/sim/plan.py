@@ -8,6 +8,7 @@ import torch
 
 from agn.sim import onednn
 from agn.sim.factors import Terms, error_rank, terms_for, u8s8_for
+from agn.sim.memo import IdentityMemo
 from agn.sim.operands import OperandError, integer_tensor, resolve
 from hwlib import Multiplier
 
@@ -17,6 +18,7 @@ FLOAT32_EXACT = 2.0**24
 FLOAT64_EXACT = 2.0**53
 INT32_LIMIT = 2.0**31
 _U = 2.0**-53
+_MEMO = IdentityMemo(4096)  # per-weight-value bounds of each multiplier and term split
 # Time relative to an exact float32 conv, measured on ResNet-20 / MNIST shapes (bench/
 # engine_paths.py): a term-split kernel costs a fixed part plus a part per term (torch's float64
 # conv does not use oneDNN, hence its cost); the gather path is flat.
@@ -119,8 +121,7 @@ def choose(m: Multiplier, w_index: torch.Tensor | None, fan_in: int, path: str |
         raise UnsafePathError(f"path: expected one of {PATHS}, got {path!r}")
     if kernel is not None and kernel not in KERNELS:
         raise UnsafePathError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    tmax = np.abs(m.table()[_net_rows(m)]).max(axis=0).astype(np.float64)
-    out_bound = tap_sum_max(tmax, w_index, fan_in)
+    out_bound = tap_sum_max(_table_bound(m), w_index, fan_in)
     cands = _term_candidates(m, w_index, fan_in, out_bound, groups) + \
         _gather_candidates(out_bound)
     wanted = [c for c in cands if (path is None or c.path == path)
@@ -135,6 +136,12 @@ def choose(m: Multiplier, w_index: torch.Tensor | None, fan_in: int, path: str |
     reason = (f"cheapest exact of {len([c for c in cands if not c.problem])} candidates "
               f"(est. {best.cost:.2g}x an exact conv); |acc| <= {out_bound:.3g}")
     return Plan(best.path, best.kernel, rank, reason, out_bound, best.slices)
+
+
+def _table_bound(m: Multiplier) -> np.ndarray:
+    """Per weight value: ``max_x |m(x, w)|`` over the network domain (once per multiplier)."""
+    return _MEMO((m,), lambda: np.abs(m.table()[_net_rows(m)]).max(axis=0).astype(np.float64),
+                 "table")
 
 
 def _net_rows(m: Multiplier) -> slice:
@@ -168,8 +175,8 @@ _SLICE_COST = 0.3
 def term_problem(m: Multiplier, t: Terms, kernel: str, w_index: torch.Tensor | None, fan_in: int,
                  out_bound: float) -> str:
     """Why ``kernel`` cannot sum the terms ``t`` exactly for these weights ('' when it can)."""
-    fmax = np.abs(t.f).max(axis=1).astype(np.float64)
-    partial = tap_sum_max(fmax @ np.abs(t.g).astype(np.float64), w_index, fan_in)
+    partial = tap_sum_max(_MEMO((t,), lambda: np.abs(t.f).max(axis=1).astype(np.float64)
+                                @ np.abs(t.g).astype(np.float64), "partial"), w_index, fan_in)
     if kernel == "onednn-u8s8":
         if not t.integral:
             return "features are not integers"
@@ -178,8 +185,8 @@ def term_problem(m: Multiplier, t: Terms, kernel: str, w_index: torch.Tensor | N
         t8 = u8s8_for(m)
         if t8 is None:
             return "features do not fit uint8 x int8"
-        int32 = tap_sum_max(t8.f8.max(axis=1).astype(np.float64) @ np.abs(t8.g8).astype(
-            np.float64), w_index, fan_in)
+        int32 = tap_sum_max(_MEMO((t8,), lambda: t8.f8.max(axis=1).astype(np.float64)
+                                  @ np.abs(t8.g8).astype(np.float64), "int32"), w_index, fan_in)
         if int32 >= INT32_LIMIT:
             return f"int32 partial sums reach {int32:.4g} >= 2^31"
         final = tap_sum_max(_u8s8_output_bound(m), w_index, fan_in)
@@ -202,8 +209,8 @@ def _u8s8_output_bound(m: Multiplier) -> np.ndarray:
     """
     t8 = u8s8_for(m)
     assert t8 is not None
-    tmax = np.abs(m.table()[_net_rows(m)]).max(axis=0).astype(np.float64)
-    return tmax + np.abs(t8.offset.astype(np.float64) @ t8.g8.astype(np.float64))
+    return _MEMO((m, t8), lambda: _table_bound(m) + np.abs(
+        t8.offset.astype(np.float64) @ t8.g8.astype(np.float64)), "u8s8 output")
 
 
 def _u8s8_slices(m: Multiplier, w_index: torch.Tensor | None, fan_in: int) -> tuple[int, str]:

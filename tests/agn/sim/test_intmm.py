@@ -94,3 +94,27 @@ def test_features_made_under_inference_mode_are_not_updated_in_place(assert_exac
     with torch.inference_mode():
         assert_exact(approx_linear(x, w, "marlin:9"), ref, "inference mode")
     assert_exact(approx_linear(x, w, "marlin:9"), ref, "after it")
+
+
+@pytest.mark.skipif(not intmm.available(), reason="torch._int_mm failed its self-test")
+def test_the_conv_fallback_is_packed_on_first_need(monkeypatch, assert_exact):
+    """A kernel prepared on one-pixel inputs packs no conv; a wider map, or the other feature
+    builder, packs it then, with the same sums."""
+    from agn.sim import ckernel, reference_conv2d
+
+    gen = torch.Generator().manual_seed(10)
+    w = torch.randint(-128, 128, (5, 6, 1, 1), generator=gen)
+    x1 = torch.randint(0, 256, (3, 6, 1, 1), generator=gen, dtype=torch.uint8)
+    assert_exact(approx_conv2d(x1, w, "marlin:77"), reference_conv2d(x1, w, "marlin:77"), "px")
+    k = _last_kernel()
+    assert k.gemm is not None and k.slices == [] and k.pending is not None
+    x = torch.randint(0, 256, (2, 6, 3, 4), generator=gen, dtype=torch.uint8)
+    assert_exact(approx_conv2d(x, w, "marlin:77"), reference_conv2d(x, w, "marlin:77"), "1x1")
+    assert len(k.slices) == 1
+    clear_cache()
+    approx_conv2d(x1, w, "marlin:77")
+    if _last_kernel().gemm.compiled:  # the same kernel run with the torch feature builder
+        monkeypatch.setenv(ckernel.ENV, "torch")
+        assert_exact(approx_conv2d(x1, w, "marlin:77"), reference_conv2d(x1, w, "marlin:77"),
+                     "torch features")
+        assert len(_last_kernel().slices) == 1
