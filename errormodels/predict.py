@@ -184,7 +184,7 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
         raise ValueError(f"predict: method {method!r} unknown; expected one of "
                          f"{[m.value for m in Method]}") from None
     if method is Method.SAMPLE:
-        out = [sampled_moments(_operands(s), catalog.errors) for s in stats]
+        out = [sampled_moments(sampled_operands(s), catalog.errors) for s in stats]
         return _prediction(out, stats, catalog, method)
     a, e2 = error_moments(catalog.float_errors, np.stack([s.weight_pmf() for s in stats]),
                           catalog.squared_errors)
@@ -200,9 +200,14 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
     return _prediction(out, stats, catalog, method)
 
 
-def _operands(stats: OperandStats) -> SampledOperands:
+def sampled_operands(stats: OperandStats) -> SampledOperands:
+    """The layer's sampled operands (what ``Method.SAMPLE`` needs).
+
+    Raises:
+        StatsError: the statistics hold histograms only.
+    """
     if stats.operands is None:
-        raise StatsError(f"predict: method 'sample' needs the sampled operands of layer "
+        raise StatsError(f"method 'sample' needs the sampled operands of layer "
                          f"{stats.name!r}; collect the statistics again with agn.stats (older "
                          f"files hold histograms only) or choose another method")
     return stats.operands

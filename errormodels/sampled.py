@@ -64,14 +64,17 @@ class SampledOperands:
         object.__setattr__(self, "groups", g)
 
 
-def sampled_moments(operands: SampledOperands, errors: np.ndarray) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-    """Mean and std of ``E[k, c]`` over every (field, channel of the field's group) pair.
+def sampled_moments(operands: SampledOperands, errors: np.ndarray,
+                    offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of ``E[k, c] - offsets[m, c]`` over every (field, channel of the field's
+    group) pair.
 
     Args:
         operands: the layer's sampled fields and weights.
         errors: integer (M, 256, 256) error tables indexed ``[m, x - 0, w + 128]`` (an
             :class:`~errormodels.ErrorCatalog`'s ``errors``).
+        offsets: float (M, C) subtracted from each channel's error (e.g. the bias corrections
+            of error-mean compensation), or None.
 
     Returns:
         ``(mean, std)``, each float64 (M,).
@@ -84,6 +87,10 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray) -> tuple[np.n
     x = operands.fields.astype(np.int64) * INT8.size                   # (N, n) row offsets
     w = operands.weights.astype(np.int64) - INT8.lo                    # (C, n) column indices
     per_group = w.shape[0] // operands.groups
+    off = None if offsets is None else np.asarray(offsets, np.float64)
+    if off is not None and off.shape != (e.shape[0], w.shape[0]):
+        raise StatsError(f"sampled_moments: offsets must be (M, C) = {(e.shape[0], w.shape[0])}, "
+                         f"got {off.shape}")
     s1 = np.zeros(e.shape[0])
     s2 = np.zeros(e.shape[0])
     count = 0
@@ -99,6 +106,8 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray) -> tuple[np.n
                 wc = w[c0:min(c0 + step, chans.stop)]                  # (Cc, n)
                 idx = xk[:, None, :] + wc[None, :, :]                  # (Nk, Cc, n)
                 acc = flat[:, idx].sum(axis=-1, dtype=np.int64).astype(np.float64)
+                if off is not None:
+                    acc -= off[:, None, c0:c0 + wc.shape[0]]
                 s1 += acc.sum(axis=(1, 2))
                 s2 += (acc * acc).sum(axis=(1, 2))
                 count += acc.shape[1] * acc.shape[2]

@@ -8,6 +8,9 @@ from errormodels import (
     Method,
     OperandStats,
     StatsError,
+    activation_pmf,
+    bias_corrections,
+    compensated,
     load_stats,
     predict,
     save_stats,
@@ -118,3 +121,20 @@ def test_inconsistent_operands_are_refused():
     with pytest.raises(StatsError, match="field_groups must be"):
         SampledOperands(np.zeros((2, 3), int), np.zeros((6, 3), int), groups=2,
                         field_groups=[0, 2])
+
+
+def test_compensated_sample_prediction_is_the_residual_of_the_rounded_corrections():
+    rng = np.random.default_rng(6)
+    fields = rng.integers(0, 128, size=(6, 5))
+    weights = rng.integers(-100, 101, size=(3, 5))
+    st = _stats(fields, weights)
+    cat = ErrorCatalog.build(SPECS)
+    comp = compensated(predict([st], cat, "sample"), [st], cat)
+    pbar = activation_pmf(st)
+    for j, spec in enumerate(SPECS):
+        corr = bias_corrections(weights, pbar, spec)
+        m = hwlib.get(spec)
+        errs = [sum(int(m(int(x), int(w))) - int(x) * int(w) for x, w in zip(f, weights[c]))
+                - corr[c] for f in fields for c in range(3)]
+        assert comp.mean[0, j] == pytest.approx(np.mean(errs), rel=1e-12, abs=1e-12)
+        assert comp.std[0, j] == pytest.approx(np.std(errs), rel=1e-12, abs=1e-12)
