@@ -83,19 +83,17 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray,
     if e.ndim != 3 or e.shape[1:] != (UINT8.size, INT8.size):
         raise StatsError(f"sampled_moments: expected error tables (M, {UINT8.size}, "
                          f"{INT8.size}), got {e.shape}")
-    flat = e.reshape(e.shape[0], -1)
+    m = e.shape[0]
+    rows_of = np.ascontiguousarray(e.reshape(m, -1).T)                 # (256 * 256, M)
     x = operands.fields.astype(np.int64) * INT8.size                   # (N, n) row offsets
     w = operands.weights.astype(np.int64) - INT8.lo                    # (C, n) column indices
     per_group = w.shape[0] // operands.groups
     off = None if offsets is None else np.asarray(offsets, np.float64)
-    if off is not None and off.shape != (e.shape[0], w.shape[0]):
-        raise StatsError(f"sampled_moments: offsets must be (M, C) = {(e.shape[0], w.shape[0])}, "
-                         f"got {off.shape}")
-    s1 = np.zeros(e.shape[0])
-    s2 = np.zeros(e.shape[0])
-    count = 0
-    m, n = e.shape[0], x.shape[1]
-    rows = max(1, _CHUNK // (n * m))
+    if off is not None and off.shape != (m, w.shape[0]):
+        raise StatsError(f"sampled_moments: offsets must be (M, C) = {(m, w.shape[0])}, got "
+                         f"{off.shape}")
+    s1, s2, count = np.zeros(m), np.zeros(m), 0
+    rows = max(1, _CHUNK // (x.shape[1] * m))
     for g in range(operands.groups):
         xg = x[operands.field_groups == g]
         chans = range(g * per_group, (g + 1) * per_group)
@@ -105,12 +103,12 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray,
             for c0 in range(chans.start, chans.stop, step):
                 wc = w[c0:min(c0 + step, chans.stop)]                  # (Cc, n)
                 idx = xk[:, None, :] + wc[None, :, :]                  # (Nk, Cc, n)
-                acc = flat[:, idx].sum(axis=-1, dtype=np.int64).astype(np.float64)
+                acc = rows_of[idx].sum(axis=2, dtype=np.int64).astype(np.float64)  # (Nk, Cc, M)
                 if off is not None:
-                    acc -= off[:, None, c0:c0 + wc.shape[0]]
-                s1 += acc.sum(axis=(1, 2))
-                s2 += (acc * acc).sum(axis=(1, 2))
-                count += acc.shape[1] * acc.shape[2]
+                    acc -= off.T[None, c0:c0 + wc.shape[0]]
+                s1 += acc.sum(axis=(0, 1))
+                s2 += (acc * acc).sum(axis=(0, 1))
+                count += acc.shape[0] * acc.shape[1]
     if count == 0:
         raise StatsError("sampled_moments: no field meets a channel of its group")
     mean = s1 / count
