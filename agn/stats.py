@@ -77,6 +77,7 @@ class _Observer:
     def __init__(self, name: str, layer: nn.Module, per_batch: int, gen: torch.Generator) -> None:
         self.name, self.layer, self.per_batch, self.gen = name, layer, per_batch, gen
         self.fields: list[torch.Tensor] = []
+        self.field_groups: list[torch.Tensor] = []
         self.w_q: torch.Tensor | None = None
         self.zero_point = 0
         self.count, self.total, self.total_sq = 0, 0.0, 0.0
@@ -88,6 +89,7 @@ class _Observer:
         cols = _fields(module, x_q, zp)
         pick = torch.randperm(cols.shape[0], generator=self.gen)[:self.per_batch]
         self.fields.append(cols[pick].to(torch.int64))
+        self.field_groups.append(_field_group(module, cols.shape[0] // x_q.shape[0], pick))
         y = _exact_output(module, x_q, w_q, zp)
         self.count += y.numel()
         self.total += float(y.sum())
@@ -103,6 +105,7 @@ class _Observer:
             raise StatsError(f"collect_stats: layer {self.name!r} never ran in the forward pass")
         pool = torch.cat(self.fields)
         pick = torch.randperm(pool.shape[0], generator=self.gen)[:n_fields]
+        groups = int(getattr(self.layer, "groups", 1))
         mean = self.total / self.count
         var = max(self.total_sq / self.count - mean * mean, 0.0)
         fields = pool[pick].numpy()
@@ -110,7 +113,15 @@ class _Observer:
         return OperandStats.from_operands(
             self.name, self.w_q.to(torch.int64).numpy(), fields,
             multiplications=self.per_sample_outputs * fields.shape[1], out_std=float(np.sqrt(var)),
-            out_mean=float(mean), seed=seed, zero_point=self.zero_point)
+            out_mean=float(mean), seed=seed, zero_point=self.zero_point, groups=groups,
+            field_groups=torch.cat(self.field_groups)[pick].numpy())
+
+
+def _field_group(layer: nn.Module, per_sample: int, rows: torch.Tensor) -> torch.Tensor:
+    """The group of each of the :func:`receptive_fields` rows ``rows`` (int64), for a layer
+    with ``per_sample`` fields per input sample (groups x output positions)."""
+    groups = int(getattr(layer, "groups", 1))
+    return (rows // (per_sample // groups)) % groups
 
 
 def _inputs(batch: Any) -> torch.Tensor:

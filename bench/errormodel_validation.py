@@ -1,19 +1,26 @@
 """Error-model validation: predicted against bit-exact measured layer output error, and timing.
 
-For every approximable layer of a trained LeNet-5 (8x8 digits) and of the MARLIN MNIST network
-(MNIST), and MARLIN levels 1, 15, 63, 127, 128, 255 plus the signed EvoApprox aliases, the layer's
-real integer operands go through the bit-exact engine (agn.sim) and the measured output error std
-is compared with the four predictions (fixed-field, channel, population, i.i.d.) from operand
-statistics collected on the same seeded sample of training images. The "done when" figure is the
-median |predicted/measured - 1| of the default formula (channel), which should be at most 10 %.
+For every approximable layer of the MARLIN MNIST network (MNIST) and of ResNet-8 (Fashion-MNIST)
+(optionally LeNet-5 on 8x8 digits), and MARLIN levels 1, 15, 63, 127, 128, 255 plus the signed
+EvoApprox circuits ``evo:mul8s_*`` (activations narrowed to 0..127), the predictions of every
+formula (sample, channel, fixed-field, population, i.i.d.) from operand statistics of a seeded
+sample of training images are compared with the output error measured by the bit-exact engine
+(agn.sim) on held-out test images, each layer on the integer operands it really sees. Figures per
+catalog and formula: median and worst |predicted std / measured std - 1| over (layer,
+multiplier) pairs, and the mean's error |predicted mean - measured mean| / measured std. The
+measurement's own noise is shown by measuring the test images in two seeded halves:
+|half A std / half B std - 1|.
 
-Models are trained here through agn.training (float -> QAT -> noise, the shipped configs
-digits_lenet5 and a shortened marlin_mnist) in --work-dir, or reused from there when already
-trained. Prints ratios measured in this run; writes
-``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py).
+Models are trained here through agn.training (float -> QAT -> noise; the shipped configs
+marlin_mnist and resnet8_fashion_mnist shortened, digits_lenet5) in --work-dir, or reused from
+there when already trained. Prints the table and the summary; writes
+``<work-dir>/<model>/errormodel_validation.csv`` (read by notebooks/layer_robustness.py) and
+``<work-dir>/errormodel_validation.json``.
 
-    python bench/errormodel_validation.py [--work-dir runs/errormodel_validation] [--quick]
-        [--data-dir DATA]   # DATA/mnist holds the MNIST IDX files (default: $AGN_DATA_DIR)
+    python bench/errormodel_validation.py --data-dir DATA [--work-dir runs/errormodel_validation]
+        [--models marlin_mnist,resnet8_fmnist] [--images 1024] [--n-fields 4096]
+        [--test-images 1024] [--seed 0] [--quick] [--skip-timing]
+    # DATA holds mnist/ and fashion-mnist/ with their IDX files (default: $AGN_DATA_DIR)
 """
 from __future__ import annotations
 
@@ -24,21 +31,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchdata import add_data_dir, dataset_dir
+from benchdata import add_data_dir, dataset_dir, write_results
 from threadpoolctl import threadpool_limits
 
 import hwlib
 from agn.cli.train import build_config
 from agn.data import build_datamodule
 from agn.layers import approx_layers, approximate_, set_mode
-from agn.stats import collect_stats, measure_errors, sample_batches
+from agn.stats import MeasuredError, collect_stats, measure_errors, sample_batches
 from agn.training import TrainConfig, load_stage_model, run_stages
 from errormodels import (
     ErrorCatalog,
     Method,
     OperandStats,
     ValidationRow,
-    median_abs_error,
     predict,
     save_stats,
     write_validation,
@@ -47,18 +53,30 @@ from errormodels import (
 MARLIN_LEVELS = [f"marlin:{lv}" for lv in (1, 15, 63, 127, 128, 255)]
 
 
-def configs(quick: bool, mnist_root: Path) -> dict[str, TrainConfig]:
-    """The shipped configs; MARLIN MNIST shortened (part of MNIST, fewer epochs) for a bench."""
-    mnist = {"data_args.root": str(mnist_root), "data_args.download": False,
-             "data_args.limit_train": 6000 if quick else 20000, "limit_val_batches": 4,
-             "float_stage.epochs": 2 if quick else 4, "float_stage.milestones": [],
-             "qat.epochs": 1, "noise_stage.epochs": 1 if quick else 2}
+def configs(quick: bool, data_dir: Path | None, models: list[str]) -> dict[str, TrainConfig]:
+    """The shipped configs; MARLIN MNIST and ResNet-8 shortened (part of the training images,
+    fewer epochs) for a bench."""
+    def short(dataset: str, images: int) -> dict:
+        return {"data_args.root": dataset_dir(data_dir, dataset), "data_args.download": False,
+                "data_args.limit_train": images // 2 if quick else images,
+                "limit_val_batches": 4, "float_stage.epochs": 2 if quick else 4,
+                "float_stage.milestones": [], "qat.epochs": 1,
+                "noise_stage.epochs": 1 if quick else 2, "progress_bar": False}
     digits = {"float_stage.epochs": 6, "float_stage.milestones": [], "qat.epochs": 2,
               "noise_stage.epochs": 2} if quick else {}
-    # LeNet-5 trained for MARLIN's 0..255 activations (the default demo's catalog is signed)
-    return {"lenet5_digits": build_config(["digits_lenet5"], {**digits, "progress_bar": False,
-                                                              "catalog": "marlin:*"}),
-            "marlin_mnist": build_config(["marlin_mnist"], {**mnist, "progress_bar": False})}
+    out = {}
+    for name in models:
+        if name == "lenet5_digits":  # trained for MARLIN's 0..255 activations (demo: signed)
+            out[name] = build_config(["digits_lenet5"], {**digits, "progress_bar": False,
+                                                         "catalog": "marlin:*"})
+        elif name == "marlin_mnist":
+            out[name] = build_config(["marlin_mnist"], short("mnist", 12000))
+        elif name == "resnet8_fmnist":
+            out[name] = build_config(["resnet8_fashion_mnist"], short("fashion-mnist", 12000))
+        else:
+            raise SystemExit(f"--models: unknown model {name!r}; expected lenet5_digits, "
+                             f"marlin_mnist or resnet8_fmnist")
+    return out
 
 
 def trained_model(run: Path, cfg: TrainConfig):
@@ -72,45 +90,89 @@ def trained_model(run: Path, cfg: TrainConfig):
     return model.eval(), dm, results[-1].test_acc
 
 
-def validate(name: str, model, batches, specs, n_fields: int, seed: int
-             ) -> tuple[list[ValidationRow], list[OperandStats], float]:
-    """Rows for every (layer, spec, method); also the stats and the measuring time."""
-    stats = collect_stats(model, batches, n_fields=n_fields, seed=seed)
+ORDER = (Method.SAMPLE, Method.CHANNEL, Method.FIXED_FIELD, Method.POPULATION, Method.IID)
+
+
+def pooled(parts: list[MeasuredError]) -> MeasuredError:
+    """One measurement from measurements of disjoint parts (counts, means and stds pooled)."""
+    n = sum(p.count for p in parts)
+    mean = sum(p.count * p.mean for p in parts) / n
+    second = sum(p.count * (p.std ** 2 + p.mean ** 2) for p in parts) / n
+    return MeasuredError(parts[0].layer, parts[0].multiplier, mean,
+                         float(np.sqrt(max(second - mean * mean, 0.0))), n)
+
+
+def validate(name: str, model, train_batches, test_halves, specs, n_fields: int, seed: int
+             ) -> tuple[list[ValidationRow], list[OperandStats], dict]:
+    """Rows for every (layer, spec, method), the statistics and the measurement's noise/times."""
     t0 = time.perf_counter()
-    measured = {(m.layer, m.multiplier): m for m in measure_errors(model, batches, specs)}
+    stats = collect_stats(model, train_batches, n_fields=n_fields, seed=seed)
+    t_stats = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    halves = [{(m.layer, m.multiplier): m for m in measure_errors(model, h, specs)}
+              for h in test_halves]
     t_meas = time.perf_counter() - t0
     cat = ErrorCatalog.build(specs)
-    rows = []
-    for method in Method:
+    rows, t_pred, noise = [], {}, []
+    for method in ORDER:
+        t0 = time.perf_counter()
         pred = predict(stats, cat, method)
+        t_pred[method.value] = time.perf_counter() - t0
         for i, st in enumerate(stats):
             for j, spec in enumerate(specs):
-                m = measured[(st.name, spec)]
+                parts = [h[(st.name, spec)] for h in halves]
+                m = pooled(parts)
                 rows.append(ValidationRow(name, st.name, spec, method.value,
                                           float(pred.std[i, j]), m.std,
                                           float(pred.mean[i, j]), m.mean))
-    return rows, stats, t_meas
+                if method is ORDER[0] and parts[1].std > 0:
+                    noise.append(abs(parts[0].std / parts[1].std - 1))
+    info = {"stats_seconds": t_stats, "measure_seconds": t_meas, "predict_seconds": t_pred,
+            "halves_std_disagreement_median": float(np.median(noise)),
+            "halves_std_disagreement_worst": float(np.max(noise))}
+    return rows, stats, info
 
 
 def print_table(rows: list[ValidationRow]) -> None:
     by = {(r.layer, r.multiplier, r.method): r for r in rows}
     keys = list(dict.fromkeys((r.layer, r.multiplier) for r in rows))
-    order = (Method.FIXED_FIELD, Method.CHANNEL, Method.POPULATION, Method.IID)
-    print(f"  {'layer':<14} {'multiplier':<15} {'measured std':>12} {'fixed':>7} {'channel':>7} "
-          f"{'popul.':>7} {'iid':>7}  {'meas. mean':>10} {'pred. mean':>10}")
+    print(f"  {'layer':<18} {'multiplier':<15} {'meas. std':>10} "
+          + " ".join(f"{m.value[:7]:>7}" for m in ORDER)
+          + f"  {'meas. mean':>10} {'sample':>10} {'channel':>10}")
     for layer, spec in keys:
-        f, c, p, i = (by[(layer, spec, m.value)] for m in order)
-        print(f"  {layer:<14} {spec:<15} {f.measured_std:>12.4g} {f.ratio:>7.3f} {c.ratio:>7.3f} "
-              f"{p.ratio:>7.3f} {i.ratio:>7.3f}  {f.measured_mean:>10.4g} "
-              f"{f.predicted_mean:>10.4g}")
+        rs = [by[(layer, spec, m.value)] for m in ORDER]
+        print(f"  {layer:<18} {spec:<15} {rs[0].measured_std:>10.4g} "
+              + " ".join(f"{r.ratio:>7.3f}" for r in rs)
+              + f"  {rs[0].measured_mean:>10.4g} {rs[0].predicted_mean:>10.4g} "
+              f"{rs[1].predicted_mean:>10.4g}")
 
 
-def summary(label: str, rows: list[ValidationRow]) -> None:
-    parts = []
-    for m in Method:
-        sel = [r for r in rows if r.method == m.value]
-        parts.append(f"{m.value} {median_abs_error(sel) * 100:.1f} %")
-    print(f"  median |pred/meas - 1| {label}: " + ", ".join(parts))
+def figures(rows: list[ValidationRow]) -> dict[str, dict[str, float]]:
+    """Per method: median and worst |pred/meas std - 1| and |pred - meas mean| / meas std."""
+    out = {}
+    for m in ORDER:
+        sel = [r for r in rows if r.method == m.value and r.measured_std > 0]
+        std_err = np.abs(np.array([r.ratio for r in sel]) - 1)
+        mean_err = np.array([abs(r.predicted_mean - r.measured_mean) / r.measured_std
+                             for r in sel])
+        worst = sel[int(np.argmax(std_err))]
+        out[m.value] = {"pairs": len(sel), "std_error_median": float(np.median(std_err)),
+                        "std_error_worst": float(std_err.max()),
+                        "worst_pair": f"{worst.layer} x {worst.multiplier}",
+                        "mean_error_median": float(np.median(mean_err)),
+                        "mean_error_worst": float(mean_err.max())}
+    return out
+
+
+def summary(label: str, rows: list[ValidationRow]) -> dict[str, dict[str, float]]:
+    figs = figures(rows)
+    print(f"  {label}: |pred/meas std - 1| median / worst; |mean error| / std median / worst")
+    for method, f in figs.items():
+        print(f"    {method:<11} {f['std_error_median'] * 100:5.1f} % / "
+              f"{f['std_error_worst'] * 100:5.1f} %   {f['mean_error_median'] * 100:5.1f} % / "
+              f"{f['mean_error_worst'] * 100:5.1f} %   (worst std: {f['worst_pair']}, "
+              f"{f['pairs']} pairs)")
+    return figs
 
 
 def timing(repeats: int = 5) -> None:
@@ -133,7 +195,7 @@ def timing(repeats: int = 5) -> None:
     for threads in (None, 1):
         label = "BLAS default threads" if threads is None else "BLAS 1 thread"
         with threadpool_limits(limits=threads):
-            for method in Method:
+            for method in ORDER[1:]:  # histogram formulas (sample: timed per model below)
                 ts = []
                 for _ in range(repeats):
                     t0 = time.perf_counter()
@@ -148,49 +210,64 @@ def timing(repeats: int = 5) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-dir", type=Path, default=Path("runs/errormodel_validation"))
-    ap.add_argument("--models", default="lenet5_digits,marlin_mnist")
-    ap.add_argument("--n-fields", type=int, default=64)
-    ap.add_argument("--images", type=int, default=256, help="training images sampled (seeded)")
+    ap.add_argument("--models", default="marlin_mnist,resnet8_fmnist",
+                    help="comma-separated: marlin_mnist, resnet8_fmnist, lenet5_digits")
+    ap.add_argument("--n-fields", type=int, default=4096,
+                    help="receptive fields sampled per layer for the statistics")
+    ap.add_argument("--images", type=int, default=1024,
+                    help="training images the statistics are collected on (seeded sample)")
+    ap.add_argument("--test-images", type=int, default=1024,
+                    help="held-out test images the errors are measured on (two seeded halves)")
     ap.add_argument("--seed", type=int, default=0)
     add_data_dir(ap)
-    ap.add_argument("--mnist-dir", type=Path, default=None,
-                    help="directory of the MNIST IDX files (default: DATA_DIR/mnist)")
     ap.add_argument("--quick", action="store_true", help="shorter trainings")
     ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not args.skip_timing:
         timing()
-    mnist = args.mnist_dir or ("" if "marlin_mnist" not in args.models
-                                else Path(dataset_dir(args.data_dir, "mnist")))
-    cfgs = configs(args.quick, Path(mnist))
+    models = [m for m in args.models.split(",") if m]
+    cfgs = configs(args.quick, args.data_dir, models)
     evo = [s for s in hwlib.expand("evo:mul8s_*") if not hwlib.get(s).is_exact]
+    results: dict = {"settings": {**{k: str(v) if isinstance(v, Path) else v
+                                     for k, v in vars(args).items()},
+                                  "marlin": MARLIN_LEVELS, "evo": evo}, "models": {}}
     all_rows: list[ValidationRow] = []
-    for name in filter(None, args.models.split(",")):
+    for name in models:
         run = args.work_dir / name
         t0 = time.perf_counter()
         model, dm, acc = trained_model(run, cfgs[name])
         print(f"\n{name}: noise-stage test accuracy {acc:.4f} (trained/loaded in "
               f"{time.perf_counter() - t0:.0f} s), layers {[n for n, _ in approx_layers(model)]}")
-        batches = [dm.normalize(x) for x in
-                   sample_batches(dm.split("train"), args.images, 64, seed=args.seed)]
-        rows, stats, t_m = validate(name, model, batches, MARLIN_LEVELS, args.n_fields, args.seed)
+        train = [dm.normalize(x) for x in
+                 sample_batches(dm.split("train"), args.images, 64, seed=args.seed)]
+        test = [dm.normalize(x) for x in
+                sample_batches(dm.split("test"), args.test_images, 64, seed=args.seed + 1)]
+        halves = [test[0::2], test[1::2]]
+        rows_m, stats, info_m = validate(name, model, train, halves, MARLIN_LEVELS,
+                                         args.n_fields, args.seed)
         save_stats(run / "operand_stats.npz", stats)
         # signed EvoApprox circuits take activations 0..127: narrow the quantizers (approximate_)
         narrow = approximate_(copy.deepcopy(model),
                               {n: "evo:mul8s_1KV6" for n, _ in approx_layers(model)})
-        rows_e, _, t_e = validate(name, narrow, batches, evo, args.n_fields, args.seed)
-        print(f"  measured on {args.images} images: MARLIN {t_m:.1f} s, EvoApprox {t_e:.1f} s; "
-              f"ratio columns are predicted/measured std")
-        print_table(rows + rows_e)
-        summary("MARLIN levels", rows)
-        summary("EvoApprox signed", rows_e)
-        summary("all", rows + rows_e)
-        write_validation(run / "errormodel_validation.csv", rows + rows_e)
-        all_rows += rows + rows_e
-    if all_rows:
+        rows_e, _, info_e = validate(name, narrow, train, halves, evo, args.n_fields, args.seed)
+        print(f"  statistics: {args.n_fields} fields per layer from {len(dm.split('train'))} "
+              f"training images' seeded sample of {args.images}; measured on "
+              f"{sum(len(b) for b in test)} test images (of {len(dm.split('test'))}); ratio "
+              f"columns are predicted/measured std")
+        print_table(rows_m + rows_e)
+        results["models"][name] = {
+            "noise_stage_test_accuracy": acc, "layers": [s.name for s in stats],
+            "fan_in": [s.fan_in for s in stats],
+            "marlin": {"figures": summary("MARLIN levels", rows_m), **info_m},
+            "evo": {"figures": summary("EvoApprox signed", rows_e), **info_e},
+            "all": summary("all", rows_m + rows_e)}
+        write_validation(run / "errormodel_validation.csv", rows_m + rows_e)
+        all_rows += rows_m + rows_e
+    if len(models) > 1:
         print()
-        summary("over every model, layer and multiplier", all_rows)
+        results["all"] = summary("every model, layer and multiplier", all_rows)
+    write_results(args.work_dir / "errormodel_validation.json", results)
     return 0
 
 

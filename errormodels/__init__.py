@@ -18,6 +18,7 @@ from errormodels.predict import (
                                  moments_to_prediction,
                                  predict,
 )
+from errormodels.sampled import SampledOperands, sampled_moments
 from errormodels.sigmas import (
                                  SIGMAS_FILE,
                                  LayerSigma,
@@ -57,7 +58,8 @@ __all__ = [
     "ACT_DOMAIN", "ASSIGNMENT_FILE", "Assignment", "AssignmentError", "Catalog", "Compensation",
     "ErrorCatalog", "activation_pmf", "bias_corrections", "channel_error_means", "compensated",
     "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
-    "SIGMAS_FILE", "STATS_FILE", "SigmasError", "StatsError", "VALIDATION_FILE", "ValidationRow",
+    "SIGMAS_FILE", "STATS_FILE", "SampledOperands", "SigmasError", "StatsError",
+    "VALIDATION_FILE", "ValidationRow", "sampled_moments",
     "WEIGHT_DOMAIN", "align",
     "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
     "median_abs_error", "read_validation", "write_validation",

@@ -20,7 +20,8 @@ import numpy as np
 import hwlib
 from errormodels.catalog import ErrorCatalog, error_grid
 from errormodels.errors import StatsError
-from errormodels.predict import Method, Prediction
+from errormodels.predict import Method, Prediction, sampled_operands
+from errormodels.sampled import sampled_moments
 from errormodels.stats import ACT_DOMAIN, WEIGHT_DOMAIN, OperandStats, histogram
 
 __all__ = ["Compensation", "activation_pmf", "bias_corrections", "channel_error_means",
@@ -79,12 +80,23 @@ def compensated(prediction: Prediction, stats: list[OperandStats],
     """The prediction after each channel's mean error is folded into its bias.
 
     The mean becomes 0. With ``Method.CHANNEL`` (which counts the across-channel spread of the
-    channel means) the variance loses ``Var_c(mu_c)``; the other formulas ignore channels, so
-    their std is kept. Needs per-channel weight histograms for ``CHANNEL``.
+    channel means) the variance loses ``Var_c(mu_c)``; with ``Method.SAMPLE`` the sampled
+    operands' errors are recomputed less each channel's correction ``round(mu_c)``, so the
+    mean is the residual the correction leaves and the std exact on the sample; the other
+    formulas ignore channels, so their std is kept. Needs per-channel weight histograms for
+    ``CHANNEL`` and the sampled operands for ``SAMPLE``.
     """
     if len(stats) != prediction.std.shape[0]:
         raise StatsError(f"compensated: {len(stats)} layers of statistics for a prediction of "
                          f"{prediction.std.shape[0]} layers")
+    if prediction.method is Method.SAMPLE:
+        out = [sampled_moments(sampled_operands(s), catalog.errors,
+                               np.rint(_channel_means(s, catalog)).T) for s in stats]
+        return Prediction(mean=np.where(prediction.feasible, np.stack([o[0] for o in out]),
+                                        np.nan),
+                          std=np.where(prediction.feasible, np.stack([o[1] for o in out]),
+                                       np.inf),
+                          feasible=prediction.feasible, method=prediction.method)
     std = prediction.std
     if prediction.method is Method.CHANNEL:
         var = np.stack([_channel_mean_var(s, catalog) for s in stats])
@@ -94,11 +106,15 @@ def compensated(prediction: Prediction, stats: list[OperandStats],
     return Prediction(mean=mean, std=std, feasible=prediction.feasible, method=prediction.method)
 
 
+def _channel_means(stats: OperandStats, catalog: ErrorCatalog) -> np.ndarray:
+    """``mu_c`` of one layer under every catalog multiplier, float64 (C, M)."""
+    abar = np.einsum("x,mxw->mw", activation_pmf(stats), catalog.float_errors)
+    return stats.channel_pmfs() * stats.fan_in @ abar.T
+
+
 def _channel_mean_var(stats: OperandStats, catalog: ErrorCatalog) -> np.ndarray:
     """``Var_c(mu_c)`` of one layer under every catalog multiplier, float64 (M,)."""
-    abar = np.einsum("x,mxw->mw", activation_pmf(stats), catalog.float_errors)
-    mu = stats.channel_pmfs() * stats.fan_in @ abar.T               # (C, M)
-    return mu.var(axis=0)
+    return _channel_means(stats, catalog).var(axis=0)
 
 
 class Compensation:

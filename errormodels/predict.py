@@ -17,6 +17,10 @@ Notation (docs/multipliers.md): ``e(x, w)`` the error table, ``q`` the layer's w
   ``Var = n * sum_x pbar(x) (E2 - A^2 - sum_j B_j^2) + n^2 * (Var_k mu_k + mean_k sum_j
   (sum_x p_k(x) B_j(x))^2)``: a channel whose weights shift its mean error shifts it on all n
   taps at once, which the per-tap formulas miss (signed BAM/truncation circuits).
+- ``SAMPLE``: no distribution at all: the accumulated error of every sampled field with every
+  output channel's own weights, position by position (:mod:`errormodels.sampled`); exact on the
+  sample, so only its size limits it, at N * C * n look-ups per multiplier (needs the operands
+  that ``agn.stats`` records).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import numpy as np
 
 from errormodels.catalog import ErrorCatalog
 from errormodels.errors import StatsError
+from errormodels.sampled import SampledOperands, sampled_moments
 from errormodels.stats import OperandStats
 
 
@@ -38,6 +43,7 @@ class Method(str, enum.Enum):
     POPULATION = "population"
     FIXED_FIELD = "fixed_field"
     CHANNEL = "channel"
+    SAMPLE = "sample"
 
 
 CHANNEL_RANK = 8
@@ -162,7 +168,9 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
         stats: L layers' operand statistics.
         catalog: M multipliers.
         method: ``"channel"`` (default; needs per-channel weight histograms, which
-            ``agn.stats`` records), ``"fixed_field"``, ``"population"`` or ``"iid"``.
+            ``agn.stats`` records), ``"sample"`` (exact on the sampled operands, slower; needs
+            the operands ``agn.stats`` records), ``"fixed_field"``, ``"population"`` or
+            ``"iid"``.
 
     Returns:
         A :class:`Prediction` with (L, M) arrays.
@@ -175,6 +183,9 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
     except ValueError:
         raise ValueError(f"predict: method {method!r} unknown; expected one of "
                          f"{[m.value for m in Method]}") from None
+    if method is Method.SAMPLE:
+        out = [sampled_moments(sampled_operands(s), catalog.errors) for s in stats]
+        return _prediction(out, stats, catalog, method)
     a, e2 = error_moments(catalog.float_errors, np.stack([s.weight_pmf() for s in stats]),
                           catalog.squared_errors)
     bs: list[np.ndarray | None] = [None] * len(stats)
@@ -186,6 +197,25 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
         bs = [allb[:, lo:hi].reshape(m, x, hi - lo) for lo, hi in zip(cuts[:-1], cuts[1:])]
     out = [moments_to_prediction(a[i], e2[i], s.field_pmfs(), s.fan_in, method, bs[i])
            for i, s in enumerate(stats)]
+    return _prediction(out, stats, catalog, method)
+
+
+def sampled_operands(stats: OperandStats) -> SampledOperands:
+    """The layer's sampled operands (what ``Method.SAMPLE`` needs).
+
+    Raises:
+        StatsError: the statistics hold histograms only.
+    """
+    if stats.operands is None:
+        raise StatsError(f"method 'sample' needs the sampled operands of layer "
+                         f"{stats.name!r}; collect the statistics again with agn.stats (older "
+                         f"files hold histograms only) or choose another method")
+    return stats.operands
+
+
+def _prediction(out: list[tuple[np.ndarray, np.ndarray]], stats: list[OperandStats],
+                catalog: ErrorCatalog, method: Method) -> Prediction:
+    """The (L, M) prediction of per-layer ``(mean, std)`` pairs, infeasible pairs masked."""
     feasible = feasibility(stats, catalog)
     mean = np.where(feasible, np.stack([o[0] for o in out]), np.nan)
     std = np.where(feasible, np.stack([o[1] for o in out]), np.inf)

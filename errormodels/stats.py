@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from errormodels.errors import StatsError
+from errormodels.sampled import SampledOperands
 from hwlib.domain import INT8, UINT8, Domain
 from hwlib.fileio import atomic_path
 
@@ -99,6 +100,9 @@ class OperandStats:
         channel_hists: int64 (C, 256) or None, the weight histogram of each output channel
             (rows sum to ``fan_in`` and add up to ``weight_hist``); needed by the ``channel``
             formula.
+        operands: the sampled fields and the integer weights themselves, or None; needed by
+            the ``sample`` formula (the fields' rows must be the ``field_hists`` rows and the
+            weights' rows the ``channel_hists`` rows).
     """
 
     name: str
@@ -111,6 +115,7 @@ class OperandStats:
     seed: int
     zero_point: int = 0
     channel_hists: np.ndarray | None = None
+    operands: SampledOperands | None = None
 
     def __post_init__(self) -> None:
         where = f"OperandStats {self.name!r}"
@@ -156,11 +161,26 @@ class OperandStats:
             ch = ch.astype(np.int64)
             ch.setflags(write=False)
             object.__setattr__(self, "channel_hists", ch)
+        if self.operands is not None:
+            self._check_operands(where, fh)
         for key, val in (("weight_hist", wh), ("field_hists", fh), ("fan_in", int(self.fan_in)),
                          ("multiplications", int(self.multiplications)),
                          ("out_std", float(self.out_std)), ("out_mean", float(self.out_mean)),
                          ("seed", int(self.seed)), ("zero_point", int(self.zero_point))):
             object.__setattr__(self, key, val)
+
+    def _check_operands(self, where: str, field_hists: np.ndarray) -> None:
+        ops = self.operands
+        if not isinstance(ops, SampledOperands):
+            raise StatsError(f"{where}: operands must be SampledOperands or None, got "
+                             f"{type(ops).__name__}")
+        if not np.array_equal(histogram(ops.fields, ACT_DOMAIN, axis=-1), field_hists):
+            raise StatsError(f"{where}: operands.fields {ops.fields.shape} are not the fields "
+                             f"field_hists counts")
+        if self.channel_hists is None or not np.array_equal(
+                histogram(ops.weights, WEIGHT_DOMAIN, axis=-1), self.channel_hists):
+            raise StatsError(f"{where}: operands.weights {ops.weights.shape} are not the "
+                             f"weights channel_hists counts")
 
     @property
     def n_fields(self) -> int:
@@ -189,21 +209,29 @@ class OperandStats:
     @classmethod
     def from_operands(cls, name: str, weights: np.ndarray, fields: np.ndarray, *,
                       multiplications: int, out_std: float, out_mean: float, seed: int,
-                      zero_point: int = 0) -> OperandStats:
+                      zero_point: int = 0, groups: int = 1,
+                      field_groups: np.ndarray | None = None) -> OperandStats:
         """Build the record from integer weights and sampled fields ``(N, fan_in)``.
 
         Weights shaped ``(C, ...)`` with ``fan_in`` values per output channel also give the
-        per-channel histograms; any other shape gives the layer histogram only.
+        per-channel histograms and keep the operands themselves (for ``Method.SAMPLE``; a
+        layer of ``groups`` groups names each field's group in ``field_groups``); any other
+        shape gives the layer histogram only.
         """
         f = np.asarray(fields)
         if f.ndim != 2:
             raise StatsError(f"OperandStats {name!r}: fields must be (N, fan_in), got {f.shape}")
         w = np.asarray(weights)
         per_channel = w.ndim >= 2 and w[0].size == f.shape[1]
-        ch = histogram(w.reshape(w.shape[0], -1), WEIGHT_DOMAIN, axis=-1) if per_channel else None
+        ch = ops = None
+        if per_channel:
+            w2 = w.reshape(w.shape[0], -1)
+            ch = histogram(w2, WEIGHT_DOMAIN, axis=-1)
+            ops = SampledOperands(f, w2, groups, field_groups)
         return cls(name, histogram(w, WEIGHT_DOMAIN), histogram(f, ACT_DOMAIN, axis=-1),
                    fan_in=f.shape[1], multiplications=multiplications, out_std=out_std,
-                   out_mean=out_mean, seed=seed, zero_point=zero_point, channel_hists=ch)
+                   out_mean=out_mean, seed=seed, zero_point=zero_point, channel_hists=ch,
+                   operands=ops)
 
 
 _SCALARS = ("fan_in", "multiplications", "out_std", "out_mean", "seed", "zero_point")
@@ -231,6 +259,12 @@ def save_stats(path: str | os.PathLike[str], stats: Sequence[OperandStats]) -> P
     arrays["n_channels"] = np.array([0 if c is None else len(c) for c in chans], np.int64)
     arrays["channel_hists"] = np.concatenate(
         [np.zeros((0, WEIGHT_DOMAIN.size), np.int64)] + [c for c in chans if c is not None])
+    for i, s in enumerate(stats):
+        if s.operands is not None:
+            arrays[f"fields_{i}"] = s.operands.fields
+            arrays[f"weights_{i}"] = s.operands.weights
+            arrays[f"field_groups_{i}"] = s.operands.field_groups
+            arrays[f"groups_{i}"] = np.array(s.operands.groups, np.int64)
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
     return Path(path)
@@ -275,5 +309,18 @@ def load_stats(path: str | os.PathLike[str]) -> list[OperandStats]:
     return [OperandStats(str(names[i]), data["weight_hist"][i],
                          data["field_hists"][starts[i]:starts[i + 1]],
                          **{k: data[k][i].item() for k in _SCALARS},
-                         channel_hists=ch_all[c0[i]:c0[i + 1]] if n_ch[i] else None)
+                         channel_hists=ch_all[c0[i]:c0[i + 1]] if n_ch[i] else None,
+                         operands=_operands(data, i))
             for i in range(n)]
+
+
+def _operands(data: dict[str, np.ndarray], i: int) -> SampledOperands | None:
+    """Layer ``i``'s sampled operands from a loaded file (None in files written without them)."""
+    keys = [f"{k}_{i}" for k in ("fields", "weights", "groups", "field_groups")]
+    present = [k in data for k in keys]
+    if not any(present):
+        return None
+    if not all(present):
+        raise StatsError(f"operand statistics: layer {i} has some of {keys} but not all")
+    return SampledOperands(data[f"fields_{i}"], data[f"weights_{i}"],
+                           int(data[f"groups_{i}"]), data[f"field_groups_{i}"])

@@ -234,3 +234,22 @@ def test_statistics_move_model_and_batches_to_the_cpu_themselves():
     with pytest.raises(StatsError, match="meta device"):
         measure_errors(FakeNet().to("meta"), [_inputs(1)], ["exact"])
     assert len(collect_stats(net, [_inputs(1)], n_fields=4)) == 2
+
+
+def test_sample_prediction_on_every_field_is_the_measured_error():
+    """With every receptive field kept (grouped conv with a zero point, and a linear layer),
+    Method.SAMPLE's mean and std are measure_errors' to rounding."""
+    from errormodels import ErrorCatalog, predict
+
+    net = FakeNetD1()
+    batches = [_inputs(s, 2) for s in (7, 8)]
+    specs = ["marlin:15", "marlin:63", "marlin:255"]
+    stats = collect_stats(net, batches, n_fields=10_000, seed=0)
+    assert stats[0].n_fields == 4 * 2 * 4 * 7 and stats[0].operands.groups == 2
+    got = {(r.layer, r.multiplier): r for r in measure_errors(net, batches, specs)}
+    pred = predict(stats, ErrorCatalog.build(specs), "sample")
+    for i, st in enumerate(stats):
+        for j, spec in enumerate(specs):
+            r = got[(st.name, spec)]
+            assert pred.mean[i, j] == pytest.approx(r.mean, rel=1e-9, abs=1e-9)
+            assert pred.std[i, j] == pytest.approx(r.std, rel=1e-9, abs=1e-9)
