@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -499,9 +499,12 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], name: str = "net
         model.train(was)
 
 
-def compensate_network(net: Network, compensation: Compensation) -> Network:
+def compensate_network(net: Network, compensation: Compensation,
+                       offsets: Mapping[str, int] | None = None) -> Network:
     """``net`` (exported without compensation) with each approximable layer's bias lowered by
-    its expected accumulated error under the multiplier it carries (error-mean compensation).
+    its expected accumulated error under the multiplier it carries (error-mean compensation);
+    ``offsets`` (layer -> offset, :meth:`agn.ir_rounding.ActivationRounding.layer_offsets`)
+    names the layers whose input codes are offset by operand rounding.
 
     Only biases change, so the NumPy reference, the torch engine and the firmware run the
     compensated network exactly as any other.
@@ -510,10 +513,12 @@ def compensate_network(net: Network, compensation: Compensation) -> Network:
         ExportError: a compensated bias beyond int32.
         deploy.IRError: the new biases break the int32 accumulator bound.
     """
+    offsets = offsets or {}
     nodes = []
     for n in net.nodes:
         if isinstance(n, (Conv, Linear)) and n.approximable:
-            corr = compensation.correction(n.name, n.weight, n.multiplier)
+            corr = compensation.correction(n.name, n.weight, n.multiplier,
+                                           offsets.get(n.name, 0), net.infos[n.input].hi)
             bias = n.bias.astype(np.int64) - corr
             if np.abs(bias).max(initial=0) >= BIAS_LIMIT:
                 raise ExportError(f"layer {n.name!r}: compensated bias beyond {BIAS_LIMIT} under "

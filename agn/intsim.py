@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from agn import sim
 from agn.data.generic import DataModule
+from agn.ir_rounding import ActivationRounding
 from agn.prefix_cache import DEFAULT_BYTES, ActivationCache, CacheStats
 from agn.sim import ckernel, crequant
 from agn.sim.blocks import blocked_conv2d, blocked_linear
@@ -222,6 +223,9 @@ class IntegerScorer:
     only the layers after them; the errors are the same with and without it. With
     ``compensation`` every layer's bias is lowered by its expected error under the candidate's
     multiplier (:func:`agn.export.compensate_network`), so candidates are scored compensated.
+    With ``rounding`` each candidate's activation codes are offset for the circuits that ignore
+    low activation bits (:class:`agn.ir_rounding.ActivationRounding`: what the exporter writes
+    for a model with ``round_operands_(model, weights=False)``), before the compensation.
     Picklable (numpy data, the frozen IR and an empty cache), so Dask workers run it, each with
     its own cache.
     """
@@ -229,55 +233,71 @@ class IntegerScorer:
     def __init__(self, net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 512,
                  fixed: Mapping[str, str] | None = None,
                  cache_bytes: int = DEFAULT_BYTES,
-                 compensation: Compensation | None = None) -> None:
+                 compensation: Compensation | None = None,
+                 rounding: bool = False) -> None:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"IntegerScorer: expected as many labels as inputs (> 0), got "
                              f"{len(x)} inputs and {len(y)} labels")
         self.net, self.x, self.y, self.batch_size = net, np.asarray(x), np.asarray(y), batch_size
         self.fixed = dict(fixed or {})
         self.compensation = compensation
+        self.rounding = ActivationRounding(net) if rounding else None
         self.cache = ActivationCache(cache_bytes)
         self._chunks = [_input_tensor(net, self.x[i:i + batch_size])
                         for i in range(0, len(self.x), batch_size)]
         self._upstream = _upstream_layers(net)
+        self._producers = _upstream_producers(net, self.rounding.producers if rounding else ())
         self._kept = _parting_nodes(net, self._upstream)
         self._n_layers = sum(isinstance(n, (Conv, Linear)) for n in net.nodes)
-        self._validated: dict[tuple[str, str], Node] = {}
+        self._validated: dict[tuple[tuple[int, ...], str, str], Node] = {}
+        self._bases: dict[tuple[int, ...], Network] = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_validated": {}}  # rebuilt on use
+        return {**self.__dict__, "_validated": {}, "_bases": {}}  # rebuilt on use
 
-    def _nodes(self, assignment: Mapping[str, str]) -> tuple[Node, ...]:
-        """``net``'s nodes with the multipliers of ``assignment`` and ``fixed``.
+    def _nodes(self, full: Mapping[str, str], offsets: tuple[int, ...]
+               ) -> tuple[tuple[Node, ...], Mapping[str, TensorInfo]]:
+        """``net``'s nodes with the multipliers of ``full`` (and the producers' codes offset by
+        ``offsets``), and their inputs' infos.
 
-        A layer given a multiplier it was checked with before reuses that checked node (a
-        layer's check depends on it and its input only); otherwise
+        A layer given a multiplier it was checked with before (under the same offsets) reuses
+        that checked node (a layer's check depends on it and its input only); otherwise
         :func:`deploy.with_multipliers` checks the whole assignment, raising what it raises.
         """
         from deploy import with_multipliers
 
-        full = {**self.fixed, **assignment}
-        seen = [self._validated.get((name, spec)) for name, spec in full.items()]
-        if len(full) == len(self.net.layers) and all(n is not None for n in seen):
+        seen = [self._validated.get((offsets, name, spec)) for name, spec in full.items()]
+        base = self._bases.get(offsets)
+        if base is not None and len(full) == len(self.net.layers) and \
+                all(n is not None for n in seen):
             by_name = {n.name: n for n in seen if n is not None}
-            return tuple(by_name.get(n.name, n) for n in self.net.nodes)
+            return tuple(by_name.get(n.name, n) for n in base.nodes), base.infos
         net = with_multipliers(self.net, full)
+        if self.rounding is not None:
+            net = self.rounding.apply(net, offsets)
         if self.compensation is not None:
             from agn.export import compensate_network
 
-            net = compensate_network(net, self.compensation)
+            layer_offsets = self.rounding.layer_offsets(offsets) if self.rounding else None
+            net = compensate_network(net, self.compensation, layer_offsets)
         checked = {n.name: n for n in net.layers}
-        self._validated.update({(name, spec): checked[name] for name, spec in full.items()})
-        return net.nodes
+        self._validated.update({(offsets, name, spec): checked[name]
+                                for name, spec in full.items()})
+        self._bases.setdefault(offsets, net)
+        return net.nodes, net.infos
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
         """Error of the network with ``assignment`` (plus the ``fixed`` layers) on the data."""
-        nodes = self._nodes(assignment)
+        full = {**self.fixed, **assignment}
+        offsets = self.rounding.offsets(full) if self.rounding is not None else ()
+        nodes, infos = self._nodes(full, offsets)
         specs = [getattr(n, "multiplier", None) for n in nodes]
-        keys = {name: tuple(specs[i] for i in up) for name, up in self._upstream.items()}
+        keys = {name: (tuple(specs[i] for i in up),
+                       tuple(offsets[i] for i in self._producers[name]))
+                for name, up in self._upstream.items()}
         preds, ran = [], 0
         for c, xt in enumerate(self._chunks):
-            logits, computed = _run_cached(nodes, self.net.infos, xt, self.cache, c, keys,
+            logits, computed = _run_cached(nodes, infos, xt, self.cache, c, keys,
                                            self._kept)
             preds.append(logits.argmax(dim=1).numpy())
             ran += computed
@@ -309,6 +329,17 @@ def _upstream_layers(net: Network) -> dict[str, tuple[int, ...]]:
     for i, n in enumerate(net.nodes):
         deps = frozenset().union(*(up[s] for s in n.inputs)) if n.inputs else frozenset()
         up[n.name] = deps | {i} if isinstance(n, (Conv, Linear)) else deps
+    return {name: tuple(sorted(v)) for name, v in up.items()}
+
+
+def _upstream_producers(net: Network, producers: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """For each node, the indices (into ``producers``) of the producers of rounded codes its
+    output depends on, itself included (their offsets change what it computes)."""
+    index = {p: i for i, p in enumerate(producers)}
+    up: dict[str, frozenset[int]] = {}
+    for n in net.nodes:
+        deps = frozenset().union(*(up[s] for s in n.inputs)) if n.inputs else frozenset()
+        up[n.name] = deps | {index[n.name]} if n.name in index else deps
     return {name: tuple(sorted(v)) for name, v in up.items()}
 
 

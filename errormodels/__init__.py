@@ -7,6 +7,7 @@ from errormodels.compensate import (
                                  bias_corrections,
                                  channel_error_means,
                                  compensated,
+                                 shifted_corrections,
 )
 from errormodels.errors import SigmasError, StatsError
 from errormodels.match import Metric, Rule, match, select, tolerances
@@ -60,7 +61,7 @@ __all__ = [
     "LayerAssignment", "LayerSigma", "Method", "Metric", "OperandStats", "Prediction", "Rule",
     "SIGMAS_FILE", "STATS_FILE", "SampledOperands", "SigmasError", "StatsError",
     "VALIDATION_FILE", "ValidationRow", "sampled_moments",
-    "WEIGHT_DOMAIN", "align",
+    "WEIGHT_DOMAIN", "align", "shifted_corrections",
     "error_grid", "error_moments", "feasibility", "histogram", "load_stats", "match",
     "median_abs_error", "read_validation", "write_validation",
     "moments_to_prediction", "pair_with_stats", "parse_sigmas", "predict",

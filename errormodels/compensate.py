@@ -25,7 +25,7 @@ from errormodels.sampled import sampled_moments
 from errormodels.stats import ACT_DOMAIN, WEIGHT_DOMAIN, OperandStats, histogram
 
 __all__ = ["Compensation", "activation_pmf", "bias_corrections", "channel_error_means",
-           "compensated"]
+           "compensated", "shifted_corrections"]
 
 
 def activation_pmf(stats: OperandStats) -> np.ndarray:
@@ -73,6 +73,23 @@ def bias_corrections(weights: np.ndarray, act_pmf: np.ndarray,
                      multiplier: str | hwlib.Multiplier) -> np.ndarray:
     """``round(mu_c)`` per channel, int64 (C,): the amount to subtract from the int32 bias."""
     return np.rint(channel_error_means(weights, act_pmf, multiplier)).astype(np.int64)
+
+
+def shifted_corrections(weights: np.ndarray, act_pmf: np.ndarray,
+                        multiplier: str | hwlib.Multiplier, offset: int, hi: int) -> np.ndarray:
+    """``round(mu_c)`` per channel, int64 (C,), when the circuit reads ``min(x + offset, hi)``
+    for codes ``x ~ act_pmf`` (operand rounding) while the bias removes ``zp * sum(w)`` only: the
+    expected error then includes the offset's own ``E[min(x + offset, hi) - x] * sum(w)``."""
+    w = np.asarray(weights)
+    if not offset:
+        return bias_corrections(w, act_pmf, multiplier)
+    p = _check_pmf(act_pmf, "shifted_corrections")
+    x = np.arange(p.size)
+    moved = np.minimum(x + offset, max(hi, offset))
+    shifted = np.bincount(moved, weights=p, minlength=p.size)[:p.size]
+    mu = (channel_error_means(w, shifted, multiplier)
+          + float(p @ (moved - x)) * w.reshape(len(w), -1).sum(1))
+    return np.rint(mu).astype(np.int64)
 
 
 def compensated(prediction: Prediction, stats: list[OperandStats],
@@ -134,15 +151,18 @@ class Compensation:
         """From the layers' operand statistics (their pooled field histograms)."""
         return cls({s.name: activation_pmf(s) for s in stats})
 
-    def correction(self, layer: str, weights: np.ndarray, spec: str) -> np.ndarray:
+    def correction(self, layer: str, weights: np.ndarray, spec: str, offset: int = 0,
+                   hi: int = 255) -> np.ndarray:
         """int64 (C,) to subtract from ``layer``'s bias when it runs ``spec`` with ``weights``
-        (zeros for an exact multiplier). Cached by (layer, spec): the weights must not change."""
+        (zeros for an exact multiplier), its input codes offset by ``offset`` and clipped at
+        ``hi`` (operand rounding, :func:`shifted_corrections`). Cached by (layer, spec, offset):
+        the weights must not change."""
         if layer not in self.act_pmfs:
             raise StatsError(f"Compensation: no input distribution for layer {layer!r}; have "
                              f"{sorted(self.act_pmfs)}")
-        key = (layer, spec)
+        key = (layer, spec, offset)
         if key not in self._cache:
-            out = bias_corrections(weights, self.act_pmfs[layer], spec)
+            out = shifted_corrections(weights, self.act_pmfs[layer], spec, offset, hi)
             out.setflags(write=False)
             self._cache[key] = out
         return self._cache[key]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from agn.layers.model_ops import approx_layers
-from errormodels.compensate import bias_corrections, channel_error_means
+from errormodels.compensate import shifted_corrections
 
 __all__ = ["compensate_", "input_pmfs"]
 
@@ -75,20 +75,9 @@ def compensate_(model: nn.Module, pmfs: Mapping[str, np.ndarray]) -> nn.Module:
             raise KeyError(f"compensate_: no input distribution for layer {name!r}; have "
                            f"{sorted(pmfs)}")
         w = layer.integer_operands(torch.zeros(1))[1].numpy()
-        if layer.x_offset:  # the circuit sees the codes shifted (operand rounding)
-            pmf, shift = _shifted(pmfs[name], layer.x_offset, layer.input_quant.int_range()[1])
-            mu = channel_error_means(w, pmf, layer.spec) + shift * w.reshape(len(w), -1).sum(1)
-            corr = np.rint(mu).astype(np.int64)
-        else:
-            corr = bias_corrections(w, pmfs[name], layer.spec)
+        # the circuit may see the codes shifted (operand rounding)
+        corr = shifted_corrections(w, pmfs[name], layer.spec, layer.x_offset,
+                                   layer.input_quant.int_range()[1])
         layer.set_bias_correction(torch.from_numpy(corr) if np.any(corr) else None)
     return model
 
-
-def _shifted(pmf: np.ndarray, offset: int, hi: int) -> tuple[np.ndarray, float]:
-    """The distribution of ``min(x + offset, hi)`` for ``x ~ pmf``, and the mean shift
-    ``E[min(x + offset, hi) - x]`` (the circuit's input minus the code's value)."""
-    x = np.arange(pmf.size)
-    moved = np.minimum(x + offset, max(hi, offset))
-    out = np.bincount(moved, weights=pmf, minlength=pmf.size)[:pmf.size]
-    return out, float(pmf @ (moved - x))
