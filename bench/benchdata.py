@@ -42,6 +42,23 @@ def write_results(path: Path, results: dict) -> None:
     print(f"\nresults: {path}")
 
 
+def command_line(script: str, args: argparse.Namespace) -> str:
+    """The bench's command with every option as parsed (the data and run directories left out,
+    so the line reads the same on any machine)."""
+    opts = []
+    for k, v in vars(args).items():
+        if k in ("data_dir", "run_dir", "work_dir"):
+            continue
+        flag = f"--{k.replace('_', '-')}"
+        if isinstance(v, bool):
+            opts += [flag] if v else []
+        elif isinstance(v, (list, tuple)):
+            opts.append(f"{flag} {' '.join(map(str, v))}")
+        else:
+            opts.append(f"{flag} {v}")
+    return " ".join([f"python bench/{script}", *opts])
+
+
 def first_reaching(hv_curve: list[float], target: float) -> int | None:
     """1-based number of evaluations after which ``hv_curve`` first reaches ``target``."""
     hit = np.flatnonzero(np.asarray(hv_curve) >= target - 1e-12)

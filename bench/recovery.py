@@ -38,6 +38,7 @@ from agn.layers import (
     round_operands_,
     set_mode,
 )
+from agn.run import datamodule, pipeline_config
 from agn.training import TrainConfig, finetune, load_stage_model, run_stages
 from hwlib.catalogs import Catalog
 
@@ -78,6 +79,18 @@ def trained(work: Path, name: str, cfg: TrainConfig):
     return model.eval(), dm
 
 
+def from_run(run: Path, threads: int) -> tuple[TrainConfig, torch.nn.Module, object]:
+    """(training configuration, noise-stage model, set-up data module) of a pipeline run
+    directory (``agn pipeline`` or a bench's ``--run-dir``), so a bench network trained once is
+    measured here without training again."""
+    cfg = dataclasses.replace(pipeline_config(run).train_config(None, threads),
+                              compensate=False, round_operands=False, retrain_distill=0.0)
+    dm = datamodule(cfg, setup=True)
+    model = load_stage_model("noise", run, cfg, dm)
+    set_mode(model, "noise")
+    return cfg, model.eval(), dm
+
+
 def exact_spec(catalog: str) -> str:
     """The exact member of ``catalog``."""
     cat = Catalog.build(catalog)
@@ -115,10 +128,17 @@ def test_accuracy(model, dm) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, required=True, help="directory of the MNIST IDX files")
+    ap.add_argument("--data-dir", type=Path, help="directory of the MNIST IDX files (variants "
+                    "trained here)")
     ap.add_argument("--work-dir", type=Path, default=Path("runs/recovery"))
     ap.add_argument("--quick", action="store_true", help="fewer images and epochs")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--run", nargs="+", default=[], metavar="NAME=DIR",
+                    help="also measure the noise-trained network of a pipeline run directory "
+                    "(its catalog and data); NAME picks the specs: marlin* MARLIN's, others "
+                    "the signed EvoApprox ones, or --specs")
+    ap.add_argument("--specs", nargs="+", help="uniform specs of the --run networks")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain-batches", type=int, default=40,
                     help="batches of the short retraining (0: no retrained rows)")
     ap.add_argument("--retrain-specs", type=int, default=2,
@@ -130,10 +150,19 @@ def main() -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     t0 = time.perf_counter()
-    for name in args.variants:
-        catalog, calibration, specs = VARIANTS[name]
-        cfg = config(args.data_dir, catalog, calibration, args.quick)
-        base, dm = trained(args.work_dir, name, cfg)
+    sources = [(name, None) for name in args.variants] + [
+        (tuple(r.split("=", 1)) if "=" in r else (Path(r).name, r)) for r in args.run]
+    for name, run in sources:
+        if run is None:
+            if args.data_dir is None:
+                raise SystemExit("--data-dir is needed for the variants trained here")
+            catalog, calibration, specs = VARIANTS[name]
+            cfg = config(args.data_dir, catalog, calibration, args.quick)
+            base, dm = trained(args.work_dir, name, cfg)
+        else:
+            cfg, base, dm = from_run(Path(run), args.threads)
+            catalog = cfg.catalog
+            specs = args.specs or (MARLIN if name.startswith("marlin") else EVO)
         batches = [x for x, _ in itertools.islice(dm.train_dataloader(), cfg.calib_batches)]
         pmfs = input_pmfs(base, batches, len(batches))
         exact = prepared(base, catalog, exact_spec(catalog), False, None)
@@ -141,7 +170,7 @@ def main() -> None:
                      "retrained": False, "test_acc": test_accuracy(exact, dm)})
         print(json.dumps(rows[-1]), flush=True)
         feats = [("none", False, False), ("compensate", False, True)]
-        if name.startswith("evo"):
+        if not Catalog.build(catalog).is_reconfigurable:  # MARLIN's levels keep every bit
             feats += [("round", True, False), ("round+compensate", True, True)]
         for spec in specs:
             for label, rnd, comp in feats:

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from benchdata import add_data_dir, dataset_dir, write_results
+from benchdata import add_data_dir, command_line, dataset_dir, write_results
 
 from agn.config import epochs_data, load_pipeline_config
 from agn.config.schema import deep_merge
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--catalog", default="evo:mul8s_*")
     ap.add_argument("--epochs", type=int, nargs=4, default=(8, 2, 3, 2),
                     metavar=("F", "Q", "N", "R"), help="float, QAT, noise, retrain epochs")
+    ap.add_argument("--milestones", type=int, nargs="*", default=(12, 17),
+                    help="float-stage epochs after which the learning rate drops")
     ap.add_argument("--limit-train", type=int, default=0, help="training images (0 = all)")
     ap.add_argument("--confirm-fraction", type=float, default=0.05)
     ap.add_argument("--pop", type=int, default=40)
@@ -56,19 +58,28 @@ def main() -> None:
                     help="batches per epoch of each brief retraining")
     ap.add_argument("--max-loss", type=float, default=0.01)
     ap.add_argument("--loss", type=float, default=0.01, help="test loss of the saving figure")
+    ap.add_argument("--compensate", action="store_true",
+                    help="error-mean compensation in matching, search scoring and retraining")
+    ap.add_argument("--round-operands", action="store_true",
+                    help="multiplier-aware operand rounding in retraining")
+    ap.add_argument("--calibration", default="max", choices=("max", "percentile", "mse"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
     data = deep_merge(epochs_data(args.epochs), {
         "train": {"seed": args.seed, "catalog": args.catalog, "progress_bar": False,
+                  "float_stage": {"milestones": list(args.milestones)},
+                  "compensate": args.compensate, "round_operands": args.round_operands,
+                  "calibration": args.calibration,
                   "data_args": {"root": dataset_dir(args.data_dir, "fashion-mnist"),
                                 "download": False, "limit_train": args.limit_train,
                                 "confirm_fraction": args.confirm_fraction}},
         "search": {"pop_size": args.pop, "n_gen": args.gen, "val_samples": args.val,
                    "baseline": False, "max_loss": args.max_loss,
                    "retrain_points": args.retrain_points,
-                   "candidate_batches": args.retrain_batches}})
+                   "candidate_batches": args.retrain_batches, "compensate": args.compensate},
+        "match": {"compensate": args.compensate}})
     cfg = load_pipeline_config([CONFIG], data)
     run = args.run_dir
     t0 = time.time()
@@ -82,9 +93,7 @@ def main() -> None:
     after = [(p["energy"], p["after"]["test"]) for p in retrained["points"]]
     chosen = json.loads((run / "chosen_assignment.json").read_text())
     results = {
-        "command": "python bench/resnet8_fmnist_evo.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, tuple) else v}"
-            for k, v in vars(args).items() if k not in ("data_dir", "run_dir")),
+        "command": command_line("resnet8_fmnist_evo.py", args),
         "seconds": round(time.time() - t0, 1), "catalog": args.catalog,
         "power_source": pareto["power_source"], "splits": pareto["splits"],
         "training_test_accuracy": {k: v["test_acc"] for k, v in done.items() if "test_acc" in v},
