@@ -144,7 +144,7 @@ class Compensation:
 
     def __init__(self, act_pmfs: Mapping[str, np.ndarray]) -> None:
         self.act_pmfs = {k: _check_pmf(v, f"Compensation[{k!r}]") for k, v in act_pmfs.items()}
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._cache: dict[tuple[str, str, int], np.ndarray] = {}
 
     @classmethod
     def from_stats(cls, stats: list[OperandStats]) -> Compensation:
