@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--search-val", type=int, default=0,
                     help="validation images the bench's searches score on (default: --val)")
     ap.add_argument("--test", type=int, default=0, help="test images (0 = the whole split)")
+    ap.add_argument("--cache-mb", type=int, default=256,
+                    help="prefix activations the search's scorer keeps, MiB (results unchanged)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -110,7 +112,8 @@ def main() -> None:
         model = ctx.model("noise")
         xv, yv = ctx.integer_split(model, "val", args.search_val or args.val)
         xt, yt = ctx.integer_split(model, "test", args.test)
-        scorer, test_scorer = IntegerScorer(net, xv, yv), IntegerScorer(net, xt, yt)
+        scorer = IntegerScorer(net, xv, yv, cache_bytes=args.cache_mb << 20)
+        test_scorer = IntegerScorer(net, xt, yt, cache_bytes=0)  # front points: no reuse
         results = {}
         for label in args.granularities:
             space, seeds = spaces[label]
