@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=0,
                     help="training batches per epoch in every stage (0 = all)")
     ap.add_argument("--points-epochs", type=int, default=2)
+    ap.add_argument("--points-batches", type=int,
+                    help="batches per joint-retraining epoch (default: --batches)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--method", choices=("cluster", "joint"), default="joint",
@@ -72,7 +74,8 @@ def main() -> None:
                         if "test_acc" in v})
     res = run_operating_points(run, PointsSettings(
         points=3, max_circuits=args.max_circuits, catalog=args.catalog, factors=args.factors,
-        epochs=args.points_epochs, batches=args.batches, method=args.method,
+        epochs=args.points_epochs, method=args.method,
+        batches=args.batches if args.points_batches is None else args.points_batches,
         joint_pop=args.joint_pop, joint_gen=args.joint_gen, joint_val=args.val,
         compensate=args.compensate))
     ex = res.exact["test_accuracy"]

@@ -3,8 +3,10 @@
 The genome is the concatenation of P per-layer genomes over one :class:`~agn.search.SearchSpace`
 (genes in power order); the objectives are every point's energy and error (2P, all minimised);
 for a fixed catalog the constraint ``distinct circuits - K <= 0`` keeps the set within K
-circuits (MARLIN's levels are all on chip: no constraint). The population is seeded with the
-clustering's point set (and its perturbations). :func:`compare_with_clustering` spends the same
+circuits (MARLIN's levels are all on chip: no constraint), and every candidate is repaired into
+it (:meth:`JointSpace.repair`: genes of the least used circuits move to the nearest kept one), so
+no evaluation is spent on an infeasible set. The population is seeded with the clustering's
+point set (and its perturbations). :func:`compare_with_clustering` spends the same
 number of scored networks on jittered clusterings (other tolerance factors and k-means seeds)
 and compares both by the hypervolume of (mean energy, mean error) over the points of a set.
 """
@@ -17,6 +19,7 @@ import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
 from pymoo.operators.crossover.pntx import SinglePointCrossover
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
@@ -83,12 +86,39 @@ class JointSpace:
         """Distinct multipliers the set uses."""
         return len(set(np.asarray(genome).tolist()))
 
+    def repair(self, genome: np.ndarray) -> np.ndarray:
+        """The genome within the circuit limit: a set using more than ``max_circuits``
+        multipliers keeps its most used ones (ties: the costlier) and moves every other gene to
+        the kept multiplier nearest in relative power (ties: the costlier, more accurate one).
+        Sets within the limit are returned unchanged."""
+        g = np.asarray(genome, np.int64)
+        used, counts = np.unique(g, return_counts=True)
+        k = self.max_circuits
+        if k is None or len(used) <= k:
+            return g
+        power = np.asarray(self.space.relative_power)
+        kept = used[np.lexsort((-power[used], -counts))[:k]]
+        near = {int(u): int(kept[np.lexsort((-power[kept], np.abs(power[kept] - power[u])))[0]])
+                for u in used}
+        return np.array([near[int(v)] for v in g], np.int64)
+
     def objectives(self, genome: np.ndarray, score: ScoreFn) -> np.ndarray:
         """(energy_0, error_0, energy_1, error_1, ...)."""
         out = []
         for g in self.split(genome):
             out += [self.space.energy(g), score(self.space.decode(g))]
         return np.array(out)
+
+
+class _CircuitRepair(Repair):
+    """Every offspring within the circuit limit (:meth:`JointSpace.repair`)."""
+
+    def __init__(self, joint: JointSpace) -> None:
+        super().__init__()
+        self.joint = joint
+
+    def _do(self, problem, X, **kwargs):
+        return np.array([self.joint.repair(np.rint(x)) for x in X])
 
 
 class _Problem(Problem):
@@ -136,7 +166,8 @@ class JointResult:
 def joint_search(joint: JointSpace, score: ScoreFn, seeds: Sequence[np.ndarray],
                  pop_size: int = 20, n_gen: int = 10, seed: int = 0) -> JointResult:
     """NSGA-II over point sets (MARLIN's operators: single-point crossover 0.8, polynomial
-    mutation 0.8 with eta 3, rounding), seeded with ``seeds`` and their perturbations."""
+    mutation 0.8 with eta 3, rounding; every candidate repaired into the circuit limit), seeded
+    with ``seeds`` and their perturbations."""
     flat = SearchSpace.build([f"p{p}/{n}" for p in range(joint.n_points)
                               for n in joint.space.layers],
                              list(joint.space.multiplications) * joint.n_points,
@@ -146,7 +177,7 @@ def joint_search(joint: JointSpace, score: ScoreFn, seeds: Sequence[np.ndarray],
     algo = NSGA2(pop_size=pop_size, sampling=Population.new("X", X0),
                  crossover=SinglePointCrossover(prob=0.8, repair=RoundingRepair()),
                  mutation=PM(prob=0.8, eta=3.0, vtype=float, repair=RoundingRepair()),
-                 eliminate_duplicates=True)
+                 repair=_CircuitRepair(joint), eliminate_duplicates=True)
     minimize(problem, algo, ("n_gen", n_gen), seed=seed, verbose=False)
     seen: dict[tuple[int, ...], np.ndarray] = dict(problem.history)
     return JointResult(joint, tuple(seen), np.array(list(seen.values())))

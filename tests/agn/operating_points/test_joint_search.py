@@ -75,3 +75,21 @@ def test_the_kept_set_dominates_the_clustering_seed_with_distinct_points():
                        if ok and np.all(o <= ref + 1e-12)
                        and len({tuple(p) for p in joint.split(np.array(g))}) == 3]
     assert row[0::2].sum() == min(f[res.genomes.index(g)][0::2].sum() for g in feasible_better)
+
+
+def test_repair_keeps_the_most_used_circuits_and_moves_the_rest_to_the_nearest():
+    space = _space()
+    joint = JointSpace(space, 2, max_circuits=2)
+    power = np.asarray(space.relative_power)
+    g = np.array([1, 1, 1, 5, 5, 5, 2, 6])             # 1 and 5 most used; 2 and 6 move
+    r = joint.repair(g)
+    assert joint.circuits(r) == 2 and set(r.tolist()) == {1, 5}
+    for before, after in zip(g, r):
+        if before in (2, 6):
+            assert abs(power[after] - power[before]) == min(abs(power[1] - power[before]),
+                                                            abs(power[5] - power[before]))
+    fine = np.array([0, 0, 0, 0, 3, 3, 3, 3])
+    assert np.array_equal(joint.repair(fine), fine)
+    assert np.array_equal(JointSpace(space, 2, None).repair(g), g)
+    res = joint_search(joint, CachedScorer(_error(space)), [fine], pop_size=10, n_gen=3)
+    assert res.feasible().all()                        # no evaluation spent on infeasible sets
