@@ -7,6 +7,7 @@ NumPy reference bit for bit.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,6 +38,7 @@ from deploy.ir import (
 )
 from deploy.network import Network
 from errormodels.compensate import Compensation
+from hwlib import Assignment
 
 __all__ = ["TORCH", "IntegerScorer", "integer_split", "predict", "run_integer",
            "take_cache_stats"]
@@ -251,6 +253,7 @@ class IntegerScorer:
         self._n_layers = sum(isinstance(n, (Conv, Linear)) for n in net.nodes)
         self._validated: dict[tuple[tuple[int, ...], str, str], Node] = {}
         self._bases: dict[tuple[int, ...], Network] = {}
+        self._layer_names = frozenset(n.name for n in net.layers)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_validated": {}, "_bases": {}}  # rebuilt on use
@@ -261,15 +264,20 @@ class IntegerScorer:
         ``offsets``), and their inputs' infos.
 
         A layer given a multiplier it was checked with before (under the same offsets) reuses
-        that checked node (a layer's check depends on it and its input only); otherwise
+        that checked node (a layer's check depends on it and its input only); without
+        compensation and rounding, a layer given a new spec string is checked on its own when its
+        output info stays the network's (nothing downstream can then change); otherwise
         :func:`deploy.with_multipliers` checks the whole assignment, raising what it raises.
         """
         from deploy import with_multipliers
 
         seen = [self._validated.get((offsets, name, spec)) for name, spec in full.items()]
         base = self._bases.get(offsets)
-        if base is not None and len(full) == len(self.net.layers) and \
-                all(n is not None for n in seen):
+        whole = base is not None and len(full) == len(self.net.layers)
+        if whole and self.compensation is None and self.rounding is None:
+            seen = [n if n is not None else self._checked_alone(name, spec)
+                    for (name, spec), n in zip(full.items(), seen)]
+        if whole and all(n is not None for n in seen):
             by_name = {n.name: n for n in seen if n is not None}
             return tuple(by_name.get(n.name, n) for n in base.nodes), base.infos
         net = with_multipliers(self.net, full)
@@ -285,6 +293,23 @@ class IntegerScorer:
                                 for name, spec in full.items()})
         self._bases.setdefault(offsets, net)
         return net.nodes, net.infos
+
+    def _checked_alone(self, name: str, spec: object) -> Node | None:
+        """Layer ``name`` with multiplier ``spec`` (a string) checked on its own inputs' infos,
+        or None when that check fails, ``spec`` is not a string, or the layer's output info
+        would differ from the network's (the caller then checks the whole network)."""
+        if not isinstance(spec, str) or name not in self._layer_names:
+            return None
+        try:
+            canonical = Assignment.from_mapping({name: spec}).canonical_specs()[name]
+            node = dataclasses.replace(self.net.node(name), multiplier=canonical)
+            info = node.infer([self.net.infos[s] for s in node.inputs])
+        except (ValueError, TypeError):  # IRError, AssignmentError: the full check reports it
+            return None
+        if info != self.net.infos[name]:
+            return None
+        self._validated[((), name, spec)] = node
+        return node
 
     def __call__(self, assignment: Mapping[str, str]) -> float:
         """Error of the network with ``assignment`` (plus the ``fixed`` layers) on the data."""

@@ -142,3 +142,31 @@ def test_checked_layers_are_reused_and_bad_assignments_still_refused():
         scorer({**g, "nowhere": "marlin:3"})
     with pytest.raises(AssignmentError):
         scorer({**g, first: "marlin:999"})
+
+
+def test_new_layer_specs_are_checked_alone_with_the_same_errors(monkeypatch):
+    """After one whole-network check, a candidate changing one layer's spec is checked on that
+    layer alone (no with_multipliers call); errors equal a fresh whole-network check's, and a
+    spec that fails goes to the whole check, which raises."""
+    import deploy
+
+    net = zoo.lenet5(3)
+    x, y = _data(net, 12)
+    genomes = _family(net, 10, seed=4)
+    calls = []
+    real = deploy.with_multipliers
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deploy, "with_multipliers", spy)
+    scorer = IntegerScorer(net, x, y)
+    errors = [scorer(g) for g in genomes]
+    assert len(calls) == 1
+    fresh = [IntegerScorer(net, x, y, cache_bytes=0)(g) for g in genomes]
+    assert errors == fresh and len(calls) == 1 + len(genomes)
+    bad = {**genomes[0], net.layers[0].name: "marlin:999"}
+    with pytest.raises(ValueError, match="marlin:999"):
+        scorer(bad)
+    assert len(calls) == 2 + len(genomes)
