@@ -64,6 +64,11 @@ class SampledOperands:
             object.__setattr__(self, key, val)
         object.__setattr__(self, "groups", g)
 
+    @property
+    def group_of_field(self) -> np.ndarray:
+        """int64 (N,): each field's group (``field_groups`` as validated)."""
+        return np.asarray(self.field_groups, np.int64)
+
 
 def sampled_moments(operands: SampledOperands, errors: np.ndarray,
                     offsets: np.ndarray | None = None,
@@ -103,7 +108,7 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray,
         raise StatsError(f"sampled_moments: channels_per_field must be >= 1 or None, got "
                          f"{channels_per_field}")
     s1, s2, count = np.zeros(m), np.zeros(m), 0
-    for xk, ch in _pair_chunks(x, operands.field_groups, operands.groups, per_group,
+    for xk, ch in _pair_chunks(x, operands.group_of_field, operands.groups, per_group,
                                channels_per_field, max(1, _CHUNK // (x.shape[1] * m))):
         acc = rows_of[xk[:, None, :] + w[ch]].sum(axis=2, dtype=np.int64).astype(np.float64)
         if off is not None:                                            # acc: (Nk, Cc, M)
