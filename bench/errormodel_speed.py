@@ -2,7 +2,8 @@
 
 Synthetic operand statistics of the 22 approximable layers of a CIFAR ResNet-20 (stem 3->16,
 nine basic blocks of 16, 32, 64 channels with two 1x1 projection shortcuts, FC 64->10): random
-int8 weight histograms (per output channel, as ``agn.stats`` records them) and ``--fields``
+int8 weight histograms (per output channel, as ``agn.stats`` records them, and the weights and
+fields themselves for ``--method sample``) and ``--fields``
 sampled activation histograms per layer. Times ``errormodels.predict`` (the ``channel``
 formula, the default) over the 256-level MARLIN catalog, median of ``--repeats`` runs in this
 process, the catalog's error tables built once beforehand (a run builds them once too).
@@ -41,7 +42,8 @@ def synthetic_stats(fields: int, seed: int = 0) -> list[OperandStats]:
         out.append(OperandStats(name=name, weight_hist=channel.sum(0), field_hists=field,
                                 fan_in=fan_in, multiplications=co * px * fan_in,
                                 out_std=float(np.sqrt(fan_in) * 40 * 30), out_mean=0.0, seed=seed,
-                                channel_hists=channel))
+                                channel_hists=channel,
+                                operands=em.SampledOperands(x, w - 128)))
     return out
 
 
@@ -50,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fields", type=int, default=64, help="activation fields per layer")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--method", default="channel", help="channel, fixed_field, population, iid")
+    ap.add_argument("--method", default="channel",
+                    help="channel, sample, fixed_field, population, iid")
+    ap.add_argument("--channels-per-field", type=int, default=None,
+                    help="sample only: channels each field meets (default: all)")
     args = ap.parse_args(argv)
     stats = synthetic_stats(args.fields)
     t0 = time.perf_counter()
@@ -59,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        pred = em.predict(stats, catalog, args.method)
+        pred = em.predict(stats, catalog, args.method, channels_per_field=args.channels_per_field)
         times.append(time.perf_counter() - t0)
     shape = np.asarray(pred.std).shape
     med = statistics.median(times)
-    print(f"error-model predictions ({args.method}) for {len(catalog.catalog.members)} MARLIN "
+    label = args.method + ("" if args.channels_per_field is None
+                           else f", {args.channels_per_field} channel(s) per field")
+    print(f"error-model predictions ({label}) for {len(catalog.catalog.members)} MARLIN "
           f"levels x {len(stats)} ResNet-20 layers ({shape} std array), {args.fields} fields "
           f"per layer: median {med:.3f} s over {args.repeats} runs (min {min(times):.3f} s); "
           f"catalog error tables built once in {t_catalog:.2f} s")

@@ -161,7 +161,8 @@ def feasibility(stats: Sequence[OperandStats], catalog: ErrorCatalog) -> np.ndar
 
 
 def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
-            method: Method | str = Method.CHANNEL) -> Prediction:
+            method: Method | str = Method.CHANNEL, *,
+            channels_per_field: int | None = None) -> Prediction:
     """Predicted output error mean and std of every layer under every catalog multiplier.
 
     Args:
@@ -171,6 +172,9 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
             ``agn.stats`` records), ``"sample"`` (exact on the sampled operands, slower; needs
             the operands ``agn.stats`` records), ``"fixed_field"``, ``"population"`` or
             ``"iid"``.
+        channels_per_field: ``Method.SAMPLE`` only: None pairs every field with every channel
+            of its group; ``p`` with ``p`` of them, cycling (cost / ``C / p``; see
+            :func:`errormodels.sampled.sampled_moments`).
 
     Returns:
         A :class:`Prediction` with (L, M) arrays.
@@ -184,7 +188,8 @@ def predict(stats: Sequence[OperandStats], catalog: ErrorCatalog,
         raise ValueError(f"predict: method {method!r} unknown; expected one of "
                          f"{[m.value for m in Method]}") from None
     if method is Method.SAMPLE:
-        out = [sampled_moments(sampled_operands(s), catalog.errors) for s in stats]
+        out = [sampled_moments(sampled_operands(s), catalog.errors,
+                               channels_per_field=channels_per_field) for s in stats]
         return _prediction(out, stats, catalog, method)
     a, e2 = error_moments(catalog.float_errors, np.stack([s.weight_pmf() for s in stats]),
                           catalog.squared_errors)

@@ -12,6 +12,7 @@ error model of ``Method.SAMPLE``. Its cost is N * C * n table look-ups per multi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from hwlib.domain import INT8, UINT8
 __all__ = ["SampledOperands", "sampled_moments"]
 
 _CHUNK = 1 << 22
-"""Table look-ups gathered at once (bounds the temporary memory to ~32 MiB)."""
+"""Table look-ups gathered at once, times the multipliers (bounds the temporary memory)."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
@@ -63,11 +64,17 @@ class SampledOperands:
             object.__setattr__(self, key, val)
         object.__setattr__(self, "groups", g)
 
+    @property
+    def group_of_field(self) -> np.ndarray:
+        """int64 (N,): each field's group (``field_groups`` as validated)."""
+        return np.asarray(self.field_groups, np.int64)
+
 
 def sampled_moments(operands: SampledOperands, errors: np.ndarray,
-                    offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    offsets: np.ndarray | None = None,
+                    channels_per_field: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of ``E[k, c] - offsets[m, c]`` over every (field, channel of the field's
-    group) pair.
+    group) pair, or over ``channels_per_field`` channels per field.
 
     Args:
         operands: the layer's sampled fields and weights.
@@ -75,6 +82,11 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray,
             :class:`~errormodels.ErrorCatalog`'s ``errors``).
         offsets: float (M, C) subtracted from each channel's error (e.g. the bias corrections
             of error-mean compensation), or None.
+        channels_per_field: None for every channel of the field's group; ``p`` for ``p`` of
+            them, cycling: the ``j``-th field of a group meets its channels ``(j * p + i) mod
+            C_g``, ``i < p``, so every channel meets as many fields (up to one) and the cost
+            drops by ``C_g / p`` (many fields with few channels each estimate the spread as
+            well as all pairs when fields, not channels, dominate it).
 
     Returns:
         ``(mean, std)``, each float64 (M,).
@@ -92,24 +104,42 @@ def sampled_moments(operands: SampledOperands, errors: np.ndarray,
     if off is not None and off.shape != (m, w.shape[0]):
         raise StatsError(f"sampled_moments: offsets must be (M, C) = {(m, w.shape[0])}, got "
                          f"{off.shape}")
+    if channels_per_field is not None and channels_per_field < 1:
+        raise StatsError(f"sampled_moments: channels_per_field must be >= 1 or None, got "
+                         f"{channels_per_field}")
     s1, s2, count = np.zeros(m), np.zeros(m), 0
-    rows = max(1, _CHUNK // (x.shape[1] * m))
-    for g in range(operands.groups):
-        xg = x[operands.field_groups == g]
-        chans = range(g * per_group, (g + 1) * per_group)
-        for k0 in range(0, xg.shape[0], rows):
-            xk = xg[k0:k0 + rows]                                      # (Nk, n)
-            step = max(1, _CHUNK // (xk.size * m))
-            for c0 in range(chans.start, chans.stop, step):
-                wc = w[c0:min(c0 + step, chans.stop)]                  # (Cc, n)
-                idx = xk[:, None, :] + wc[None, :, :]                  # (Nk, Cc, n)
-                acc = rows_of[idx].sum(axis=2, dtype=np.int64).astype(np.float64)  # (Nk, Cc, M)
-                if off is not None:
-                    acc -= off.T[None, c0:c0 + wc.shape[0]]
-                s1 += acc.sum(axis=(0, 1))
-                s2 += (acc * acc).sum(axis=(0, 1))
-                count += acc.shape[0] * acc.shape[1]
+    for xk, ch in _pair_chunks(x, operands.group_of_field, operands.groups, per_group,
+                               channels_per_field, max(1, _CHUNK // (x.shape[1] * m))):
+        acc = rows_of[xk[:, None, :] + w[ch]].sum(axis=2, dtype=np.int64).astype(np.float64)
+        if off is not None:                                            # acc: (Nk, Cc, M)
+            acc -= off.T[ch]
+        s1 += acc.sum(axis=(0, 1))
+        s2 += (acc * acc).sum(axis=(0, 1))
+        count += acc.shape[0] * acc.shape[1]
     if count == 0:
         raise StatsError("sampled_moments: no field meets a channel of its group")
     mean = s1 / count
     return mean, np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
+
+
+def _pair_chunks(x: np.ndarray, field_groups: np.ndarray, groups: int, per_group: int,
+                 channels_per_field: int | None, budget: int
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(fields (Nk, n), channels (Nk or 1, Cc))`` chunks of the (field, channel) pairs, each
+    of about ``budget`` (field, channel) pairs or fewer."""
+    for g in range(groups):
+        xg = x[field_groups == g]
+        c_lo = g * per_group
+        if channels_per_field is not None and channels_per_field < per_group:
+            p = channels_per_field
+            step = max(1, budget // p)
+            for k0 in range(0, len(xg), step):
+                xk = xg[k0:k0 + step]
+                yield xk, c_lo + ((k0 + np.arange(len(xk)))[:, None] * p + np.arange(p)) \
+                    % per_group
+            continue
+        for k0 in range(0, len(xg), budget):
+            xk = xg[k0:k0 + budget]
+            step = max(1, budget // len(xk))
+            for c0 in range(c_lo, c_lo + per_group, step):
+                yield xk, np.arange(c0, min(c0 + step, c_lo + per_group))[None, :]

@@ -138,3 +138,29 @@ def test_compensated_sample_prediction_is_the_residual_of_the_rounded_correction
                 - corr[c] for f in fields for c in range(3)]
         assert comp.mean[0, j] == pytest.approx(np.mean(errs), rel=1e-12, abs=1e-12)
         assert comp.std[0, j] == pytest.approx(np.std(errs), rel=1e-12, abs=1e-12)
+
+
+def test_channels_per_field_cycles_through_each_groups_channels():
+    rng = np.random.default_rng(7)
+    fields = rng.integers(0, 128, size=(9, 5))
+    weights = rng.integers(-100, 101, size=(6, 5))
+    groups = np.array([0, 1, 1, 0, 1, 0, 0, 1, 0])
+    st = _stats(fields, weights, groups=2, field_groups=groups)
+    cat = ErrorCatalog.build(SPECS)
+    for p in (1, 2):
+        pred = predict([st], cat, "sample", channels_per_field=p)
+        for j, spec in enumerate(SPECS):
+            m = hwlib.get(spec)
+            errs = []
+            for g in (0, 1):
+                for k, f in enumerate(fields[groups == g]):
+                    for i in range(p):
+                        c = 3 * g + (k * p + i) % 3
+                        errs.append(sum(int(m(int(x), int(w))) - int(x) * int(w)
+                                        for x, w in zip(f, weights[c])))
+            assert pred.mean[0, j] == pytest.approx(np.mean(errs), rel=1e-12, abs=1e-12)
+            assert pred.std[0, j] == pytest.approx(np.std(errs), rel=1e-12, abs=1e-12)
+    np.testing.assert_array_equal(predict([st], cat, "sample", channels_per_field=3).std,
+                                  predict([st], cat, "sample").std)
+    with pytest.raises(StatsError, match="channels_per_field must be >= 1"):
+        predict([st], cat, "sample", channels_per_field=0)
