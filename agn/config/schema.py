@@ -131,7 +131,8 @@ class TrainConfig(Typed):
             training: ``max`` (the batch maximum, EMA), ``percentile`` (``calib_percentile``
             of the values), ``mse`` (the clip with least quantization error) or ``learned``
             (PACT's clip of each unsigned quantizer, trained in QAT with LSQ's gradient from the
-            warm-up's maximum, then frozen; off by default: it did not win, README).
+            warm-up's maximum, then frozen; not the default: it did not win on the recovery
+            bench, README).
         calib_percentile: the percentile of ``calibration: percentile``.
         retrain_distill: weight ``d`` in [0, 1] of distillation from the exact integer network's
             logits during approximate retraining (retrain stage and candidate retraining):
