@@ -110,8 +110,9 @@ def fake_quant_bias(b: torch.Tensor, s_x: torch.Tensor, s_w: torch.Tensor) -> to
 
 
 #: Range estimators of the activation observers: the batch maximum, a percentile of the values,
-#: or the clipping value minimising the quantization MSE.
-CALIBRATIONS = ("max", "percentile", "mse")
+#: the clipping value minimising the quantization MSE, or a learned clip (``learned``: the maximum
+#: during the observer warm-up, then trained with the network, :meth:`ActQuant.forward`).
+CALIBRATIONS = ("max", "percentile", "mse", "learned")
 #: Values a percentile / MSE estimate looks at per batch (an evenly strided subsample).
 _SAMPLE = 1 << 16
 #: Candidate clipping values of the MSE estimate, as fractions of the batch maximum.
@@ -129,7 +130,7 @@ def clip_range(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int,
     ``levels`` codes has the least squared error. Both look at an evenly strided subsample of at
     most 2^18 values, so the estimate is deterministic.
     """
-    if method == "max":
+    if method in ("max", "learned"):  # a learned clip starts from the maximum
         return lo, hi
     v = x.detach().flatten()
     if v.numel() > _SAMPLE:
@@ -152,6 +153,18 @@ def clip_range(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int,
     return lo * f, hi * f
 
 
+def _clip_gradient(x: torch.Tensor, clip: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Zero in value; its gradient reaches the clip of an unsigned quantizer (codes
+    ``qmin + round(x / s)``, ``s = clip / (qmax - qmin)``) as PACT's where ``x`` saturates (1)
+    and LSQ's inside the range (``(round(x / s) - x / s) / levels``)."""
+    levels = qmax - qmin
+    s = torch.clamp(clip, min=1e-8) / levels
+    t = x.detach() / s
+    r = t + (torch.round(t) - t).detach()            # round with a straight-through gradient
+    sur = torch.clamp(r, 0, levels) * s
+    return sur - sur.detach()
+
+
 class ActQuant(nn.Module):
     """An explicit activation quantization point: observer plus uint8 fake quantization.
 
@@ -169,6 +182,13 @@ class ActQuant(nn.Module):
 
     ``calibration`` (one of :data:`CALIBRATIONS`, default ``max``) and ``percentile`` choose how
     each batch's range is estimated (:func:`clip_range`); they are settings of the run, not state.
+
+    A learned range (:meth:`learn_range`, unsigned quantizers: PACT's clip, LSQ's gradient
+    inside the range) adds the parameter ``clip``: the warm-up sets it to the observed maximum,
+    and while the quantizer observes (QAT) each training forward copies it into ``max_val`` and
+    fake-quantizes with the usual integers, its gradient reaching ``clip``. Everything else
+    (evaluation, :meth:`qparams`, export) reads ``max_val``, so the exported network is the
+    fake-quant model's exactly.
     """
 
     def __init__(self, unsigned: bool = True, momentum: float = 0.1) -> None:
@@ -184,6 +204,17 @@ class ActQuant(nn.Module):
         self.register_buffer("max_val", torch.tensor(0.0))
         self.register_buffer("qmin", torch.tensor(0))
         self.register_buffer("qmax", torch.tensor(255))
+
+    def learn_range(self) -> None:
+        """Give an unsigned quantizer the trainable clip of ``calibration: learned`` (idempotent;
+        signed quantizers keep observing the range)."""
+        if self.unsigned and "clip" not in self._parameters:
+            self.clip = nn.Parameter(self.max_val.detach().clone())
+
+    @property
+    def learned(self) -> bool:
+        """Whether the range is a trained clip (:meth:`learn_range`)."""
+        return "clip" in self._parameters
 
     def set_range(self, qmin: int, qmax: int) -> None:
         """Set the integer range (e.g. 0..127 for signed EvoApprox circuits)."""
@@ -208,6 +239,8 @@ class ActQuant(nn.Module):
             self.min_val.copy_(lo)
             self.max_val.copy_(hi)
             self.calibrated.fill_(True)
+        if self.learned:  # the warm-up's maximum is where the clip starts
+            self.clip.data.copy_(self.max_val)
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scale, zero_point)`` as 0-d float tensors (the zero point holds an integer)."""
@@ -230,12 +263,17 @@ class ActQuant(nn.Module):
         return quantize(x, scale, zp, *self.int_range())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.observe and self.training:
+        learning = self.learned and self.observe and self.training and bool(self.enabled)
+        if learning:
+            with torch.no_grad():
+                self.max_val.copy_(torch.clamp(self.clip, min=1e-8))
+        elif self.observe and self.training:
             self.update(x)
         if not bool(self.enabled):
             return x
         scale, zp = self.qparams()
-        return fake_quant(x, scale, zp, *self.int_range())
+        out = fake_quant(x, scale, zp, *self.int_range())
+        return out + _clip_gradient(x, self.clip, *self.int_range()) if learning else out
 
     def extra_repr(self) -> str:
         if not bool(self.calibrated):

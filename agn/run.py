@@ -40,7 +40,7 @@ from agn.config import (
 from agn.data import build_datamodule
 from agn.data.generic import DataModule, build_user_datamodule
 from agn.export import ExportError, export
-from agn.layers import approx_layers, fold_bn
+from agn.layers import approx_layers, fold_bn, set_calibration
 from agn.models import build_model
 from agn.stats import sample_batches, write_operand_stats
 from agn.status_file import read_status
@@ -199,6 +199,8 @@ def build_stage_model(stage: Any, cfg: TrainConfig, dm: DataModule) -> nn.Module
     model = build_model(cfg.model, dm.in_channels, dm.input_size, dm.num_classes)
     if stage_name(stage) != "float":
         model = quantizable(model, dm)
+        if cfg.calibration == "learned":  # the checkpoints of these stages hold the clips
+            set_calibration(model, cfg.calibration, cfg.calib_percentile)
     return model
 
 

@@ -4,11 +4,12 @@ distillation; test accuracy of the bit-exact integer network, with and without r
 The MARLIN MNIST network is trained (float -> QAT -> noise, shortened) once per variant in
 ``--work-dir`` (reused when already there): activations 0..255 for MARLIN's levels, 0..127 for
 the signed EvoApprox circuits, with each activation range estimator (``max``, ``percentile``,
-``mse``) for the latter. Every feature is zero-cost (biases, zero points, weight grids), so a
-uniform assignment (every layer but the exact classifier on one multiplier) has the same energy
-with and without it: each row compares accuracies at one energy. "Retrained" rows run a short
-approximate retraining (``--retrain-batches`` batches) first, plain or distilled. Prints a table
-and writes ``<work-dir>/recovery.json``.
+``mse``, ``learned``) for the latter and ``learned`` for the former too. Every feature is
+zero-cost (biases, zero points, weight grids), so a uniform assignment (every layer but the
+exact classifier on one multiplier) has the same energy with and without it: each row compares
+accuracies at one energy. "Retrained" rows run a short approximate retraining
+(``--retrain-batches`` batches) first, plain or distilled. Prints a table and writes
+``<work-dir>/recovery.json``.
 
     python bench/recovery.py --data-dir /path/to/mnist [--work-dir runs/recovery] [--quick]
 """
@@ -49,6 +50,8 @@ VARIANTS = {  # name -> (catalog, calibration, specs)
     "evo": ("evo:mul8s_*", "max", EVO),
     "evo_percentile": ("evo:mul8s_*", "percentile", EVO),
     "evo_mse": ("evo:mul8s_*", "mse", EVO),
+    "evo_learned": ("evo:mul8s_*", "learned", EVO),
+    "marlin_learned": ("marlin:*", "learned", MARLIN),
 }
 
 

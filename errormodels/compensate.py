@@ -23,6 +23,7 @@ from errormodels.errors import StatsError
 from errormodels.predict import Method, Prediction, sampled_operands
 from errormodels.sampled import sampled_moments
 from errormodels.stats import ACT_DOMAIN, WEIGHT_DOMAIN, OperandStats, histogram
+from hwlib.blocks import Block
 
 __all__ = ["Compensation", "activation_pmf", "bias_corrections", "channel_error_means",
            "compensated", "shifted_corrections"]
@@ -76,20 +77,37 @@ def bias_corrections(weights: np.ndarray, act_pmf: np.ndarray,
 
 
 def shifted_corrections(weights: np.ndarray, act_pmf: np.ndarray,
-                        multiplier: str | hwlib.Multiplier, offset: int, hi: int) -> np.ndarray:
+                        multiplier: str | hwlib.Multiplier | tuple[Block, ...], offset: int = 0,
+                        hi: int = 255) -> np.ndarray:
     """``round(mu_c)`` per channel, int64 (C,), when the circuit reads ``min(x + offset, hi)``
     for codes ``x ~ act_pmf`` (operand rounding) while the bias removes ``zp * sum(w)`` only: the
-    expected error then includes the offset's own ``E[min(x + offset, hi) - x] * sum(w)``."""
+    expected error then includes the offset's own ``E[min(x + offset, hi) - x] * sum(w)``.
+
+    ``multiplier`` may be a layer's blocks (:class:`hwlib.blocks.Block`): each block's weights
+    under its own multiplier, the channel's means summed before rounding.
+    """
     w = np.asarray(weights)
-    if not offset:
-        return bias_corrections(w, act_pmf, multiplier)
     p = _check_pmf(act_pmf, "shifted_corrections")
+    if isinstance(multiplier, (str, hwlib.Multiplier)):
+        mu = _shifted_means(w, p, multiplier, offset, hi)
+    else:
+        mu = np.zeros(len(w))
+        for b in multiplier:
+            (o0, o1), (i0, i1) = b.out, b.inp or (0, w.shape[1])
+            mu[o0:o1] += _shifted_means(w[o0:o1, i0:i1], p, b.multiplier, offset, hi)
+    return np.rint(mu).astype(np.int64)
+
+
+def _shifted_means(w: np.ndarray, p: np.ndarray, multiplier: str | hwlib.Multiplier,
+                   offset: int, hi: int) -> np.ndarray:
+    """float64 (C,) expected accumulated error of :func:`shifted_corrections` (one multiplier)."""
+    if not offset:
+        return channel_error_means(w, p, multiplier)
     x = np.arange(p.size)
     moved = np.minimum(x + offset, max(hi, offset))
     shifted = np.bincount(moved, weights=p, minlength=p.size)[:p.size]
-    mu = (channel_error_means(w, shifted, multiplier)
-          + float(p @ (moved - x)) * w.reshape(len(w), -1).sum(1))
-    return np.rint(mu).astype(np.int64)
+    return (channel_error_means(w, shifted, multiplier)
+            + float(p @ (moved - x)) * w.reshape(len(w), -1).sum(1))
 
 
 def compensated(prediction: Prediction, stats: list[OperandStats],
@@ -144,19 +162,19 @@ class Compensation:
 
     def __init__(self, act_pmfs: Mapping[str, np.ndarray]) -> None:
         self.act_pmfs = {k: _check_pmf(v, f"Compensation[{k!r}]") for k, v in act_pmfs.items()}
-        self._cache: dict[tuple[str, str, int], np.ndarray] = {}
+        self._cache: dict[tuple[str, str | tuple[Block, ...], int], np.ndarray] = {}
 
     @classmethod
     def from_stats(cls, stats: list[OperandStats]) -> Compensation:
         """From the layers' operand statistics (their pooled field histograms)."""
         return cls({s.name: activation_pmf(s) for s in stats})
 
-    def correction(self, layer: str, weights: np.ndarray, spec: str, offset: int = 0,
-                   hi: int = 255) -> np.ndarray:
-        """int64 (C,) to subtract from ``layer``'s bias when it runs ``spec`` with ``weights``
-        (zeros for an exact multiplier), its input codes offset by ``offset`` and clipped at
-        ``hi`` (operand rounding, :func:`shifted_corrections`). Cached by (layer, spec, offset):
-        the weights must not change."""
+    def correction(self, layer: str, weights: np.ndarray, spec: str | tuple[Block, ...],
+                   offset: int = 0, hi: int = 255) -> np.ndarray:
+        """int64 (C,) to subtract from ``layer``'s bias when it runs ``spec`` (or blocks) with
+        ``weights`` (zeros for an exact multiplier), its input codes offset by ``offset`` and
+        clipped at ``hi`` (operand rounding, :func:`shifted_corrections`). Cached by (layer,
+        spec, offset): the weights must not change."""
         if layer not in self.act_pmfs:
             raise StatsError(f"Compensation: no input distribution for layer {layer!r}; have "
                              f"{sorted(self.act_pmfs)}")

@@ -26,6 +26,9 @@ from hwlib.blocks import describe
 from hwlib.errors import SpecError
 
 DEFAULT_CATALOG = "marlin:*"
+COMPENSATE = True
+"""Default of ``--compensate``: the pipeline's ``match.compensate`` (agn.config imports torch,
+which this command does not; a test holds the two equal)."""
 GRANULARITIES = ("layer", "filter", "kernel")
 
 
@@ -64,6 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--fields", type=int, default=64,
                    help="receptive fields kept per layer, likewise (default: %(default)s)")
+    p.add_argument("--compensate", action=argparse.BooleanOptionalAction,
+                   default=COMPENSATE,
+                   help="match as if each channel's mean error were folded into its bias, as "
+                   "the pipeline deploys it (match.compensate; layer granularity; default: "
+                   "%(default)s)")
     p.add_argument("--output", type=Path, default=None,
                    help=f"where to write the assignment (default: RUN_DIR/{ASSIGNMENT_FILE})")
     p.set_defaults(func=run)
@@ -144,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                               group=args.group)
         else:
             a = match(sigmas, stats, catalog, rule=args.rule, metric=args.metric,
-                      method=args.method)
+                      method=args.method, compensate=args.compensate)
         path = write_assignment(output, a)
     except (ValueError, SpecError) as exc:
         print(f"agn match: error: {exc}", file=sys.stderr)

@@ -33,8 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="lenet5 (default), marlin_mnist, resnet8, ..., or an "
                    "import string package.module:callable building your own plain PyTorch model "
                    "(keywords in_channels, input_size, num_classes)")
-    p.add_argument("--catalog", help="multiplier catalog, e.g. 'marlin:*' (default), "
-                   "'evo:mul8s_*'")
+    p.add_argument("--catalog", help="multiplier catalog, e.g. 'evo:mul8s_*' (default), "
+                   "'marlin:*'")
     p.add_argument("--lam", type=float, help="noise-training lambda")
     p.add_argument("--per-channel-sigmas", dest="per_channel", action="store_true", default=None,
                    help="learn one noise sigma per output channel (train.noise.per_channel); "

@@ -125,13 +125,18 @@ class TrainConfig(Typed):
         compensate: error-mean compensation in the retrain stage (and per-candidate
             retraining): each layer's expected accumulated error under its assigned multiplier,
             measured on ``calib_batches`` training batches, is folded into its integer bias
-            (zero run-time cost; exported, so the firmware carries it).
+            (zero run-time cost; exported, so the firmware carries it). On by default: it wins
+            on every circuit measured (README "Recovery features").
         round_operands: multiplier-aware operand rounding in the retrain stage (and
             per-candidate retraining): circuits that ignore low operand bits get activations
-            offset so their truncation rounds, and weights on the values they keep.
+            offset so their truncation rounds, and weights on the values they keep (a no-op for
+            the others). On by default, as ``compensate``.
         calibration: range estimator of the activation observers during QAT calibration and
             training: ``max`` (the batch maximum, EMA), ``percentile`` (``calib_percentile``
-            of the values) or ``mse`` (the clip with least quantization error).
+            of the values), ``mse`` (the clip with least quantization error) or ``learned``
+            (PACT's clip of each unsigned quantizer, trained in QAT with LSQ's gradient from the
+            warm-up's maximum, then frozen; not the default: it did not win on the recovery
+            bench, README).
         calib_percentile: the percentile of ``calibration: percentile``.
         retrain_distill: weight ``d`` in [0, 1] of distillation from the exact integer network's
             logits during approximate retraining (retrain stage and candidate retraining):
@@ -157,16 +162,16 @@ class TrainConfig(Typed):
     progress_bar: bool = True
     threads: int = 0
     accelerator: str = "auto"
-    compensate: bool = False
-    round_operands: bool = False
+    compensate: bool = True
+    round_operands: bool = True
     calibration: str = "max"
     calib_percentile: float = 99.99
     retrain_distill: float = 0.0
 
     def validate(self) -> None:
         check(self.calib_batches >= 1, "calib_batches", self.calib_batches, "a count >= 1")
-        check(self.calibration in ("max", "percentile", "mse"), "calibration", self.calibration,
-              "'max', 'percentile' or 'mse'")
+        check(self.calibration in ("max", "percentile", "mse", "learned"), "calibration",
+              self.calibration, "'max', 'percentile', 'mse' or 'learned'")
         check(50 < self.calib_percentile <= 100, "calib_percentile", self.calib_percentile,
               "a percentile in (50, 100]")
         check(0 <= self.retrain_distill <= 1, "retrain_distill", self.retrain_distill,
@@ -219,13 +224,14 @@ class MatchConfig(Typed):
         stats_samples: training images the operand statistics see.
         scales: tolerance factors of the extra seed assignments of the search.
         compensate: match as if each channel's mean error were folded into its bias
-            (predicted mean 0, the across-channel spread of the channel means removed).
+            (predicted mean 0, the across-channel spread of the channel means removed), as the
+            deployed network is by default (``train.compensate``).
     """
 
     n_fields: int = 64
     stats_samples: int = 512
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0)
-    compensate: bool = False
+    compensate: bool = True
 
     def validate(self) -> None:
         check(self.n_fields >= 1, "n_fields", self.n_fields, "a field count >= 1")
@@ -255,7 +261,13 @@ class SearchSettings(Typed):
         uniform_points: uniform assignments (every layer on one multiplier) drawn beside the front.
         compensate: score candidates with error-mean compensation (each layer's bias lowered by
             its expected error under the candidate's multiplier); the retrain stage then
-            compensates too (``train.compensate`` is implied).
+            compensates too (``train.compensate`` is implied). The held-out re-scoring of the
+            front follows the same setting.
+        round_operands: score candidates with their activation codes rounded for the circuits
+            that ignore low activation bits (:class:`agn.ir_rounding.ActivationRounding`, no
+            re-export; weights are not rounded in this scoring: their grid changes a layer's
+            weight scale); the retrain stage then rounds too (``train.round_operands`` is
+            implied).
         cache_bytes: budget of the prefix activations each scorer (each Dask worker) keeps
             between candidates (0 = no cache). Results do not depend on it, so a resumed run
             may change it.
@@ -281,7 +293,8 @@ class SearchSettings(Typed):
     candidate_batches: int = 0
     max_loss: float = 0.01
     uniform_points: int = 16
-    compensate: bool = False
+    compensate: bool = True
+    round_operands: bool = True
     cache_bytes: int = SEARCH_CACHE_BYTES
     retrain_points: int = 0
     retrain_point_epochs: int = 1
@@ -351,8 +364,10 @@ class PipelineConfig(Typed):
     def train_config(self, assignment: str | None = None, threads: int = 0) -> TrainConfig:
         """The training configuration of the four training stages, with the run-time settings
         (the retrain stage's assignment file, torch threads) that are not recorded."""
-        return dataclasses.replace(self.train, assignment=assignment, threads=threads,
-                                   compensate=self.train.compensate or self.search.compensate)
+        return dataclasses.replace(
+            self.train, assignment=assignment, threads=threads,
+            compensate=self.train.compensate or self.search.compensate,
+            round_operands=self.train.round_operands or self.search.round_operands)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON friendly) for ``pipeline.json``."""

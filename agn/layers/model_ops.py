@@ -48,14 +48,18 @@ def set_mode(model: nn.Module, mode: Mode | str) -> nn.Module:
 
 
 def set_calibration(model: nn.Module, method: str, percentile: float = 99.99) -> nn.Module:
-    """Choose every activation observer's range estimator (``max``, ``percentile``, ``mse``;
-    see :func:`agn.quant.clip_range`)."""
+    """Choose every activation observer's range estimator (``max``, ``percentile``, ``mse``,
+    ``learned``; see :func:`agn.quant.clip_range`). ``learned`` gives the unsigned quantizers
+    their trainable clip (:meth:`agn.quant.ActQuant.learn_range`): call it before a checkpoint
+    holding clips is loaded and before the optimizer is built."""
     if method not in CALIBRATIONS:
         raise ValueError(f"calibration {method!r}: expected one of {list(CALIBRATIONS)}")
     if not 50.0 < percentile <= 100.0:
         raise ValueError(f"calibration percentile {percentile}: expected a value in (50, 100]")
     for q in _quantizers(model):
         q.calibration, q.percentile = method, float(percentile)
+        if method == "learned":
+            q.learn_range()
     return model
 
 

@@ -24,13 +24,15 @@ def round_operands_(model: nn.Module, activations: bool = True, weights: bool = 
                     ) -> dict[str, tuple[int, int]]:
     """Set every approximable layer's operand rounding (in place) for its current multiplier.
 
-    Call it after the multipliers are assigned (a later change of multiplier resets it).
+    Call it after the multipliers are assigned (a later change of multiplier resets it). A layer
+    holding blocks (several multipliers) keeps its operands, and its input quantizer too.
 
     Returns:
         layer name -> ``(x_offset, w_step)`` as set.
     """
     layers = approx_layers(model)
-    bits = {name: ignored_bits(layer.spec) for name, layer in layers}
+    bits = {name: ignored_bits(layer.spec) if isinstance(layer.spec, str) else IgnoredBits()
+            for name, layer in layers}  # a layer holding blocks is not rounded
     kx: dict[int, int] = {}
     for name, layer in layers:
         q = id(layer.input_quant)

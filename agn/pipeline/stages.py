@@ -282,8 +282,7 @@ def _heldout(ctx: Context, net: deploy.Network) -> Heldout:
                                      cfg.search.candidate_batches)
         return Heldout(splits=splits, score=retrainer.errors, sizes=sizes,
                        classes=ctx.num_classes)
-    scorers = {s: IntegerScorer(net, x, y, cache_bytes=cfg.search.cache_bytes)
-               for s, (x, y) in data.items()}
+    scorers = {s: _integer_scorer(ctx, net, x, y)[0] for s, (x, y) in data.items()}
     return Heldout(splits=splits, score=lambda a, which: {s: scorers[s](a) for s in which},
                    sizes=sizes, classes=ctx.num_classes)
 
@@ -310,13 +309,20 @@ def _scorer(ctx: Context, net: deploy.Network) -> tuple[Callable[[dict], float],
         scorer = RetrainingScorer(ctx.run_dir, ctx.train_config(), cfg.search.candidate_epochs,
                                   cfg.search.candidate_batches, cfg.search.val_samples)
         return scorer, scorer.label
-    x, y = ctx.search_split(cfg.search.val_samples)
-    cache = cfg.search.cache_bytes
-    if cfg.search.compensate:
-        comp = em.Compensation.from_stats(em.load_stats(ctx.run_dir / em.STATS_FILE))
-        return (IntegerScorer(net, x, y, compensation=comp, cache_bytes=cache),
-                f"{SearchConfig.scoring}, error-mean compensated")
-    return IntegerScorer(net, x, y, cache_bytes=cache), SearchConfig.scoring
+    return _integer_scorer(ctx, net, *ctx.search_split(cfg.search.val_samples))
+
+
+def _integer_scorer(ctx: Context, net: deploy.Network, x: np.ndarray, y: np.ndarray
+                    ) -> tuple[IntegerScorer, str]:
+    """The bit-exact scorer of ``net`` on ``(x, y)`` with the search's compensation and
+    rounding settings, and its label."""
+    cfg = ctx.cfg.search
+    comp = (em.Compensation.from_stats(em.load_stats(ctx.run_dir / em.STATS_FILE))
+            if cfg.compensate else None)
+    label = SearchConfig.scoring + (", error-mean compensated" if cfg.compensate else "") + \
+        (", activations rounded" if cfg.round_operands else "")
+    return IntegerScorer(net, x, y, compensation=comp, rounding=cfg.round_operands,
+                         cache_bytes=cfg.cache_bytes), label
 
 
 def grouped_space(ctx: Context, layers: list[str],

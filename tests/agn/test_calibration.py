@@ -55,3 +55,63 @@ def test_observers_follow_set_calibration_and_bad_values_are_refused():
         set_calibration(model, "median")
     with pytest.raises(ConfigError, match="calibration"):
         TrainConfig.from_dict({"calibration": "median"})
+
+
+def test_learned_clip_keeps_the_fake_quant_values_and_learns_the_range():
+    q = ActQuant()
+    set_calibration(torch.nn.Sequential(q), "learned")
+    assert q.learned and isinstance(q.clip, torch.nn.Parameter)
+    x = _heavy(4000).view(40, 100)
+    q.train()
+    q.update(x)  # the warm-up: the clip starts at the maximum
+    assert float(q.clip.detach()) == float(x.max())
+    q.enabled.fill_(True)
+    with torch.no_grad():
+        q.clip.fill_(3.0)
+    x.requires_grad_(True)
+    y = q(x)
+    scale, zp = q.qparams()
+    assert float(q.max_val) == 3.0
+    assert torch.equal(y, fake_quant(x, scale, zp, *q.int_range()))  # the values are kept
+    y.sum().backward()
+    t = x.detach() / (3.0 / 255)
+    sat = torch.round(t) > 255  # PACT's 1 where the code saturates, LSQ's term below
+    want = float(sat.sum()) + float(((torch.round(t) - t) / 255)[~sat].sum())
+    assert float(q.clip.grad) == pytest.approx(want, rel=1e-5)
+    assert torch.equal(x.grad, (torch.round(t) <= 255).float())  # the clipped STE, as before
+    q.observe = False  # frozen (noise, retrain stages): the plain path, max_val kept
+    with torch.no_grad():
+        q.clip.fill_(2.0)
+    q(x)
+    assert float(q.max_val) == 3.0 and not ActQuant(unsigned=False).learned
+
+
+def test_learned_range_stages_export_exactly(tmp_path):
+    from agn.intsim import predict
+    from agn.run import export_run, load_stage_model
+    from agn.training import run_stages
+
+    cfg = TrainConfig.from_dict({
+        "model": "lenet5", "data": "digits", "calibration": "learned", "progress_bar": False,
+        "catalog": "evo:mul8s_*", "limit_train_batches": 3, "limit_val_batches": 1,
+        "float_stage": {"epochs": 1}, "qat": {"epochs": 1}, "noise_stage": {"epochs": 1}})
+    run_stages(tmp_path, cfg, ("float", "qat", "noise"))
+    model = load_stage_model("noise", tmp_path, cfg)  # the clips are in the checkpoint
+    from agn.layers.model_ops import _quantizers
+
+    clips = [q for q in _quantizers(model) if q.learned]
+    # max_val (what evaluation and export read) is the clip of QAT's last training forward
+    assert clips and all(float(q.max_val) > 0 and abs(float(q.clip.detach()) - float(q.max_val))
+                         < 0.05 * float(q.max_val) for q in clips)
+    export_run(tmp_path, "noise")
+    import deploy
+    from agn.data import build_datamodule
+
+    net = deploy.load(tmp_path)
+    dm = build_datamodule("digits", seed=0, batch_size=64)
+    dm.setup()
+    x = dm.split("test").tensors[0][:64]
+    xq = model.quant_in.to_int(dm.normalize(x)).to(torch.uint8).numpy()
+    with torch.no_grad():
+        fq = model.eval()(dm.normalize(x)).argmax(1).numpy()
+    assert np.mean(predict(net, xq) == fq) >= 0.95

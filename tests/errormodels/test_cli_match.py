@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from agn.cli import main
-from errormodels import ErrorCatalog, OperandStats, match, read_assignment, read_sigmas, save_stats
+from errormodels import (
+    ErrorCatalog,
+    OperandStats,
+    load_stats,
+    match,
+    read_assignment,
+    read_sigmas,
+    save_stats,
+)
 from errormodels.blocks import BLOCKS_FILE, BlockOperands, save_block_operands
 
 
@@ -37,13 +45,23 @@ def test_match_writes_the_library_result(run_dir, capsys):
                  "--metric", "rms"]) == 0
     out = capsys.readouterr().out
     got = read_assignment(run_dir)
-    from errormodels import load_stats
     want = match(read_sigmas(run_dir), load_stats(run_dir), ErrorCatalog.build(cat),
-                 rule="nearest", metric="rms")
+                 rule="nearest", metric="rms", compensate=True)  # the pipeline's default
     assert got == want
     for layer in got.layers:
         assert layer.name in out and layer.multiplier in out
     assert f"{got.energy:.4f}" in out and "MARLIN UMC 65 nm" in out
+
+
+def test_match_compensates_as_the_pipeline_does_unless_told_not_to(run_dir):
+    from agn.cli.match import COMPENSATE
+    from agn.config import MatchConfig
+
+    assert COMPENSATE == MatchConfig().compensate
+    cat = "marlin:0,marlin:15,marlin:255"
+    assert main(["match", "--run-dir", str(run_dir), "--catalog", cat, "--no-compensate"]) == 0
+    want = match(read_sigmas(run_dir), load_stats(run_dir), ErrorCatalog.build(cat))
+    assert read_assignment(run_dir) == want
 
 
 def test_match_reports_bad_input(run_dir, capsys):

@@ -94,3 +94,20 @@ def test_compensation_object_caches_and_names_missing_layers():
     assert not np.any(comp.correction("l0", w, "exact"))
     with pytest.raises(em.StatsError, match="no input distribution for layer 'nope'"):
         comp.correction("nope", w, "exact")
+
+
+def test_shifted_corrections_of_blocks_sum_each_blocks_multiplier():
+    from hwlib.blocks import Block
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-100, 101, (4, 6, 3, 3))
+    p = rng.dirichlet(np.ones(256))
+    a, b = "evo:mul8s_1L2N", "evo:mul8s_1KX5"
+    assert np.array_equal(em.shifted_corrections(w, p, a), em.bias_corrections(w, p, a))
+    filters = (Block(out=(0, 2), multiplier=a), Block(out=(2, 4), multiplier=b))
+    got = em.shifted_corrections(w, p, filters, offset=2, hi=127)
+    assert np.array_equal(got[:2], em.shifted_corrections(w[:2], p, a, 2, 127))
+    assert np.array_equal(got[2:], em.shifted_corrections(w[2:], p, b, 2, 127))
+    kernels = tuple(Block(out=(o, o + 2), inp=(i, i + 3), multiplier=a)
+                    for o in (0, 2) for i in (0, 3))  # one multiplier in every block: unsplit
+    assert np.array_equal(em.shifted_corrections(w, p, kernels), em.bias_corrections(w, p, a))

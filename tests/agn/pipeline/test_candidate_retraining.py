@@ -1,4 +1,5 @@
 """Per-candidate retraining (MARLIN's one-epoch protocol) behind --retrain-epochs."""
+import dataclasses
 import json
 import pickle
 import re
@@ -51,19 +52,24 @@ def test_retraining_scorer_is_reproducible_picklable_and_scores_the_retrained_ne
     run_dir = quick_run[0]
     ctx = _context(run_dir)
     asg = _chosen(run_dir)
-    scorer = RetrainingScorer(run_dir, ctx.train_config(), epochs=1, batches=2, val_samples=80)
+    # without the recovery features (on by default), so the steps can be redone by hand
+    plain = dataclasses.replace(ctx.train_config(), compensate=False, round_operands=False)
+    scorer = RetrainingScorer(run_dir, plain, epochs=1, batches=2, val_samples=80)
     err = scorer(asg)
     assert scorer(asg) == err
     assert pickle.loads(pickle.dumps(scorer))(asg) == err
     # the same steps by hand: retrain, export, simulate bit-exactly
     model = ctx.model("noise")
     approximate_(model, asg)
-    finetune(model, ctx.dm, ctx.train_config(), epochs=1, batches=2)
+    finetune(model, ctx.dm, plain, epochs=1, batches=2)
     net = export(model, ctx.input_shape)
     x, y = integer_split(model, ctx.dm, "val", 80)
     assert err == float(np.mean(predict(net, x) != y))
     assert net.multipliers() == asg
     assert scorer.label == "bit-exact after 1 retraining epoch(s), 2 batches each"
+    assert RetrainingScorer(run_dir, ctx.train_config(), 1, 2).label == \
+        "bit-exact after 1 retraining epoch(s), 2 batches each, error-mean compensated, " \
+        "operands rounded"
     with pytest.raises(ValueError, match="epochs >= 1"):
         RetrainingScorer(run_dir, ctx.train_config(), epochs=0)
 
@@ -74,7 +80,8 @@ def test_search_cli_with_retraining_records_its_scoring(search_copy, tmp_path, c
             "--val", "60"]
     assert main(args + ["--retrain-epochs", "1", "--retrain-batches", "2"]) == 0
     state = json.loads((run_dir / "search" / "search_state.json").read_text())
-    assert state["config"]["scoring"] == "bit-exact after 1 retraining epoch(s), 2 batches each"
+    assert state["config"]["scoring"] == "bit-exact after 1 retraining epoch(s), 2 batches " \
+        "each, error-mean compensated, operands rounded"
     evaluated = [json.loads(line) for line in
                  (run_dir / "search" / "evaluations.jsonl").read_text().splitlines()]
     assert len([e for e in evaluated if e["generation"] == 1]) == 4  # the population

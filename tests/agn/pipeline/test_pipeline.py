@@ -59,7 +59,8 @@ def test_artifacts_are_consistent(quick_run):
             assert writes == []
     report = (run_dir / "report.md").read_text()
     assert f"**{chosen['energy']:.4f}**" in report and "**0 mismatches**" in report
-    assert "candidates scored bit-exact on the validation split" in report
+    assert "candidates scored bit-exact, error-mean compensated, activations rounded on the " \
+        "validation split" in report  # the recovery features are on by default
 
 
 def test_cli_resumes_at_the_first_unfinished_stage(run_copy, capsys):

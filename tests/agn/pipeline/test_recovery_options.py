@@ -10,10 +10,12 @@ import deploy
 import errormodels as em
 from agn.export import compensate_network
 from agn.intsim import predict
+from agn.ir_rounding import ActivationRounding
 from agn.layers import approx_layers
 from agn.pipeline.context import Context
-from agn.pipeline.stages import _scorer
+from agn.pipeline.stages import _heldout, _scorer
 from agn.run import SEARCH_DIR, load_stage_model, pipeline_config
+from agn.search import SearchConfig
 from agn.search.retraining import RetrainingScorer
 from agn.training import run_stage
 
@@ -23,19 +25,30 @@ def _chosen(run_dir) -> dict[str, str]:
     return {r["name"]: r["multiplier"] for r in chosen["layers"]}
 
 
-def test_compensated_search_scores_the_compensated_network(quick_run):
+def test_default_search_scores_the_compensated_rounded_network(quick_run):
     run_dir = quick_run[0]
     cfg = pipeline_config(run_dir)
-    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, compensate=True))
+    assert cfg.search.compensate and cfg.search.round_operands  # the defaults
     ctx = Context(run_dir, cfg, progress=False)
     net = deploy.load(run_dir / SEARCH_DIR)
     scorer, label = _scorer(ctx, net)
-    assert "compensated" in label
+    assert "compensated" in label and "rounded" in label
     asg = _chosen(run_dir)
     comp = em.Compensation.from_stats(em.load_stats(run_dir / em.STATS_FILE))
+    rounding = ActivationRounding(net)
+    offsets = rounding.offsets(asg)
+    by_hand = compensate_network(rounding.apply(deploy.with_multipliers(net, asg), offsets),
+                                 comp, rounding.layer_offsets(offsets))
     x, y = ctx.integer_split(ctx.model("noise"), "val", cfg.search.val_samples)
-    by_hand = compensate_network(deploy.with_multipliers(net, asg), comp)
     assert scorer(asg) == float(np.mean(predict(by_hand, x) != y))
+    held = _heldout(ctx, net)  # the front's re-scoring on held-out data scores the same way
+    xt, yt = ctx.integer_split(ctx.model("noise"), "test")
+    assert held.score(asg, ("test",))["test"] == float(np.mean(predict(by_hand, xt) != yt))
+    off = dataclasses.replace(cfg, search=dataclasses.replace(
+        cfg.search, compensate=False, round_operands=False))
+    plain, label = _scorer(Context(run_dir, off, progress=False), net)
+    assert label == SearchConfig.scoring
+    assert plain(asg) == float(np.mean(predict(deploy.with_multipliers(net, asg), x) != y))
 
 
 def test_candidate_retraining_with_every_option_scores(quick_run):
