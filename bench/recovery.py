@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchdata import command_line
 
 from agn.cli.train import build_config
 from agn.data import build_datamodule
@@ -42,6 +43,7 @@ from agn.layers import (
 from agn.run import datamodule, pipeline_config
 from agn.training import TrainConfig, finetune, load_stage_model, run_stages
 from hwlib.catalogs import Catalog
+from hwlib.fileio import atomic_write_json
 
 MARLIN = ["marlin:255", "marlin:200", "marlin:127", "marlin:63"]
 EVO = ["evo:mul8s_1KX5", "evo:mul8s_1L2J", "evo:mul8s_1L2L", "evo:mul8s_1L2N"]
@@ -152,6 +154,7 @@ def main() -> None:
     torch.manual_seed(0)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    test_images: dict[str, int] = {}
     t0 = time.perf_counter()
     sources = [(name, None) for name in args.variants] + [
         (tuple(r.split("=", 1)) if "=" in r else (Path(r).name, r)) for r in args.run]
@@ -169,6 +172,7 @@ def main() -> None:
         batches = [x for x, _ in itertools.islice(dm.train_dataloader(), cfg.calib_batches)]
         pmfs = input_pmfs(base, batches, len(batches))
         exact = prepared(base, catalog, exact_spec(catalog), False, None)
+        test_images[name] = len(dm.split("test"))
         rows.append({"variant": name, "spec": "exact", "energy": 1.0, "features": "none",
                      "retrained": False, "test_acc": test_accuracy(exact, dm)})
         print(json.dumps(rows[-1]), flush=True)
@@ -200,9 +204,9 @@ def main() -> None:
                                  "retrained": True, "test_acc": test_accuracy(model, dm)})
                     print(json.dumps(rows[-1]), flush=True)
     out = args.work_dir / "recovery.json"
-    out.write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0,
-                               "retrain_batches": args.retrain_batches, "quick": args.quick},
-                              indent=1))
+    atomic_write_json(out, {"command": command_line("recovery.py", args), "rows": rows,
+                            "seconds": time.perf_counter() - t0, "test_images": test_images,
+                            "retrain_batches": args.retrain_batches, "quick": args.quick})
     print(f"\n{'variant':15s} {'spec':16s} {'energy':>6s} {'retrained':>9s} {'features':28s} acc")
     for r in rows:
         print(f"{r['variant']:15s} {r['spec']:16s} {r['energy']:6.3f} {str(r['retrained']):>9s} "

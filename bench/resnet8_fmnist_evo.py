@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--round-operands", action="store_true",
                     help="multiplier-aware operand rounding in retraining")
     ap.add_argument("--calibration", default="max", choices=("max", "percentile", "mse"))
+    ap.add_argument("--cache-mb", type=int, default=1024,
+                    help="prefix-cache budget of each scorer (result-neutral; lower it when "
+                    "memory is short)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -78,7 +81,8 @@ def main() -> None:
         "search": {"pop_size": args.pop, "n_gen": args.gen, "val_samples": args.val,
                    "baseline": False, "max_loss": args.max_loss,
                    "retrain_points": args.retrain_points,
-                   "candidate_batches": args.retrain_batches, "compensate": args.compensate},
+                   "candidate_batches": args.retrain_batches, "compensate": args.compensate,
+                   "cache_bytes": args.cache_mb << 20},
         "match": {"compensate": args.compensate}})
     cfg = load_pipeline_config([CONFIG], data)
     run = args.run_dir
