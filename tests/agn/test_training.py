@@ -158,7 +158,11 @@ def test_every_stage_resumes_from_its_checkpoint_and_finished_stages_are_no_ops(
         assert rec2.start_epoch is None and (run / stage / "last.ckpt").stat().st_mtime_ns == mtime
     state = ckpt["state_dict"]
     assert int(state["model.features.0.mode_id"]) == int(Mode.APPROX)
-    assert state["model.features.0._extra_state"] == {"spec": "marlin:3", "per_channel": True}
+    extra = state["model.features.0._extra_state"]
+    assert (extra["spec"], extra["per_channel"]) == ("marlin:3", True)
+    # compensation is on by default: the layer's 6 channels carry their integer bias corrections
+    assert len(extra["bias_correction"]) == 6 and all(isinstance(c, int) for c in
+                                                       extra["bias_correction"])
     assert (run / "config.yaml").exists() and "seed: 0" in (run / "config.yaml").read_text()
     assert load_config(run / "retrain" / "config.yaml") == cfg
     loaded = load_stage_model("retrain", run, cfg)
