@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hwlib
-from hwlib import INT8, UINT8, Domain, Power, TableMultiplier
+from hwlib import INT8, UINT8, Domain, Power, TableMultiplier, cmodel
 
 PROXY = Power(mw=None, relative=1.0, source="test table")
 
@@ -69,3 +69,21 @@ def random_layer():
 @pytest.fixture
 def assert_exact():
     return _assert_exact
+
+
+@pytest.fixture(scope="session")
+def compiler_found() -> bool:
+    """Whether the system C compiler that the compiled kernels need is found."""
+    try:
+        cmodel.compiler()
+    except cmodel.CModelError:
+        return False
+    return True
+
+
+@pytest.fixture
+def c_compiler(compiler_found: bool) -> None:
+    """Skips a test of a compiled kernel when no C compiler is found (the fallbacks are tested
+    without one)."""
+    if not compiler_found:
+        pytest.skip("no C compiler")

@@ -5,18 +5,7 @@ import pytest
 import torch
 
 from agn.sim import approx_conv2d, cgather, ckernel, clear_cache, kernels, reference_conv2d
-from hwlib import Domain, cmodel
-
-
-def _has_compiler() -> bool:
-    try:
-        cmodel.compiler()
-    except cmodel.CModelError:
-        return False
-    return True
-
-
-needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="no C compiler")
+from hwlib import Domain
 
 # (N, C, H, W, Cout, (kh, kw), stride, padding, groups, zero point): output widths per group
 # of 1, 3, 16, 20 and 70 columns (whole and partial vectors, more than one 64-column block)
@@ -39,10 +28,10 @@ def fresh_kernel():
 
 
 @pytest.fixture
-def count_gathers(monkeypatch):
+def count_gathers(monkeypatch, compiler_found):
     """Calls of the compiled gather by the engine (the library is loaded, and so self-checked,
     first where a compiler exists)."""
-    if _has_compiler():
+    if compiler_found:
         ckernel.library()
     calls = []
     real = cgather.gather
@@ -67,7 +56,7 @@ def _check(m, assert_exact, dtype=torch.uint8) -> None:
                      f"{m.spec} geometry {i}")
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("mode", ["c", "torch"])
 def test_both_gather_builders_are_exact(mode, monkeypatch, count_gathers, random_table,
                                         assert_exact):
@@ -76,7 +65,7 @@ def test_both_gather_builders_are_exact(mode, monkeypatch, count_gathers, random
     assert (len(count_gathers) > 0) == (mode == "c")
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_compiled_gather_with_an_offset_domain_and_wide_inputs(monkeypatch, count_gathers,
                                                                 random_table, assert_exact):
     """Activations 3..130 (indices x - 3) handed over as int64 and as float."""
@@ -87,7 +76,7 @@ def test_compiled_gather_with_an_offset_domain_and_wide_inputs(monkeypatch, coun
     assert count_gathers
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("chunk_bytes", [1, 3 * 256 * 4 * 7])
 def test_compiled_gather_sums_tap_chunks(chunk_bytes, monkeypatch, count_gathers, random_table,
                                          assert_exact):
@@ -104,7 +93,7 @@ def test_compiled_gather_sums_tap_chunks(chunk_bytes, monkeypatch, count_gathers
                                        zero_point=9))
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_a_wrong_gather_kernel_is_caught_by_the_self_check(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     good, bad = "case 3: memcpy(&q, r + 32, 64); a[2] += q;", "case 3: a[2] += q;"

@@ -7,18 +7,6 @@ import torch
 
 import hwlib
 from agn.sim import approx_conv2d, ckernel, clear_cache, features, plan, reference_conv2d
-from hwlib import cmodel
-
-
-def _has_compiler() -> bool:
-    try:
-        cmodel.compiler()
-    except cmodel.CModelError:
-        return False
-    return True
-
-
-needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="no C compiler")
 
 # (N, C, H, W, Cout, (kh, kw), stride, padding, groups, channels-last input)
 GEOMETRIES = [
@@ -71,7 +59,7 @@ def _check_layers(assert_exact) -> None:
             assert_exact(got, ref, f"{spec} geometry {i}")
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("mode", ["c", "torch"])
 def test_both_feature_builders_are_exact(mode, monkeypatch, count_builds, assert_exact):
     monkeypatch.setenv(ckernel.ENV, mode)
@@ -79,7 +67,7 @@ def test_both_feature_builders_are_exact(mode, monkeypatch, count_builds, assert
     assert (len(count_builds) > 0) == (mode == "c")
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_sliced_channels_through_the_compiled_kernel(monkeypatch, count_builds, assert_exact):
     monkeypatch.setenv(ckernel.ENV, "c")
     m = hwlib.get("marlin:255")
@@ -92,7 +80,7 @@ def test_sliced_channels_through_the_compiled_kernel(monkeypatch, count_builds, 
     assert_exact(got, reference_conv2d(x, w, m, padding=1, zero_point=250))
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_compiled_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ckernel.library() is not None
@@ -121,7 +109,7 @@ def test_no_compiler_falls_back_to_torch(tmp_path, monkeypatch, count_builds, as
         approx_conv2d(torch.zeros(1, 2, 3, 3), torch.ones(1, 2, 1, 1), "marlin:15")
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_failing_compiler_falls_back_to_torch(tmp_path, monkeypatch):
     fake = tmp_path / "cc"
     fake.write_text("#!/bin/sh\necho 'cc: broken' >&2\nexit 1\n")
@@ -133,7 +121,7 @@ def test_failing_compiler_falls_back_to_torch(tmp_path, monkeypatch):
     assert "cc: broken" in ckernel.status()
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("good, bad", [
     ("if (op.plus_x) f += v;", "if (op.plus_x) f -= v;"),  # the per-term rows
     ("f += (s & l->plus)", "f -= (s & l->plus)"),  # the per-pixel shuffles
@@ -147,7 +135,7 @@ def test_a_wrong_kernel_is_caught_by_the_self_check(good, bad, tmp_path, monkeyp
     assert "disagrees with the torch features" in ckernel.status()
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_the_workspace_is_reused_within_a_thread():
     assert ckernel.library() is not None, ckernel.status()
     packed = ckernel.pack(features.feature_ops(np.arange(256)[None], 0, torch.uint8))
@@ -168,7 +156,7 @@ def test_unknown_mode_is_an_error(monkeypatch):
         ckernel.mode()
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("prepared, ran", [("c", "torch"), ("torch", "c")])
 def test_a_kernel_prepared_for_one_builder_runs_on_the_other(prepared, ran, monkeypatch,
                                                               assert_exact):

@@ -10,18 +10,6 @@ from agn import intsim
 from agn.sim import ckernel, clear_cache, crequant
 from deploy import zoo
 from deploy.ir import Requant
-from hwlib import cmodel
-
-
-def _has_compiler() -> bool:
-    try:
-        cmodel.compiler()
-    except cmodel.CModelError:
-        return False
-    return True
-
-
-needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="no C compiler")
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +21,7 @@ def fresh_kernel():
     clear_cache()
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 @pytest.mark.parametrize("channels", [6, 70])
 @pytest.mark.parametrize("layout", ["nchw", "channels-last", "2d"])
 @pytest.mark.parametrize("shared_shift", [True, False])
@@ -59,7 +47,7 @@ def test_compiled_requant_matches_the_torch_one(layout, shared_shift, channels, 
     assert 0 < clipped < want.numel()  # both clipped and in-range values checked
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_other_layouts_and_wide_accumulators_are_left_to_torch():
     lib = ckernel.library()
     assert lib is not None
@@ -83,7 +71,7 @@ def test_random_networks_match_the_reference_either_way(mode, monkeypatch):
                                   fast[name].numpy().astype(np.int64)), (seed, name)
 
 
-@needs_compiler
+@pytest.mark.usefixtures("c_compiler")
 def test_a_wrong_requant_kernel_is_caught_by_the_self_check(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     good, bad = ">> s) + zp;", ">> s) + zp + 1;"
