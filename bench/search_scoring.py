@@ -11,7 +11,11 @@ the median cost of one scored candidate over the search as a multiple of that fl
 searches found the same errors and front, and writes a JSON.
 
     python bench/search_scoring.py [--run-dir R] [--pop 40] [--gen 15] [--val 0] [--threads 1]
-        [--cache-mb 1024] [--clock wall|cpu] [--json search_scoring.json]
+        [--cache-mb 1024] [--clock wall|cpu] [--scoring run|plain] [--json search_scoring.json]
+
+``--scoring run`` (default) scores as the run's search stage does (error-mean compensated and
+activations rounded when its ``search`` settings say so, as they do by default); ``plain``
+scores the network as exported, without either.
 
 ``--clock cpu`` times both sides by this thread's CPU time instead of wall time: on a machine
 loaded by other processes, their time slices then do not land in either side's figure.
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-mb", type=float, default=1024, help="prefix cache budget (MiB)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time, or this thread's CPU time (robust to other load)")
+    ap.add_argument("--scoring", choices=("run", "plain"), default="run",
+                    help="score as the run's search does (compensation, rounding) or plain")
     ap.add_argument("--json", type=Path, default=Path("search_scoring.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -78,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     x, y = ctx.integer_split(ctx.model("noise"), "val", val)
     xf = ctx.dm.normalize(ctx.dm.split("val").tensors[0][:len(x)])
     exact = ctx.model("float")
-    cached = IntegerScorer(net, x, y, cache_bytes=int(args.cache_mb * (1 << 20)))
-    plain = IntegerScorer(net, x, y, cache_bytes=0)
+    as_run = args.scoring == "run"
+    comp = (em.Compensation.from_stats(em.load_stats(ctx.run_dir / em.STATS_FILE))
+            if as_run and cfg.search.compensate else None)
+    rounding = as_run and cfg.search.round_operands
+    cached = IntegerScorer(net, x, y, compensation=comp, rounding=rounding,
+                           cache_bytes=int(args.cache_mb * (1 << 20)))
+    plain = IntegerScorer(net, x, y, compensation=comp, rounding=rounding, cache_bytes=0)
 
     sig = {s.name: s for s in em.read_sigmas(ctx.run_dir / em.SIGMAS_FILE)}
     layers = [layer.name for layer in net.layers]
@@ -126,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_dir": str(ctx.run_dir), "model": cfg.train.model, "data": cfg.train.data,
         "images": len(x), "candidates": len(a), "pop_size": scfg.pop_size,
         "n_gen": scfg.n_gen, "threads": args.threads, "clock": args.clock,
+        "compensated": comp is not None, "rounded": rounding,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "median_float_forward_s": float(np.median(a[:, 1])),
@@ -138,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         out[f"median_candidate_s_{label}"] = float(np.median(rows[:, 0]))
     print(f"{out['model']} on {out['data']}: {out['candidates']} candidates scored on "
           f"{out['images']} images (pop {scfg.pop_size}, {scfg.n_gen} generations), "
-          f"{args.threads} thread(s), torch {torch.__version__}, {args.clock} clock")
+          f"{args.threads} thread(s), torch {torch.__version__}, {args.clock} clock, "
+          f"compensated {comp is not None}, rounded {rounding}")
     print(f"  exact float forward: median {1e3 * out['median_float_forward_s']:.2f} ms")
     for label in runs:
         print(f"  scored candidate, {label:<8}: median "
